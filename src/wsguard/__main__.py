@@ -1,0 +1,5 @@
+import sys
+
+from wsguard.cli import main
+
+sys.exit(main())

@@ -1,0 +1,69 @@
+"""The embedded default: one process, no external service."""
+
+import secrets
+import time
+from typing import Any
+
+from wsguard.backends.base import Deliver, Envelope, Published
+from wsguard.context import RunContext
+from wsguard.core.frames import Since, event_frame
+from wsguard.core.thread_log import Recovery, ThreadLogs
+
+
+class MemoryBackend:
+    """Thread logs in this process; delivery is a direct call. The epoch changes on every start."""
+
+    def __init__(self, retention_events: int, retention_seconds: float) -> None:
+        self._logs = ThreadLogs(secrets.token_hex(8), retention_events, retention_seconds)
+        self._deliver: Deliver | None = None
+
+    @property
+    def up(self) -> bool:
+        return True
+
+    @property
+    def epoch(self) -> str:
+        return self._logs.epoch
+
+    async def start(self, deliver: Deliver) -> None:
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._deliver = None
+
+    async def publish(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        run: RunContext | None = None,
+    ) -> Published:
+        key = (user_id, thread_id) if thread_id is not None else None
+        offset = self._logs.next_offset(key) if key else None
+        frame = event_frame(
+            event=event,
+            thread_id=thread_id,
+            run_id=run.run_id if run else None,
+            request_id=run.request_id if run else None,
+            offset=offset,
+            epoch=self._logs.epoch,
+            data=data,
+            ts=time.time(),
+        )
+        if key and offset is not None:
+            self._logs.append(key, offset, frame, time.monotonic())
+        if self._deliver is not None:
+            self._deliver(Envelope(user_id, thread_id, offset, frame))
+        return Published(offset, self._logs.epoch)
+
+    async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
+        epoch, after = (since.epoch, since.offset) if since else (None, None)
+        return self._logs.recover((user_id, thread_id), epoch, after, time.monotonic())
+
+    def expire(self, now: float) -> None:
+        self._logs.expire_all(now)
+
+    @property
+    def thread_log_count(self) -> int:
+        return self._logs.log_count

@@ -1,0 +1,166 @@
+"""The ``wsguard`` command: ``serve`` runs a server; ``leakcheck`` runs the leak harness.
+
+Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>``; a flag beats
+its variable. A bad value exits with status 2 and one line naming the setting.
+"""
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from wsguard.settings import LimitPolicy, SettingError, Settings
+
+
+@dataclass(frozen=True)
+class Option:
+    flag: str
+    field: str
+    parse: Callable[[str], Any]
+    help: str
+
+    @property
+    def variable(self) -> str:
+        return "WSGUARD_" + self.flag.lstrip("-").replace("-", "_").upper()
+
+
+def _seconds(text: str) -> float:
+    return float(text)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {text!r}")
+
+
+def _origins(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+OPTIONS = [
+    Option("--host", "host", str, "address to listen on"),
+    Option("--port", "port", int, "port to listen on (0 picks a free one)"),
+    Option("--backend", "backend", str, "memory, or redis://HOST:PORT/DB"),
+    Option("--max-connections-per-user", "max_connections_per_user", int, "per-user limit"),
+    Option("--limit-policy", "limit_policy", LimitPolicy, "evict_oldest or reject"),
+    Option("--heartbeat-interval", "heartbeat_interval", _seconds, "seconds between pings"),
+    Option("--heartbeat-timeout", "heartbeat_timeout", _seconds, "seconds to wait for a pong"),
+    Option("--jwt-secret", "jwt_secret", str, "HS256 secret"),
+    Option("--jwt-public-key", "jwt_public_key", str, "RS256/ES256 public key file"),
+    Option("--jwks-file", "jwks_file", str, "JWKS file"),
+    Option("--jwt-leeway", "jwt_leeway", _seconds, "seconds of clock skew allowed on exp"),
+    Option("--max-message-bytes", "max_message_bytes", int, "largest frame and event"),
+    Option("--queue-limit-bytes", "queue_limit_bytes", int, "unsent bytes before 4008"),
+    Option("--write-timeout", "write_timeout", _seconds, "seconds a write may stall"),
+    Option("--close-timeout", "close_timeout", _seconds, "seconds to wait for a close reply"),
+    Option("--drain-timeout", "drain_timeout", _seconds, "seconds to close all on shutdown"),
+    Option("--connect-rate-per-user", "connect_rate_per_user", float, "upgrades/s per user"),
+    Option("--connect-rate-per-address", "connect_rate_per_address", float, "upgrades/s per IP"),
+    Option("--max-connections", "max_connections", int, "global cap per instance (0 = off)"),
+    Option("--retention-events", "retention_events", int, "events kept per thread"),
+    Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
+    Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
+    Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
+    Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
+]
+FLAGS = [
+    Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
+    Option("--compression", "compression", _bool, "permessage-deflate"),
+]
+ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
+
+
+class UsageError(Exception):
+    """One line for the operator, naming the setting."""
+
+
+def _flag_of(field: str) -> str:
+    for option in [*OPTIONS, *FLAGS, ORIGINS]:
+        if option.field == field:
+            return option.flag
+    return field
+
+
+def configure_serve(parser: argparse.ArgumentParser) -> None:
+    for option in OPTIONS:
+        parser.add_argument(option.flag, dest=option.field, help=option.help)
+    for option in FLAGS:
+        parser.add_argument(option.flag, dest=option.field, action="store_true", default=None)
+    parser.add_argument(ORIGINS.flag, dest=ORIGINS.field, action="append", help=ORIGINS.help)
+
+
+def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
+    """Flags over environment over defaults; raises :class:`UsageError` naming the bad setting."""
+    values: dict[str, Any] = {}
+    for option in [*OPTIONS, *FLAGS, ORIGINS]:
+        given = getattr(args, option.field, None)
+        if isinstance(given, list):
+            values[option.field] = tuple(o for item in given for o in _origins(item))
+            continue
+        if given is True:
+            values[option.field] = True
+            continue
+        raw = given if given is not None else environ.get(option.variable)
+        if raw is None:
+            continue
+        try:
+            values[option.field] = option.parse(raw)
+        except ValueError as error:
+            raise UsageError(f"{option.flag} ({option.variable}): invalid value {raw!r}") from error
+    try:
+        settings = Settings(**values)
+    except SettingError as error:
+        raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+    if not settings.dev and not settings.has_jwt_key:
+        raise UsageError(
+            "--jwt-secret (WSGUARD_JWT_SECRET) is required without --dev: "
+            "set it, --jwt-public-key or --jwks-file"
+        )
+    return settings
+
+
+def serve(settings: Settings) -> int:
+    """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
+    from wsguard.server.guard import create_app
+    from wsguard.server.run import run_server
+
+    return run_server(create_app(settings), settings)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="wsguard", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    configure_serve(commands.add_parser("serve", help="run a wsguard server"))
+    leakcheck = _leakcheck_module()
+    if leakcheck is not None:
+        leakcheck.configure_parser(
+            commands.add_parser("leakcheck", help="run the production-scenario leak harness")
+        )
+    args = parser.parse_args(argv)
+    if args.command == "leakcheck" and leakcheck is not None:
+        status: int = leakcheck.run(args)
+        return status
+    try:
+        settings = settings_from(args, dict(os.environ))
+    except UsageError as error:
+        print(f"wsguard: {error}", file=sys.stderr)
+        return 2
+    return serve(settings)
+
+
+def _leakcheck_module() -> Any:
+    try:
+        return importlib.import_module("wsguard.leaktest.cli")
+    except ImportError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

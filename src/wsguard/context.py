@@ -1,0 +1,25 @@
+"""Immutable contexts, built once where a request enters and passed down unchanged."""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionContext:
+    """Who a connection is, fixed at the upgrade. The connection id is its only identity."""
+
+    connection_id: str
+    session_id: str
+    user_id: str
+    opened_at: float
+    expires_at: float | None
+    client_address: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """The ids of one agent run, created by the request that starts it and carried by every event."""
+
+    user_id: str
+    thread_id: str
+    run_id: str
+    request_id: str

@@ -1,0 +1,1 @@
+"""The sans-I/O core: plain synchronous classes that take inputs and return decisions."""

@@ -1,0 +1,1 @@
+"""The asyncio layer around the core: connections, the hub, the sweeper, metrics."""

@@ -1,0 +1,222 @@
+"""One admitted WebSocket: a reader, a writer draining a bounded queue, and a prompt close.
+
+A connection never blocks its publishers: :meth:`Connection.send` only appends to the queue. When
+the unsent bytes pass the limit, or a write stalls past the write timeout, the connection closes
+with 4008 instead of growing. Any close the server asks for interrupts a stalled write.
+"""
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from wsguard.context import ConnectionContext
+from wsguard.core.registry import Handle
+from wsguard.runtime import close
+from wsguard.transport.control import EXTENSION_KEY, TransportControl
+
+logger = logging.getLogger("wsguard")
+
+_SOCKET_GONE = (WebSocketDisconnect, RuntimeError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    queue_limit_bytes: int
+    write_timeout: float
+    close_timeout: float
+    max_message_bytes: int
+
+
+class Connection:
+    """The asyncio side of one connection. The hub owns its registration; this owns its I/O."""
+
+    def __init__(
+        self,
+        context: ConnectionContext,
+        handle: Handle,
+        socket: WebSocket,
+        limits: ConnectionLimits,
+        *,
+        release: Callable[[Handle], bool],
+        on_delivered: Callable[[], None],
+    ) -> None:
+        self.context = context
+        self.handle = handle
+        self.socket = socket
+        self.limits = limits
+        extensions = socket.scope.get("extensions") or {}
+        self.transport: TransportControl | None = extensions.get(EXTENSION_KEY)
+        self._release = release
+        self._on_delivered = on_delivered
+        self._outbound: deque[str] = deque()
+        self._queued_bytes = 0
+        self._wake = asyncio.Event()
+        self._close_requested = asyncio.Event()
+        self.close_request: close.Close | None = None
+        self.closed_label: str | None = None
+        self.socket_closed_at: float | None = None
+        self.subscriptions: dict[str, int] = {}
+        self._replaying: dict[str, list[tuple[int, str]]] = {}
+        self._delivered_floor: dict[str, int] = {}
+        self.expiry_timer: asyncio.TimerHandle | None = None
+
+    @property
+    def connection_id(self) -> str:
+        return self.context.connection_id
+
+    @property
+    def user_id(self) -> str:
+        return self.context.user_id
+
+    @property
+    def unsent_bytes(self) -> int:
+        """The server's queue and the socket's write buffer together."""
+        buffered = self.transport.unsent_bytes() if self.transport else 0
+        return self._queued_bytes + buffered
+
+    def send(self, frame: str) -> None:
+        """Queue ``frame``; over the byte limit the connection closes as a slow consumer."""
+        if self.close_request is not None:
+            return
+        size = len(frame)
+        if self.unsent_bytes + size > self.limits.queue_limit_bytes:
+            self.request_close(close.SLOW_CONSUMER)
+            return
+        self._outbound.append(frame)
+        self._queued_bytes += size
+        self._wake.set()
+
+    def request_close(self, reason: close.Close) -> None:
+        """Release the connection's slot at once, then close; the first request wins."""
+        self._release(self.handle)
+        if self.close_request is None:
+            self.close_request = reason
+            self._outbound.clear()
+            self._queued_bytes = 0
+            self._close_requested.set()
+
+    async def run(self, on_text: Callable[[str], Awaitable[None]]) -> None:
+        """Serve until the socket ends or a close was carried out; never raises for socket errors."""
+        reader = asyncio.create_task(self._read(on_text))
+        writer = asyncio.create_task(self._write())
+        closer = asyncio.create_task(self._close_requested.wait())
+        try:
+            await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done() and not reader.cancelled() and reader.exception() is not None:
+                logger.error("connection %s failed", self.connection_id, exc_info=reader.exception())
+                self.request_close(close.INTERNAL_ERROR)
+        finally:
+            for task in (writer, closer):
+                task.cancel()
+            await asyncio.gather(writer, closer, return_exceptions=True)
+            if self.close_request is not None and self.closed_label is None:
+                self.closed_label = self.close_request.reason
+                await self._close_socket(self.close_request)
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            if self.socket_closed_at is None:
+                self.socket_closed_at = time.monotonic()
+
+    async def _read(self, on_text: Callable[[str], Awaitable[None]]) -> None:
+        while True:
+            message = await self.socket.receive()
+            kind = message["type"]
+            if kind == "websocket.disconnect":
+                self._note_socket_closed(message.get("code", 1005), message.get("reason") or "")
+                return
+            text = message.get("text")
+            if text is None:
+                self.request_close(close.UNSUPPORTED_DATA)
+                return
+            if len(text) > self.limits.max_message_bytes:
+                self.request_close(close.TOO_BIG)
+                return
+            await on_text(text)
+
+    def _note_socket_closed(self, code: int, reason: str) -> None:
+        closed_at = self.transport.closed_at if self.transport else None
+        self.socket_closed_at = closed_at or time.monotonic()
+        if self.close_request is None:
+            self.closed_label = close.peer_close_label(code, reason)
+
+    async def _write(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while self._outbound:
+                    frame = self._outbound.popleft()
+                    self._queued_bytes -= len(frame)
+                    async with asyncio.timeout(self.limits.write_timeout):
+                        await self.socket.send_text(frame)
+                    self._on_delivered()
+        except TimeoutError:
+            self.request_close(close.SLOW_CONSUMER)
+        except _SOCKET_GONE:
+            if self.close_request is None and self.closed_label is None:
+                self.closed_label = close.CONNECTION_LOST
+
+    async def _close_socket(self, reason: close.Close) -> None:
+        """Send the close frame; a peer that does not take it within the close timeout is cut off."""
+        try:
+            async with asyncio.timeout(self.limits.close_timeout):
+                await self.socket.close(reason.code, reason.reason)
+        except TimeoutError:
+            if self.transport is not None:
+                self.transport.abort()
+        except _SOCKET_GONE:
+            pass
+
+    @property
+    def pending_threads(self) -> tuple[str, ...]:
+        """Threads whose history is being fetched."""
+        return tuple(self._replaying)
+
+    def begin_subscription(self, thread_id: str) -> None:
+        """Start buffering the thread's live events while its history is fetched."""
+        self._replaying.setdefault(thread_id, [])
+
+    def deliver_thread_event(self, offset: int | None, frame: str, thread_id: str) -> None:
+        """A live event of a subscribed thread: at most once per connection, in offset order."""
+        pending = self._replaying.get(thread_id)
+        if pending is not None:
+            pending.append((offset or 0, frame))
+            return
+        if thread_id not in self.subscriptions:
+            return
+        if offset is not None and offset <= self.subscriptions[thread_id]:
+            return
+        self.subscriptions[thread_id] = offset or self.subscriptions[thread_id]
+        self.send(frame)
+
+    def finish_subscription(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> int:
+        """Send ``replay`` then the events buffered meanwhile, skipping what this connection had.
+
+        Returns how many replayed events were sent; afterwards live events flow directly.
+        """
+        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.get(thread_id, 0))
+        replayed = 0
+        for offset, frame in replay:
+            if offset > floor:
+                self.send(frame)
+                floor = offset
+                replayed += 1
+        self.subscriptions[thread_id] = floor
+        return replayed
+
+    def flush_buffered(self, thread_id: str) -> None:
+        """Deliver what arrived during the replay, after the ``subscribed`` frame."""
+        for offset, frame in self._replaying.pop(thread_id, []):
+            self.deliver_thread_event(offset, frame, thread_id)
+
+    def end_subscription(self, thread_id: str) -> None:
+        """Stop the thread; remember how far this connection got, so a resubscribe never repeats."""
+        self._replaying.pop(thread_id, None)
+        floor = self.subscriptions.pop(thread_id, None)
+        if floor:
+            self._delivered_floor[thread_id] = floor

@@ -1,0 +1,287 @@
+"""The hub: admits connections through the registry, routes events, and releases by ownership.
+
+Everything here runs on one event loop and holds no lock: state changes happen between awaits.
+``open`` is the only way in, and its ``finally`` the only way out, so every path that ends a
+socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the same way.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import Any
+
+from starlette.websockets import WebSocket
+
+from wsguard.backends.base import Backend, Envelope, Published
+from wsguard.context import ConnectionContext, RunContext
+from wsguard.core.frames import Ref, Since, encode
+from wsguard.core.registry import Admission, Registry
+from wsguard.runtime import close
+from wsguard.runtime.connection import Connection, ConnectionLimits
+from wsguard.runtime.metrics import Metrics, Snapshot
+from wsguard.settings import Settings
+
+logger = logging.getLogger("wsguard")
+
+ThreadKey = tuple[str, str]
+
+
+class EventTooLarge(ValueError):
+    """A published event is larger than ``max_message_bytes``."""
+
+
+class Hub:
+    """Connections of this instance, their subscriptions, and the way events reach them."""
+
+    def __init__(self, settings: Settings, backend: Backend) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.registry = Registry(settings.max_connections_per_user, settings.limit_policy)
+        self.metrics = Metrics(self.snapshot)
+        self.limits = ConnectionLimits(
+            queue_limit_bytes=settings.queue_limit_bytes,
+            write_timeout=settings.write_timeout,
+            close_timeout=settings.close_timeout,
+            max_message_bytes=settings.max_message_bytes,
+        )
+        self.draining = False
+        self._connections: dict[str, Connection] = {}
+        self._threads: dict[ThreadKey, dict[str, Connection]] = {}
+        self._runs: set[asyncio.Task[None]] = set()
+        self._emptied = asyncio.Event()
+        self._emptied.set()
+
+    async def start(self) -> None:
+        await self.backend.start(self.deliver)
+
+    async def close(self) -> None:
+        """Stop the runs and the backend (after a drain, nothing is connected)."""
+        for task in list(self._runs):
+            task.cancel()
+        await asyncio.gather(*self._runs, return_exceptions=True)
+        await self.backend.close()
+
+    # Connections
+
+    @asynccontextmanager
+    async def open(
+        self, context: ConnectionContext, socket: WebSocket, *, takeover: bool
+    ) -> AsyncIterator[Connection | None]:
+        """Admit the connection for as long as the block runs; None when the limit rejected it."""
+        admission = self.registry.admit(
+            context.user_id, context.connection_id, context.session_id, takeover=takeover
+        )
+        self._close_released(admission)
+        if admission.handle is None:
+            self.metrics.rejections.inc()
+            self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
+            yield None
+            return
+        connection = Connection(
+            context,
+            admission.handle,
+            socket,
+            self.limits,
+            release=self.registry.release,
+            on_delivered=self.metrics.events_delivered.inc,
+        )
+        self._connections[context.connection_id] = connection
+        self._emptied.clear()
+        self.metrics.opened.inc()
+        self._schedule_expiry(connection)
+        try:
+            yield connection
+        finally:
+            self._forget(connection)
+
+    def _close_released(self, admission: Admission) -> None:
+        for handle, reason in [
+            *((h, close.REPLACED) for h in admission.replaced),
+            *((h, close.SUPERSEDED) for h in admission.evicted),
+        ]:
+            if reason is close.SUPERSEDED:
+                self.metrics.evictions.inc()
+            connection = self._connections.get(handle.connection_id)
+            if connection is not None:
+                connection.request_close(reason)
+
+    def _schedule_expiry(self, connection: Connection) -> None:
+        expires_at = connection.context.expires_at
+        if expires_at is None:
+            return
+        delay = max(0.0, expires_at + self.settings.jwt_leeway - time.time())
+        connection.expiry_timer = asyncio.get_running_loop().call_later(
+            delay, connection.request_close, close.TOKEN_EXPIRED
+        )
+
+    def extend_expiry(self, connection: Connection, expires_at: float | None) -> None:
+        """A ``refresh`` moved the session's expiry."""
+        if connection.expiry_timer is not None:
+            connection.expiry_timer.cancel()
+            connection.expiry_timer = None
+        connection.context = replace(connection.context, expires_at=expires_at)
+        self._schedule_expiry(connection)
+
+    def _forget(self, connection: Connection) -> None:
+        """Release every record of the connection; idempotent, and the only exit."""
+        self.registry.release(connection.handle)
+        if connection.expiry_timer is not None:
+            connection.expiry_timer.cancel()
+            connection.expiry_timer = None
+        for thread_id in list(connection.subscriptions) + list(connection.pending_threads):
+            self._unindex(connection, thread_id)
+            connection.end_subscription(thread_id)
+        if self._connections.get(connection.connection_id) is connection:
+            del self._connections[connection.connection_id]
+            self.metrics.closed.labels(connection.closed_label or close.CONNECTION_LOST).inc()
+            if connection.closed_label == close.HEARTBEAT_TIMEOUT.reason:
+                self.metrics.zombies_reaped.inc()
+            closed_at = connection.socket_closed_at or time.monotonic()
+            self.metrics.cleanup_seconds.observe(max(0.0, time.monotonic() - closed_at))
+        if not self._connections:
+            self._emptied.set()
+
+    def connections_of(self, user_id: str) -> list[Connection]:
+        """The user's open connections, oldest first."""
+        found = (self._connections.get(h.connection_id) for h in self.registry.handles_of(user_id))
+        return [c for c in found if c is not None]
+
+    def disconnect_user(self, user_id: str) -> int:
+        """Close every connection of the user with 4003; returns how many."""
+        connections = self.connections_of(user_id)
+        for connection in connections:
+            connection.request_close(close.DISCONNECTED_BY_SERVER)
+        return len(connections)
+
+    async def drain(self, timeout: float, batch: int = 500) -> None:
+        """Refuse new connections, close every open one with 1001 in batches, wait for them."""
+        self.draining = True
+        connections = list(self._connections.values())
+        for start in range(0, len(connections), batch):
+            for connection in connections[start : start + batch]:
+                connection.request_close(close.GOING_AWAY)
+            await asyncio.sleep(0)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._emptied.wait()
+        except TimeoutError:
+            logger.warning("drain timed out with %d connections open", len(self._connections))
+
+    # Subscriptions
+
+    async def subscribe(
+        self, connection: Connection, thread_id: str, since: Since | None, ref: Ref = None
+    ) -> None:
+        """Replay what ``since`` missed, confirm with ``subscribed``, then go live."""
+        key = (connection.user_id, thread_id)
+        connection.begin_subscription(thread_id)
+        self._threads.setdefault(key, {})[connection.connection_id] = connection
+        recovery = await self.backend.recover(connection.user_id, thread_id, since)
+        if thread_id not in connection.pending_threads:
+            return
+        replayed = connection.finish_subscription(thread_id, ((r.offset, r.frame) for r in recovery.frames))
+        subscribed = encode(
+            "subscribed",
+            ref,
+            thread_id=thread_id,
+            epoch=recovery.epoch,
+            offset=recovery.last_offset,
+            recovered=recovery.recovered,
+            replayed=replayed,
+        )
+        connection.send(subscribed)
+        connection.flush_buffered(thread_id)
+
+    def unsubscribe(self, connection: Connection, thread_id: str) -> None:
+        self._unindex(connection, thread_id)
+        connection.end_subscription(thread_id)
+
+    def _unindex(self, connection: Connection, thread_id: str) -> None:
+        key = (connection.user_id, thread_id)
+        subscribers = self._threads.get(key)
+        if subscribers is not None:
+            subscribers.pop(connection.connection_id, None)
+            if not subscribers:
+                del self._threads[key]
+
+    # Events
+
+    async def publish(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        run: RunContext | None = None,
+    ) -> Published:
+        """Publish an event to a user (thread None) or to one of the user's threads."""
+        size = len(event) + len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        if size > self.settings.max_message_bytes:
+            raise EventTooLarge(f"event is {size} bytes, over {self.settings.max_message_bytes}")
+        published = await self.backend.publish(user_id, thread_id, event, data, run)
+        self.metrics.events_published.inc()
+        return published
+
+    def deliver(self, envelope: Envelope) -> None:
+        """Hand one published event to the connections it is for (the backend calls this)."""
+        if envelope.thread_id is None:
+            for connection in self.connections_of(envelope.user_id):
+                connection.send(envelope.frame)
+            return
+        subscribers = self._threads.get((envelope.user_id, envelope.thread_id))
+        if subscribers:
+            for connection in list(subscribers.values()):
+                connection.deliver_thread_event(envelope.offset, envelope.frame, envelope.thread_id)
+
+    def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run ``body`` in the background, tracked so that shutdown can stop it."""
+        task = asyncio.create_task(body(), name=f"run {run.run_id}")
+        self._runs.add(task)
+        task.add_done_callback(self._runs.discard)
+
+    # Observation
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            connections=self.registry.connection_count,
+            users=self.registry.user_count,
+            user_connections_max=self.registry.max_user_connections,
+            registry_entries=self.registry.entry_count
+            + len(self._connections)
+            + sum(len(s) for s in self._threads.values()),
+            thread_logs=self.backend.thread_log_count,
+            backend_up=self.backend.up,
+        )
+
+    def repair(self) -> list[str]:
+        """Check that the registry, the connections and the thread index agree; fix what doesn't.
+
+        This is the sweeper's safety net, not a cleanup mechanism: each fix is counted in
+        ``wsguard_sweeper_repairs_total`` and should never happen.
+        """
+        fixes: list[str] = list(self.registry.invariant_violations())
+        for handle in self.registry.handles():
+            connection = self._connections.get(handle.connection_id)
+            if connection is None or connection.close_request is not None:
+                self.registry.release(handle)
+                fixes.append(f"released handle {handle.connection_id} without a live connection")
+        for connection in list(self._connections.values()):
+            if connection.close_request is None and not self.registry.holds(connection.handle):
+                connection.request_close(close.INTERNAL_ERROR)
+                fixes.append(f"closed {connection.connection_id}, open without a handle")
+        for key, subscribers in list(self._threads.items()):
+            for connection_id, connection in list(subscribers.items()):
+                if self._connections.get(connection_id) is not connection:
+                    del subscribers[connection_id]
+                    fixes.append(f"dropped subscription of gone {connection_id} to {key[1]}")
+            if not subscribers:
+                del self._threads[key]
+        if fixes:
+            self.metrics.sweeper_repairs.inc(len(fixes))
+            for fix in fixes:
+                logger.error("sweeper repair: %s", fix)
+        return fixes

@@ -1,0 +1,116 @@
+"""Prometheus series of PROTOCOL.md section 7, on a registry of the server's own.
+
+Counters and the histogram are updated where things happen; the gauges are read from the live
+state at scrape time, so that they cannot drift from it.
+"""
+
+import asyncio
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+CLEANUP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The live counts that the gauges report."""
+
+    connections: int
+    users: int
+    user_connections_max: int
+    registry_entries: int
+    thread_logs: int
+    backend_up: bool
+
+
+class _LiveGauges(Collector):
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        now = self._snapshot()
+        yield GaugeMetricFamily(
+            "wsguard_connections_active", "Connections open on this instance.", now.connections
+        )
+        yield GaugeMetricFamily("wsguard_users_active", "Users with at least one open connection.", now.users)
+        yield GaugeMetricFamily(
+            "wsguard_user_connections_max",
+            "The most connections any one user holds now.",
+            now.user_connections_max,
+        )
+        yield GaugeMetricFamily(
+            "wsguard_registry_entries",
+            "Per-connection records held, all structures together.",
+            now.registry_entries,
+        )
+        yield GaugeMetricFamily("wsguard_thread_logs", "Thread logs held for replay.", now.thread_logs)
+        yield GaugeMetricFamily("wsguard_backend_up", "1 when the backend is reachable.", int(now.backend_up))
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:
+            tasks = 0
+        yield GaugeMetricFamily("wsguard_tasks_active", "asyncio tasks alive in the server's loop.", tasks)
+        yield GaugeMetricFamily(
+            "wsguard_python_allocated_blocks",
+            "sys.getallocatedblocks(), the exact allocation count.",
+            sys.getallocatedblocks(),
+        )
+
+
+class Metrics:
+    """The server's counters and histogram, and the scrape of all series."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot]) -> None:
+        self.registry = CollectorRegistry()
+        registry = self.registry
+        self.opened = Counter("wsguard_connections_opened", "Connections admitted.", registry=registry)
+        self.closed = Counter(
+            "wsguard_connections_closed",
+            "Connections closed, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.evictions = Counter(
+            "wsguard_limit_evictions",
+            "Connections evicted by the per-user limit.",
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "wsguard_limit_rejections",
+            "Connections rejected by the per-user limit.",
+            registry=registry,
+        )
+        self.zombies_reaped = Counter(
+            "wsguard_zombies_reaped", "Connections closed by the heartbeat.", registry=registry
+        )
+        self.sweeper_repairs = Counter(
+            "wsguard_sweeper_repairs", "Records the sweeper had to fix.", registry=registry
+        )
+        self.cleanup_seconds = Histogram(
+            "wsguard_cleanup_seconds",
+            "From the server learning that the socket closed to the connection fully released.",
+            buckets=CLEANUP_BUCKETS,
+            registry=registry,
+        )
+        self.events_published = Counter("wsguard_events_published", "Events published.", registry=registry)
+        self.events_delivered = Counter(
+            "wsguard_events_delivered", "Event frames written to connections.", registry=registry
+        )
+        registry.register(_LiveGauges(snapshot))
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

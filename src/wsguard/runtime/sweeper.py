@@ -1,0 +1,43 @@
+"""The safety net: a periodic check of invariants and expiry of what has aged out.
+
+It is not how connections are cleaned up (ownership does that); it counts what it had to fix,
+and that count should stay 0.
+"""
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+logger = logging.getLogger("wsguard")
+
+Chore = Callable[[float], object]
+
+
+class Sweeper:
+    def __init__(self, interval: float, chores: list[Chore]) -> None:
+        self.interval = interval
+        self.chores = chores
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="wsguard sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def sweep(self) -> None:
+        now = time.monotonic()
+        for chore in self.chores:
+            try:
+                chore(now)
+            except Exception:
+                logger.exception("sweeper chore failed")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.sweep()

@@ -1,0 +1,1 @@
+"""The Starlette layer: upgrade, authentication, HTTP endpoints and drain."""

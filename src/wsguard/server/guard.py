@@ -1,0 +1,204 @@
+"""``WSGuard``: the per-user WebSocket endpoint, its HTTP API and its lifespan, ready to mount.
+
+``create_app`` serves it alone; an application embeds it by adding :meth:`WSGuard.routes` to its
+own Starlette or FastAPI app, with its own ``authenticate`` and hooks, and running
+:meth:`WSGuard.lifespan` inside its own.
+"""
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection
+from starlette.responses import Response
+from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from wsguard import ids
+from wsguard.backends.base import Backend
+from wsguard.backends.memory import MemoryBackend
+from wsguard.context import ConnectionContext
+from wsguard.core import frames
+from wsguard.core.ratelimit import KeyedLimiter
+from wsguard.runtime import close
+from wsguard.runtime.commands import CommandHooks, Commands
+from wsguard.runtime.hub import Hub
+from wsguard.runtime.sweeper import Sweeper
+from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
+from wsguard.server.http import http_routes
+from wsguard.server.refusals import refusal
+from wsguard.server.tickets import Tickets
+from wsguard.settings import Settings
+
+
+class WSGuard:
+    """Everything one instance needs, wired once."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        authenticate: Authenticate | None = None,
+        hooks: CommandHooks | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.settings = settings
+        dev_secret = secrets.token_urlsafe(32)
+        self.tokens = TokenAuthority.from_settings(settings, dev_secret)
+        self._authenticate = authenticate or self.tokens.authenticate
+        hooks = hooks or CommandHooks()
+        if hooks.verify_refresh is None and authenticate is None:
+            hooks = CommandHooks(
+                hooks.authorize_subscribe, hooks.custom, self.tokens.verify_refresh, hooks.demo_runs
+            )
+        self.backend = backend or MemoryBackend(settings.retention_events, settings.retention_seconds)
+        self.hub = Hub(settings, self.backend)
+        self.commands = Commands(self.hub, hooks)
+        self.tickets = Tickets(settings.ticket_ttl)
+        secret = (settings.jwt_secret or dev_secret).encode()
+        self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
+        self.user_attempts = KeyedLimiter(settings.connect_rate_per_user)
+        self.address_attempts = KeyedLimiter(settings.connect_rate_per_address)
+        self.sweeper = Sweeper(
+            settings.sweep_interval,
+            [
+                lambda now: self.hub.repair(),
+                self.backend.expire,
+                self.user_attempts.prune,
+                self.address_attempts.prune,
+                self.tickets.prune,
+            ],
+        )
+
+    # Lifespan
+
+    @asynccontextmanager
+    async def lifespan(self, app: object = None) -> AsyncIterator[None]:
+        """Start the backend and the sweeper; on the way out, drain and stop them."""
+        await self.hub.start()
+        self.sweeper.start()
+        try:
+            yield
+        finally:
+            await self.drain()
+            await self.sweeper.stop()
+            await self.hub.close()
+
+    async def drain(self) -> None:
+        """Refuse new upgrades, close every connection with 1001, wait up to the drain timeout."""
+        await self.hub.drain(self.settings.drain_timeout)
+
+    # Authentication
+
+    async def identify(self, connection: HTTPConnection) -> Identity:
+        """The caller of an HTTP request or upgrade; a ``ticket`` query parameter counts too."""
+        ticket = connection.query_params.get("ticket")
+        if ticket is not None and connection.scope["type"] == "websocket":
+            identity = self.tickets.redeem(ticket)
+            if identity is None:
+                raise Unauthorized("unknown, used or expired ticket")
+            return identity
+        return await self._authenticate(connection)
+
+    def origin_allowed(self, connection: HTTPConnection) -> bool:
+        origin = connection.headers.get("origin")
+        if origin is None or self.settings.dev or origin in self.settings.allowed_origins:
+            return True
+        return urlsplit(origin).netloc.lower() == connection.headers.get("host", "").lower()
+
+    # The WebSocket endpoint
+
+    async def websocket_endpoint(self, websocket: WebSocket) -> None:
+        """Refuse before the upgrade, or admit, serve and release the connection."""
+        identity, problem = await self._check_upgrade(websocket)
+        if problem is not None:
+            await websocket.send_denial_response(problem)
+            return
+        assert identity is not None
+        resume = websocket.query_params.get("resume")
+        takeover = resume is not None and self.sessions.belongs_to(resume, identity.user_id)
+        context = ConnectionContext(
+            connection_id=ids.new_id(ids.CONNECTION),
+            session_id=resume if takeover and resume else self.sessions.new_session(identity.user_id),
+            user_id=identity.user_id,
+            opened_at=time.time(),
+            expires_at=identity.expires_at,
+            client_address=websocket.client.host if websocket.client else None,
+        )
+        await websocket.accept()
+        async with self.hub.open(context, websocket, takeover=takeover) as connection:
+            if connection is None:
+                await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                return
+            connection.send(self._welcome(context))
+            await connection.run(partial(self.commands.handle, connection))
+
+    async def _check_upgrade(self, websocket: WebSocket) -> tuple[Identity | None, Response | None]:
+        settings, now = self.settings, time.monotonic()
+        if self.hub.draining:
+            return None, refusal(503, "draining", retry_after=5)
+        if not self.origin_allowed(websocket):
+            return None, refusal(403, "origin not allowed")
+        address = websocket.client.host if websocket.client else "unknown"
+        wait = self.address_attempts.take(address, now)
+        if wait is not None:
+            return None, refusal(429, "too many connection attempts", retry_after=wait)
+        try:
+            identity = await self.identify(websocket)
+        except Unauthorized as error:
+            return None, refusal(401, str(error))
+        wait = self.user_attempts.take(identity.user_id, now)
+        if wait is not None:
+            return None, refusal(429, "too many connection attempts", retry_after=wait)
+        if settings.max_connections and self.hub.registry.connection_count >= settings.max_connections:
+            return None, refusal(503, "at connection capacity", retry_after=1)
+        return identity, None
+
+    def _welcome(self, context: ConnectionContext) -> str:
+        settings = self.settings
+        return frames.encode(
+            "welcome",
+            connection_id=context.connection_id,
+            session_id=context.session_id,
+            user_id=context.user_id,
+            heartbeat={
+                "interval": settings.heartbeat_interval,
+                "timeout": settings.heartbeat_timeout,
+            },
+            limits={
+                "max_connections_per_user": settings.max_connections_per_user,
+                "max_message_bytes": settings.max_message_bytes,
+            },
+        )
+
+    # Mounting
+
+    def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
+        """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
+        routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
+        if api:
+            routes.extend(http_routes(self))
+        return routes
+
+
+async def _close_quietly(websocket: WebSocket, reason: close.Close, settings: Settings) -> None:
+    try:
+        async with asyncio.timeout(settings.close_timeout):
+            await websocket.close(reason.code, reason.reason)
+    except (TimeoutError, RuntimeError, OSError):
+        pass
+
+
+def create_app(settings: Settings, **options: Any) -> Starlette:
+    """The standalone server: ``/ws`` and the HTTP API, with JWT auth."""
+    guard = WSGuard(settings, **options)
+    app = Starlette(routes=guard.routes(), lifespan=guard.lifespan)
+    app.state.wsguard = guard
+    return app

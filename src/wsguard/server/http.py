@@ -1,0 +1,149 @@
+"""The HTTP endpoints of PROTOCOL.md section 4."""
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from wsguard import ids
+from wsguard.runtime.demo import new_run, start_demo_run
+from wsguard.runtime.hub import EventTooLarge
+from wsguard.server.auth import Identity, Unauthorized
+from wsguard.server.refusals import refusal
+
+if TYPE_CHECKING:
+    from wsguard.server.guard import WSGuard
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError as error:
+        raise _BadRequest("body is not valid JSON") from error
+    if not isinstance(body, dict):
+        raise _BadRequest("body must be a JSON object")
+    return body
+
+
+def http_routes(guard: "WSGuard") -> list[BaseRoute]:
+    """Bind each endpoint to ``guard``."""
+
+    def authenticated(
+        handler: Callable[[Request, Identity], Awaitable[Response]], *, admin: bool = False
+    ) -> Endpoint:
+        async def endpoint(request: Request) -> Response:
+            try:
+                identity = await guard.identify(request)
+            except Unauthorized as error:
+                return refusal(401, str(error))
+            if admin and not identity.admin:
+                return refusal(403, "admin token required")
+            try:
+                return await handler(request, identity)
+            except _BadRequest as error:
+                return refusal(400, str(error))
+
+        return endpoint
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        if guard.hub.draining:
+            return PlainTextResponse("draining", status_code=503)
+        return PlainTextResponse("ready")
+
+    async def metrics(request: Request) -> Response:
+        return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def tickets(request: Request, identity: Identity) -> Response:
+        return JSONResponse({"ticket": guard.tickets.issue(identity)})
+
+    async def new_thread(request: Request, identity: Identity) -> Response:
+        return JSONResponse({"thread_id": ids.new_id(ids.THREAD)})
+
+    async def start_run(request: Request, identity: Identity) -> Response:
+        thread_id = request.path_params["thread_id"]
+        if not ids.is_thread_id(thread_id):
+            raise _BadRequest("thread_id must match [A-Za-z0-9._:-]{1,128}")
+        text = (await _json_body(request)).get("text", "")
+        if not isinstance(text, str):
+            raise _BadRequest("text must be a string")
+        run = new_run(identity.user_id, thread_id)
+        start_demo_run(guard.hub, run, text)
+        return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
+
+    async def publish(request: Request, identity: Identity) -> Response:
+        body = await _json_body(request)
+        user_id, thread_id = body.get("user_id"), body.get("thread_id")
+        event, data = body.get("event"), body.get("data", {})
+        if not isinstance(user_id, str) or not user_id:
+            raise _BadRequest("user_id must be a non-empty string")
+        if thread_id is not None and not ids.is_thread_id(thread_id):
+            raise _BadRequest("thread_id must be null or match [A-Za-z0-9._:-]{1,128}")
+        if not isinstance(event, str) or not event:
+            raise _BadRequest("event must be a non-empty string")
+        if not isinstance(data, dict):
+            raise _BadRequest("data must be an object")
+        if not guard.backend.up:
+            return refusal(503, "backend unavailable", retry_after=1)
+        try:
+            published = await guard.hub.publish(user_id, thread_id, event, data)
+        except EventTooLarge as error:
+            return refusal(413, str(error))
+        return JSONResponse({"offset": published.offset})
+
+    async def list_connections(request: Request, identity: Identity) -> Response:
+        user_id = request.path_params["user_id"]
+        return JSONResponse(
+            [
+                {
+                    "connection_id": c.connection_id,
+                    "session_id": c.context.session_id,
+                    "opened_at": c.context.opened_at,
+                    "subscriptions": sorted(c.subscriptions),
+                    "queue_bytes": c.unsent_bytes,
+                }
+                for c in guard.hub.connections_of(user_id)
+            ]
+        )
+
+    async def disconnect(request: Request, identity: Identity) -> Response:
+        return JSONResponse({"closed": guard.hub.disconnect_user(request.path_params["user_id"])})
+
+    async def dev_token(request: Request) -> Response:
+        if not guard.settings.dev:
+            return refusal(404, "not found")
+        try:
+            body = await _json_body(request)
+        except _BadRequest as error:
+            return refusal(400, str(error))
+        user_id, admin, ttl = body.get("user_id"), body.get("admin", False), body.get("ttl", 3600)
+        if not isinstance(user_id, str) or not user_id:
+            return refusal(400, "user_id must be a non-empty string")
+        if not isinstance(admin, bool) or not isinstance(ttl, int | float) or isinstance(ttl, bool):
+            return refusal(400, "admin must be a boolean and ttl a number")
+        return JSONResponse({"token": guard.tokens.issue(user_id, admin=admin, ttl=float(ttl))})
+
+    admin_path = "/api/admin/users/{user_id}/connections"
+    return [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/metrics", metrics),
+        Route("/api/tickets", authenticated(tickets), methods=["POST"]),
+        Route("/api/threads", authenticated(new_thread), methods=["POST"]),
+        Route("/api/threads/{thread_id}/runs", authenticated(start_run), methods=["POST"]),
+        Route("/api/publish", authenticated(publish, admin=True), methods=["POST"]),
+        Route(admin_path, authenticated(list_connections, admin=True), methods=["GET"]),
+        Route(admin_path, authenticated(disconnect, admin=True), methods=["DELETE"]),
+        Route("/api/dev/tokens", dev_token, methods=["POST"]),
+    ]

@@ -1,0 +1,95 @@
+"""Every setting of a wsguard server, with the defaults of PROTOCOL.md section 1."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class LimitPolicy(StrEnum):
+    """What to do with a connection over the per-user limit."""
+
+    EVICT_OLDEST = "evict_oldest"
+    REJECT = "reject"
+
+
+class SettingError(ValueError):
+    """A setting has a value it cannot take; the message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration. Seconds may be fractional; 0 turns an optional limit off."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    dev: bool = False
+    backend: str = "memory"
+    max_connections_per_user: int = 20
+    limit_policy: LimitPolicy = LimitPolicy.EVICT_OLDEST
+    heartbeat_interval: float = 20.0
+    heartbeat_timeout: float = 20.0
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwks_file: str | None = None
+    jwt_leeway: float = 30.0
+    allowed_origins: tuple[str, ...] = ()
+    max_message_bytes: int = 65536
+    queue_limit_bytes: int = 1048576
+    write_timeout: float = 10.0
+    close_timeout: float = 1.0
+    drain_timeout: float = 30.0
+    connect_rate_per_user: float = 50.0
+    connect_rate_per_address: float = 0.0
+    max_connections: int = 0
+    retention_events: int = 1000
+    retention_seconds: float = 300.0
+    compression: bool = False
+    demo_step_delay: float = 0.05
+    lease_ttl: float = 15.0
+    forwarded_allow_ips: str = "127.0.0.1"
+    sweep_interval: float = 5.0
+    ticket_ttl: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`SettingError` for the first value that cannot work."""
+        positive = {
+            "max_connections_per_user": self.max_connections_per_user,
+            "heartbeat_interval": self.heartbeat_interval,
+            "heartbeat_timeout": self.heartbeat_timeout,
+            "max_message_bytes": self.max_message_bytes,
+            "queue_limit_bytes": self.queue_limit_bytes,
+            "write_timeout": self.write_timeout,
+            "close_timeout": self.close_timeout,
+            "drain_timeout": self.drain_timeout,
+            "retention_events": self.retention_events,
+            "retention_seconds": self.retention_seconds,
+            "lease_ttl": self.lease_ttl,
+            "sweep_interval": self.sweep_interval,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise SettingError(name, f"must be greater than 0, got {value}")
+        non_negative = {
+            "jwt_leeway": self.jwt_leeway,
+            "connect_rate_per_user": self.connect_rate_per_user,
+            "connect_rate_per_address": self.connect_rate_per_address,
+            "max_connections": self.max_connections,
+            "demo_step_delay": self.demo_step_delay,
+        }
+        for name, value in non_negative.items():
+            if value < 0:
+                raise SettingError(name, f"must be 0 or more, got {value}")
+        if not 0 <= self.port <= 65535:
+            raise SettingError("port", f"must be 0 to 65535, got {self.port}")
+        if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
+            raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+
+    @property
+    def has_jwt_key(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwks_file)

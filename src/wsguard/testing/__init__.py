@@ -1,0 +1,15 @@
+"""Helpers for testing against a real wsguard server process: start it, scrape it, wait on it."""
+
+from wsguard.testing.metrics import parse_metrics
+from wsguard.testing.process import IDLE_COUNTS, ServerProcess, StartServer, free_port
+from wsguard.testing.wait import eventually, eventually_async
+
+__all__ = [
+    "IDLE_COUNTS",
+    "ServerProcess",
+    "StartServer",
+    "eventually",
+    "eventually_async",
+    "free_port",
+    "parse_metrics",
+]

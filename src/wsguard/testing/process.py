@@ -1,0 +1,148 @@
+"""A real ``wsguard serve`` process on a free loopback port, for tests, the harness and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from wsguard.testing.metrics import parse_metrics
+from wsguard.testing.wait import eventually
+
+IDLE_COUNTS = (
+    "wsguard_connections_active",
+    "wsguard_users_active",
+    "wsguard_user_connections_max",
+    "wsguard_registry_entries",
+)
+"""The series that are 0 when nothing leaked."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """A server in its own process, started with ``--dev`` on a free port and stopped on exit.
+
+    ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
+    ``--dev`` (the deliberately broken servers of the leak tests do).
+    """
+
+    def __init__(
+        self,
+        *flags: str,
+        command: Sequence[str] | None = None,
+        env: dict[str, str] | None = None,
+        ready_timeout: float = 20.0,
+    ) -> None:
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
+        self.argv = [*base, "--dev", "--host", self.host, "--port", str(self.port), *flags]
+        self._env = {**os.environ, **(env or {})}
+        self._ready_timeout = ready_timeout
+        self.process: subprocess.Popen[bytes] | None = None
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, "server not started"
+        return self.process.pid
+
+    def start(self) -> ServerProcess:
+        """Start the process and wait until ``/healthz`` answers 200."""
+        self.process = subprocess.Popen(self.argv, env=self._env)
+        deadline = time.monotonic() + self._ready_timeout
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.argv}")
+            try:
+                response = self.http.get("/healthz", timeout=0.5)
+                if response.status_code == 200:
+                    return self
+                last = response.status_code
+            except httpx.TransportError as error:
+                last = error
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"server not ready within {self._ready_timeout}s ({last!r}): {self.argv}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+        """Send ``sig``, wait for the exit and return the exit status (killing it past ``timeout``)."""
+        if self.process is None:
+            return 0
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.http.close()
+        return self.process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def metrics(self) -> dict[str, float]:
+        """Scrape ``/metrics`` into flat samples (see :func:`parse_metrics`)."""
+        response = self.http.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+    def wait_idle(self, timeout: float) -> dict[str, float]:
+        """Wait until nothing is held (the counts of PROTOCOL.md section 7 are all 0)."""
+        return eventually(
+            self.metrics,
+            lambda m: all(m[name] == 0 for name in IDLE_COUNTS),
+            timeout=timeout,
+            what="connection, user and registry counts back to 0",
+        )
+
+    def token(self, user_id: str, *, admin: bool = False, ttl: float | None = None) -> str:
+        """A JWT for ``user_id`` from the ``--dev`` token endpoint."""
+        body: dict[str, Any] = {"user_id": user_id, "admin": admin}
+        if ttl is not None:
+            body["ttl"] = ttl
+        response = self.http.post("/api/dev/tokens", json=body)
+        response.raise_for_status()
+        token: str = response.json()["token"]
+        return token
+
+    def auth(self, user_id: str, *, admin: bool = False) -> dict[str, str]:
+        """The ``Authorization`` header for ``user_id``."""
+        return {"Authorization": f"Bearer {self.token(user_id, admin=admin)}"}
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+StartServer = Callable[..., ServerProcess]
+"""A fixture's way to start a server with some flags."""

@@ -1,0 +1,29 @@
+"""What the transport hands the app for each WebSocket, under ``scope["extensions"]``.
+
+The app needs three things that ASGI does not carry: how many bytes are still waiting to be
+written (to bound a connection's unsent bytes as a whole), a way to drop a connection without a
+close handshake, and when the server learned that the socket closed (to time the cleanup).
+"""
+
+from typing import Protocol, runtime_checkable
+
+EXTENSION_KEY = "wsguard.transport"
+"""The key under ``scope["extensions"]`` that holds a :class:`TransportControl`."""
+
+
+@runtime_checkable
+class TransportControl(Protocol):
+    """The transport's side of one WebSocket connection."""
+
+    def unsent_bytes(self) -> int:
+        """Bytes accepted by the transport and not yet handed to the kernel."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the TCP connection now, without a close handshake."""
+        ...
+
+    @property
+    def closed_at(self) -> float | None:
+        """``time.monotonic()`` when the server learned that the socket closed, else ``None``."""
+        ...
