@@ -1,0 +1,66 @@
+"""``wsguard serve`` configuration: flags, variables, and one-line errors that name the setting."""
+
+import asyncio
+import subprocess
+import sys
+
+import pytest
+
+from wsguard.testing import ServerProcess
+from wsguard.testing.clients import open_socket
+
+
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "wsguard", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
+    result = _serve("--port", "0", env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "--jwt-secret" in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--dev", "--heartbeat-interval", "-1"], "--heartbeat-interval"),
+        (["--dev", "--max-connections-per-user", "many"], "--max-connections-per-user"),
+        (["--dev", "--limit-policy", "lottery"], "--limit-policy"),
+        (["--dev", "--backend", "postgres://x"], "--backend"),
+    ],
+)
+def test_bad_values_exit_with_one_line_naming_the_flag(args: list[str], named: str) -> None:
+    result = _serve(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert named in lines[0]
+
+
+def test_environment_variables_configure_and_flags_win() -> None:
+    env = {"WSGUARD_MAX_CONNECTIONS_PER_USER": "3", "WSGUARD_HEARTBEAT_INTERVAL": "0.5"}
+    with ServerProcess("--heartbeat-interval", "2.5", env=env) as server:
+
+        async def welcome() -> dict[str, object]:
+            socket, frame = await open_socket(server.ws_url, server.token("u"))
+            await socket.close()
+            return frame
+
+        frame = asyncio.run(welcome())
+    assert frame["limits"] == {"max_connections_per_user": 3, "max_message_bytes": 65536}
+    assert frame["heartbeat"] == {"interval": 2.5, "timeout": 20.0}
+
+
+def test_a_secret_from_the_environment_is_enough_without_dev() -> None:
+    result = _serve("--port", "-5", env={"WSGUARD_JWT_SECRET": "x" * 32, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2
+    assert "--port" in result.stderr
+    assert "--jwt-secret" not in result.stderr
