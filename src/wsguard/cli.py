@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from jwt import PyJWKSetError
+
+from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
 
@@ -64,6 +67,12 @@ OPTIONS = [
     Option("--connect-rate-per-user", "connect_rate_per_user", float, "upgrades/s per user"),
     Option("--connect-rate-per-address", "connect_rate_per_address", float, "upgrades/s per IP"),
     Option("--max-connections", "max_connections", int, "global cap per instance (0 = off)"),
+    Option(
+        "--message-rate-per-connection",
+        "message_rate_per_connection",
+        float,
+        "inbound frames per second per connection, burst twice that; 0 = off",
+    ),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
@@ -118,6 +127,15 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         settings = Settings(**values)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+    for flag, path, loader in (
+        ("--jwt-public-key", settings.jwt_public_key, PublicKeyFile),
+        ("--jwks-file", settings.jwks_file, JwksFile),
+    ):
+        if path:
+            try:
+                loader(path)
+            except (OSError, ValueError, PyJWKSetError) as error:
+                raise UsageError(f"{flag}: cannot use {path}: {error}") from error
     if not settings.dev and not settings.has_jwt_key:
         raise UsageError(
             "--jwt-secret (WSGUARD_JWT_SECRET) is required without --dev: "

@@ -44,6 +44,7 @@ class Settings:
     connect_rate_per_user: float = 50.0
     connect_rate_per_address: float = 0.0
     max_connections: int = 0
+    message_rate_per_connection: float = 50.0
     retention_events: int = 1000
     retention_seconds: float = 300.0
     compression: bool = False
@@ -80,6 +81,7 @@ class Settings:
             "connect_rate_per_user": self.connect_rate_per_user,
             "connect_rate_per_address": self.connect_rate_per_address,
             "max_connections": self.max_connections,
+            "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
         }
         for name, value in non_negative.items():

@@ -1,25 +1,10 @@
-"""Real server processes for the server tests."""
+"""The server tests' shared server."""
 
 from collections.abc import Iterator
 
 import pytest
 
-from wsguard.testing import ServerProcess, StartServer
-
-
-@pytest.fixture
-def start_server() -> Iterator[StartServer]:
-    """Start servers with the given flags; every one is stopped after the test."""
-    started: list[ServerProcess] = []
-
-    def start(*flags: str) -> ServerProcess:
-        server = ServerProcess(*flags).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+from wsguard.testing import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,15 @@ from dataclasses import dataclass
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wsguard.context import ConnectionContext
+from wsguard.core import frames
+from wsguard.core.ratelimit import TokenBucket
 from wsguard.core.registry import Handle
 from wsguard.runtime import close
 from wsguard.transport.control import EXTENSION_KEY, TransportControl
 
 logger = logging.getLogger("wsguard")
+
+RATE_LIMITED = frames.FrameError("rate_limited", "too many frames; slow down")
 
 _SOCKET_GONE = (WebSocketDisconnect, RuntimeError, OSError)
 
@@ -30,6 +34,7 @@ class ConnectionLimits:
     write_timeout: float
     close_timeout: float
     max_message_bytes: int
+    message_rate: float
 
 
 class Connection:
@@ -64,6 +69,9 @@ class Connection:
         self._replaying: dict[str, list[tuple[int, str]]] = {}
         self._delivered_floor: dict[str, int] = {}
         self.expiry_timer: asyncio.TimerHandle | None = None
+        rate = limits.message_rate
+        self._inbound = TokenBucket(rate, 2 * rate, 2 * rate, time.monotonic()) if rate else None
+        self._refused_in_a_row = 0
 
     @property
     def connection_id(self) -> str:
@@ -136,6 +144,14 @@ class Connection:
             if len(text) > self.limits.max_message_bytes:
                 self.request_close(close.TOO_BIG)
                 return
+            if self._inbound is not None and not self._inbound.take(time.monotonic()):
+                self._refused_in_a_row += 1
+                if self._refused_in_a_row > self._inbound.burst:
+                    self.request_close(close.POLICY_VIOLATION)
+                    return
+                self.send(frames.error_frame(RATE_LIMITED))
+                continue
+            self._refused_in_a_row = 0
             await on_text(text)
 
     def _note_socket_closed(self, code: int, reason: str) -> None:

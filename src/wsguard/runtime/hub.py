@@ -47,6 +47,7 @@ class Hub:
             write_timeout=settings.write_timeout,
             close_timeout=settings.close_timeout,
             max_message_bytes=settings.max_message_bytes,
+            message_rate=settings.message_rate_per_connection,
         )
         self.draining = False
         self._connections: dict[str, Connection] = {}

@@ -8,6 +8,7 @@ from typing import Any
 import jwt
 from starlette.requests import HTTPConnection
 
+from wsguard.server.keys import JwksFile, KeySource, PublicKeyFile, SecretKey, VerificationKey
 from wsguard.settings import Settings
 
 
@@ -29,24 +30,44 @@ Authenticate = Callable[[HTTPConnection], Awaitable[Identity]]
 
 
 class TokenAuthority:
-    """Verifies (and, in ``--dev``, issues) HS256 JWTs whose ``sub`` is the user id."""
+    """Verifies JWTs whose ``sub`` is the user id and whose ``exp`` is required; in ``--dev`` it
+    also issues HS256 tokens with a secret of its own."""
 
-    algorithms = ("HS256",)
-
-    def __init__(self, secret: str, leeway: float) -> None:
-        self._secret = secret
+    def __init__(self, sources: list[KeySource], leeway: float, issuing_secret: str | None) -> None:
+        self._sources = sources
         self._leeway = leeway
+        self._issuing_secret = issuing_secret
 
     @classmethod
     def from_settings(cls, settings: Settings, dev_secret: str) -> "TokenAuthority":
-        return cls(settings.jwt_secret or dev_secret, settings.jwt_leeway)
+        """Keys from the settings; with ``--dev`` and no secret, the random dev secret too."""
+        sources: list[KeySource] = []
+        if settings.jwt_public_key:
+            sources.append(PublicKeyFile(settings.jwt_public_key))
+        if settings.jwks_file:
+            sources.append(JwksFile(settings.jwks_file))
+        secret = settings.jwt_secret or (dev_secret if settings.dev else None)
+        if secret:
+            sources.append(SecretKey(secret))
+        return cls(sources, settings.jwt_leeway, secret if settings.dev else None)
 
     def verify(self, token: str) -> Identity:
         try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as error:
+            raise Unauthorized(str(error)) from error
+        for source in self._sources:
+            found = source.key_for(header)
+            if found is not None:
+                return self._decode(token, found)
+        raise Unauthorized(f"no key for a token signed with {str(header.get('alg'))[:16]}")
+
+    def _decode(self, token: str, found: VerificationKey) -> Identity:
+        try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._secret,
-                algorithms=list(self.algorithms),
+                found.key,
+                algorithms=list(found.algorithms),
                 leeway=self._leeway,
                 options={"require": ["sub", "exp"]},
             )
@@ -58,11 +79,14 @@ class TokenAuthority:
         return Identity(subject, float(claims["exp"]), claims.get("admin") is True)
 
     def issue(self, user_id: str, *, admin: bool = False, ttl: float = 3600.0) -> str:
+        """A dev token; only a ``--dev`` server has a secret to sign with."""
+        if self._issuing_secret is None:
+            raise RuntimeError("tokens are issued only in --dev")
         now = time.time()
-        claims = {"sub": user_id, "iat": int(now), "exp": int(now + ttl)}
+        claims: dict[str, Any] = {"sub": user_id, "iat": int(now), "exp": int(now + ttl)}
         if admin:
             claims["admin"] = True
-        return jwt.encode(claims, self._secret, algorithm=self.algorithms[0])
+        return jwt.encode(claims, self._issuing_secret, algorithm="HS256")
 
     async def authenticate(self, connection: HTTPConnection) -> Identity:
         """The bearer token of ``Authorization``."""

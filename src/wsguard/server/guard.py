@@ -108,10 +108,14 @@ class WSGuard:
         return await self._authenticate(connection)
 
     def origin_allowed(self, connection: HTTPConnection) -> bool:
+        """No ``Origin`` (not a browser), ``--dev``, an allowed origin, or the server's own."""
         origin = connection.headers.get("origin")
         if origin is None or self.settings.dev or origin in self.settings.allowed_origins:
             return True
-        return urlsplit(origin).netloc.lower() == connection.headers.get("host", "").lower()
+        parts = urlsplit(origin)
+        secure = connection.url.scheme in ("https", "wss")
+        own_host = connection.headers.get("host", "").lower()
+        return parts.netloc.lower() == own_host and (parts.scheme == "https") == secure
 
     # The WebSocket endpoint
 

@@ -4,9 +4,11 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, request_response
+from starlette.types import ASGIApp
 
 from wsguard import ids
 from wsguard.runtime.demo import new_run, start_demo_run
@@ -32,6 +34,17 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _BadRequest("body must be a JSON object")
     return body
+
+
+def _cross_origin(guard: "WSGuard", endpoint: Endpoint) -> ASGIApp:
+    """CORS for the ticket endpoint, so that a browser app on an allowed origin can get a ticket."""
+    return CORSMiddleware(
+        request_response(endpoint),
+        allow_origins=["*"] if guard.settings.dev else list(guard.settings.allowed_origins),
+        allow_methods=["POST"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
 
 
 def http_routes(guard: "WSGuard") -> list[BaseRoute]:
@@ -66,6 +79,8 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
+        if request.method != "POST":
+            return refusal(405, "use POST")
         return JSONResponse({"ticket": guard.tickets.issue(identity)})
 
     async def new_thread(request: Request, identity: Identity) -> Response:
@@ -139,7 +154,7 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
-        Route("/api/tickets", authenticated(tickets), methods=["POST"]),
+        Route("/api/tickets", _cross_origin(guard, authenticated(tickets))),
         Route("/api/threads", authenticated(new_thread), methods=["POST"]),
         Route("/api/threads/{thread_id}/runs", authenticated(start_run), methods=["POST"]),
         Route("/api/publish", authenticated(publish, admin=True), methods=["POST"]),

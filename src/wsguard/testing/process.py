@@ -35,7 +35,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """A server in its own process, started with ``--dev`` on a free port and stopped on exit.
+    """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
     ``--dev`` (the deliberately broken servers of the leak tests do).
@@ -47,13 +47,15 @@ class ServerProcess:
         command: Sequence[str] | None = None,
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
+        dev: bool = True,
     ) -> None:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.base_url = f"http://{self.host}:{self.port}"
         self.ws_url = f"ws://{self.host}:{self.port}/ws"
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
-        self.argv = [*base, "--dev", "--host", self.host, "--port", str(self.port), *flags]
+        mode = ["--dev"] if dev else []
+        self.argv = [*base, *mode, "--host", self.host, "--port", str(self.port), *flags]
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
