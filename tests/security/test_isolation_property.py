@@ -67,8 +67,8 @@ async def _run(
     live: list[Client] = []
     async with httpx.AsyncClient(base_url=server.base_url) as http:
 
-        async def connect(user_id: str, **query: str) -> None:
-            socket, welcome = await open_socket(server.ws_url, tokens[user_id], **query)
+        async def connect(user_id: str, resume: str | None = None) -> None:
+            socket, welcome = await open_socket(server.ws_url, tokens[user_id], resume=resume)
             client = Client(user_id, socket, welcome["session_id"])
             client.reader = asyncio.create_task(_read_all(client))
             clients.append(client)

@@ -13,10 +13,10 @@ Frame = dict[str, Any]
 
 
 async def open_socket(
-    ws_url: str, token: str, *, ping_interval: float | None = 20.0, **query: str
+    ws_url: str, token: str, *, ping_interval: float | None = 20.0, resume: str | None = None
 ) -> tuple[ClientConnection, Frame]:
-    """Connect with a bearer token and return the socket and its ``welcome`` frame."""
-    url = f"{ws_url}?{urlencode(query)}" if query else ws_url
+    """Connect with a bearer token (resuming a session if given); return the socket and its ``welcome``."""
+    url = f"{ws_url}?{urlencode({'resume': resume})}" if resume else ws_url
     socket = await connect(
         url,
         additional_headers={"Authorization": f"Bearer {token}"},
