@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.testing import ServerProcess, StartServer
+from wsguard.testing.clients import Frame, open_socket, receive, send
 
 ERROR_CODES = {"bad_json", "bad_request", "unknown_type", "rate_limited", "unauthorized"}
 REPLIES = {"pong", "subscribed", "unsubscribed", "refreshed", "event"}
@@ -136,21 +136,40 @@ def test_binary_oversized_and_invalid_frames_close_with_their_codes(fuzz_server:
     assert metrics['wsguard_connections_closed_total{reason="too_big"}'] >= 1
 
 
-def test_inbound_rate_limit_errors_then_closes_sustained_abuse(start_server: Any) -> None:
+def test_inbound_rate_limit_answers_rate_limited_and_keeps_the_connection(
+    start_server: StartServer,
+) -> None:
     server = start_server("--message-rate-per-connection", "5")
 
-    async def flood() -> tuple[int, int | None]:
-        socket, _ = await open_socket(server.ws_url, server.token("flooder"))
-        limited = 0
-        try:
-            for _ in range(200):
-                await send(socket, type="ping")
-            while True:
-                frame = await receive(socket)
-                limited += frame.get("code") == "rate_limited"
-        except ConnectionClosed:
-            return limited, socket.close_code
+    async def over_the_burst() -> list[Frame]:
+        socket, _ = await open_socket(server.ws_url, server.token("eager-typist"))
+        for n in range(15):
+            await send(socket, type="ping", ref=n)
+        answers = [await receive(socket) for _ in range(15)]
+        assert socket.close_code is None
+        await socket.close()
+        return answers
 
-    limited, code = asyncio.run(flood())
-    assert limited >= 1
-    assert code == 1008
+    answers = asyncio.run(over_the_burst())
+    assert sum(a["type"] == "pong" for a in answers) == 10
+    assert sum(a.get("code") == "rate_limited" for a in answers) == 5
+
+
+def test_sustained_inbound_abuse_closes_with_1008(start_server: StartServer) -> None:
+    server = start_server("--message-rate-per-connection", "5")
+
+    async def flood() -> tuple[int | None, int]:
+        socket, _ = await open_socket(server.ws_url, server.token("flooder"))
+        sent = 0
+        try:
+            while sent < 2000:
+                await send(socket, type="ping")
+                sent += 1
+            await asyncio.wait_for(socket.wait_closed(), 5)
+        except ConnectionClosed:
+            pass
+        return socket.close_code, sent
+
+    code, sent = asyncio.run(flood())
+    assert code == 1008, f"closed with {code} after {sent} frames"
+    assert server.wait_idle(timeout=1.0)['wsguard_connections_closed_total{reason="policy_violation"}'] == 1

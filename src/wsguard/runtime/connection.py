@@ -61,7 +61,8 @@ class Connection:
         self._outbound: deque[str] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
-        self._close_requested = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._sending = False
         self.close_request: close.Close | None = None
         self.closed_label: str | None = None
         self.socket_closed_at: float | None = None
@@ -106,22 +107,23 @@ class Connection:
             self.close_request = reason
             self._outbound.clear()
             self._queued_bytes = 0
-            self._close_requested.set()
+            self._wake.set()
+            if self._writer is not None and self._sending:
+                self._writer.cancel()
 
     async def run(self, on_text: Callable[[str], Awaitable[None]]) -> None:
         """Serve until the socket ends or a close was carried out; never raises for socket errors."""
         reader = asyncio.create_task(self._read(on_text))
-        writer = asyncio.create_task(self._write())
-        closer = asyncio.create_task(self._close_requested.wait())
+        writer = self._writer = asyncio.create_task(self._write())
         try:
-            await asyncio.wait({reader, writer, closer}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
             if reader.done() and not reader.cancelled() and reader.exception() is not None:
                 logger.error("connection %s failed", self.connection_id, exc_info=reader.exception())
                 self.request_close(close.INTERNAL_ERROR)
         finally:
-            for task in (writer, closer):
-                task.cancel()
-            await asyncio.gather(writer, closer, return_exceptions=True)
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+            self._writer = None
             if self.close_request is not None and self.closed_label is None:
                 self.closed_label = self.close_request.reason
                 await self._close_socket(self.close_request)
@@ -153,6 +155,7 @@ class Connection:
                 continue
             self._refused_in_a_row = 0
             await on_text(text)
+            await asyncio.sleep(0)  # a burst of frames must not starve the writer or other sockets
 
     def _note_socket_closed(self, code: int, reason: str) -> None:
         closed_at = self.transport.closed_at if self.transport else None
@@ -161,15 +164,18 @@ class Connection:
             self.closed_label = close.peer_close_label(code, reason)
 
     async def _write(self) -> None:
+        """Drain the queue until a close is requested; a stalled write is cut short by the close."""
         try:
-            while True:
+            while self.close_request is None:
                 await self._wake.wait()
                 self._wake.clear()
                 while self._outbound:
                     frame = self._outbound.popleft()
                     self._queued_bytes -= len(frame)
+                    self._sending = True
                     async with asyncio.timeout(self.limits.write_timeout):
                         await self.socket.send_text(frame)
+                    self._sending = False
                     self._on_delivered()
         except TimeoutError:
             self.request_close(close.SLOW_CONSUMER)

@@ -9,17 +9,17 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
 from starlette.websockets import WebSocket
 
-from wsguard.backends.base import Backend, Envelope, Published
+from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode
-from wsguard.core.registry import Admission, Registry
+from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.runtime import close
 from wsguard.runtime.connection import Connection, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
@@ -57,7 +57,7 @@ class Hub:
         self._emptied.set()
 
     async def start(self) -> None:
-        await self.backend.start(self.deliver)
+        await self.backend.start(self.deliver, self)
 
     async def close(self) -> None:
         """Stop the runs and the backend (after a drain, nothing is connected)."""
@@ -72,12 +72,28 @@ class Hub:
     async def open(
         self, context: ConnectionContext, socket: WebSocket, *, takeover: bool
     ) -> AsyncIterator[Connection | None]:
-        """Admit the connection for as long as the block runs; None when the limit rejected it."""
-        admission = self.registry.admit(
-            context.user_id, context.connection_id, context.session_id, takeover=takeover
-        )
-        self._close_released(admission)
-        if admission.handle is None:
+        """Admit the connection for as long as the block runs; None when the limit rejected it.
+
+        A clustered backend decides first, cluster-wide; the local registry then decides alone
+        when the backend leaves it to it (memory, or Redis unreachable).
+        """
+        try:
+            decision = await self.backend.admit(
+                context.user_id, context.connection_id, context.session_id, takeover=takeover
+            )
+        except BaseException:
+            self.backend.release(context.connection_id)
+            raise
+        if decision is not None:
+            self._close_cluster(decision)
+        admission: Admission | None = None
+        if decision is None or decision.admitted:
+            admission = self.registry.admit(
+                context.user_id, context.connection_id, context.session_id, takeover=takeover
+            )
+            self._close_released(admission)
+        if admission is None or admission.handle is None:
+            self.backend.release(context.connection_id)
             self.metrics.rejections.inc()
             self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
             yield None
@@ -87,7 +103,7 @@ class Hub:
             admission.handle,
             socket,
             self.limits,
-            release=self.registry.release,
+            release=self._release,
             on_delivered=self.metrics.events_delivered.inc,
         )
         self._connections[context.connection_id] = connection
@@ -98,6 +114,37 @@ class Hub:
             yield connection
         finally:
             self._forget(connection)
+
+    def _release(self, handle: Handle) -> bool:
+        """Give back the local slot and the backend's record (a cluster lease) together."""
+        released = self.registry.release(handle)
+        self.backend.release(handle.connection_id)
+        return released
+
+    def _close_cluster(self, decision: ClusterDecision) -> None:
+        """Count the cluster's evictions; close the ones that live here."""
+        for closing in decision.closes:
+            if closing.superseded:
+                self.metrics.evictions.inc()
+            if closing.here:
+                self.close_connection(closing.connection_id, replaced=closing.replaced)
+
+    def close_connection(self, connection_id: str, *, replaced: bool) -> bool:
+        """Close one connection of this instance that the cluster released (4002 or 4001)."""
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        connection.request_close(close.REPLACED if replaced else close.SUPERSEDED)
+        return True
+
+    def subscribed_threads(self) -> Collection[ThreadKey]:
+        return tuple(self._threads)
+
+    def reset_thread(self, key: ThreadKey) -> None:
+        """A new epoch restarted the thread's offsets: let its subscribers take them from 1 again."""
+        for connection in self._threads.get(key, {}).values():
+            if key[1] in connection.subscriptions:
+                connection.subscriptions[key[1]] = 0
 
     def _close_released(self, admission: Admission) -> None:
         for handle, reason in [
@@ -129,7 +176,7 @@ class Hub:
 
     def _forget(self, connection: Connection) -> None:
         """Release every record of the connection; idempotent, and the only exit."""
-        self.registry.release(connection.handle)
+        self._release(connection.handle)
         if connection.expiry_timer is not None:
             connection.expiry_timer.cancel()
             connection.expiry_timer = None
@@ -252,6 +299,7 @@ class Hub:
             users=self.registry.user_count,
             user_connections_max=self.registry.max_user_connections,
             registry_entries=self.registry.entry_count
+            + self.backend.entry_count
             + len(self._connections)
             + sum(len(s) for s in self._threads.values()),
             thread_logs=self.backend.thread_log_count,
@@ -268,7 +316,7 @@ class Hub:
         for handle in self.registry.handles():
             connection = self._connections.get(handle.connection_id)
             if connection is None or connection.close_request is not None:
-                self.registry.release(handle)
+                self._release(handle)
                 fixes.append(f"released handle {handle.connection_id} without a live connection")
         for connection in list(self._connections.values()):
             if connection.close_request is None and not self.registry.holds(connection.handle):
