@@ -1,6 +1,6 @@
 """The small interface every backend implements."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -27,6 +27,55 @@ class Published:
 
 Deliver = Callable[[Envelope], None]
 
+ThreadKey = tuple[str, str]
+"""(user_id, thread_id)"""
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot take the event now; the caller answers 503 rather than lose it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterClose:
+    """A connection the cluster decided to close, and the instance that holds it."""
+
+    connection_id: str
+    instance_id: str
+    replaced: bool
+    here: bool
+
+    @property
+    def superseded(self) -> bool:
+        return not self.replaced
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterDecision:
+    """A cluster-wide admission: whether the new connection may stay, and who must go.
+
+    Closes of connections on other instances are already sent to them; ``here`` marks the
+    ones this instance must close itself.
+    """
+
+    admitted: bool
+    closes: tuple[ClusterClose, ...] = ()
+
+
+class ClusterMember(Protocol):
+    """What a clustered backend asks of the hub that owns this instance's connections."""
+
+    def close_connection(self, connection_id: str, *, replaced: bool) -> bool:
+        """Close a connection of this instance (4002 if ``replaced``, else 4001); False if unknown."""
+        ...
+
+    def subscribed_threads(self) -> Collection[ThreadKey]:
+        """The threads that connections of this instance are subscribed to."""
+        ...
+
+    def reset_thread(self, key: ThreadKey) -> None:
+        """The thread's numbering restarted (a new epoch): forget the offsets its subscribers saw."""
+        ...
+
 
 class Backend(Protocol):
     """Numbers, retains and fans out events; answers recovery questions."""
@@ -36,8 +85,18 @@ class Backend(Protocol):
         """Whether the backend can take events now."""
         ...
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, member: ClusterMember | None = None) -> None:
         """Begin delivering published events (from any instance) to ``deliver``."""
+        ...
+
+    async def admit(
+        self, user_id: str, connection_id: str, session_id: str, *, takeover: bool
+    ) -> ClusterDecision | None:
+        """Decide a new connection cluster-wide; None leaves the decision to the local registry."""
+        ...
+
+    def release(self, connection_id: str) -> None:
+        """The connection is gone; never blocks, and releasing twice is harmless."""
         ...
 
     async def close(self) -> None: ...
@@ -63,3 +122,8 @@ class Backend(Protocol):
 
     @property
     def thread_log_count(self) -> int: ...
+
+    @property
+    def entry_count(self) -> int:
+        """Per-connection records the backend holds in this process (0 when nothing is connected)."""
+        ...

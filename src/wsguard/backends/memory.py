@@ -4,7 +4,7 @@ import secrets
 import time
 from typing import Any
 
-from wsguard.backends.base import Deliver, Envelope, Published
+from wsguard.backends.base import ClusterDecision, ClusterMember, Deliver, Envelope, Published
 from wsguard.context import RunContext
 from wsguard.core.frames import Since, event_frame
 from wsguard.core.thread_log import Recovery, ThreadLogs
@@ -25,8 +25,17 @@ class MemoryBackend:
     def epoch(self) -> str:
         return self._logs.epoch
 
-    async def start(self, deliver: Deliver) -> None:
+    async def start(self, deliver: Deliver, member: ClusterMember | None = None) -> None:
         self._deliver = deliver
+
+    async def admit(
+        self, user_id: str, connection_id: str, session_id: str, *, takeover: bool
+    ) -> ClusterDecision | None:
+        """One process: the hub's registry decides alone."""
+        return None
+
+    def release(self, connection_id: str) -> None:
+        """Nothing is held here for a connection."""
 
     async def close(self) -> None:
         self._deliver = None
@@ -67,3 +76,7 @@ class MemoryBackend:
     @property
     def thread_log_count(self) -> int:
         return self._logs.log_count
+
+    @property
+    def entry_count(self) -> int:
+        return 0

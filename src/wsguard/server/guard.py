@@ -22,8 +22,8 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from wsguard import ids
+from wsguard.backends import backend_from_settings
 from wsguard.backends.base import Backend
-from wsguard.backends.memory import MemoryBackend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
@@ -58,7 +58,7 @@ class WSGuard:
             hooks = CommandHooks(
                 hooks.authorize_subscribe, hooks.custom, self.tokens.verify_refresh, hooks.demo_runs
             )
-        self.backend = backend or MemoryBackend(settings.retention_events, settings.retention_seconds)
+        self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
         self.tickets = Tickets(settings.ticket_ttl)

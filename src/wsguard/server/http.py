@@ -11,6 +11,7 @@ from starlette.routing import BaseRoute, Route, request_response
 from starlette.types import ASGIApp
 
 from wsguard import ids
+from wsguard.backends import BackendUnavailable
 from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
@@ -115,6 +116,8 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
             published = await guard.hub.publish(user_id, thread_id, event, data)
         except EventTooLarge as error:
             return refusal(413, str(error))
+        except BackendUnavailable:
+            return refusal(503, "backend unavailable", retry_after=1)
         return JSONResponse({"offset": published.offset})
 
     async def list_connections(request: Request, identity: Identity) -> Response:

@@ -1,0 +1,465 @@
+"""The Redis backend: cluster-wide leases, pub/sub delivery, and retention in streams.
+
+Any number of instances that share one Redis behave as one server. Three background tasks, all
+owned here and cancelled by :meth:`RedisBackend.close`: the listener (pub/sub, reconnecting with
+backoff), the renewer (the lease heartbeat) and the releaser (batched lease deletions, so that
+releasing a connection never blocks or spawns a task).
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from wsguard import ids
+from wsguard.backends.base import (
+    BackendUnavailable,
+    ClusterDecision,
+    ClusterMember,
+    Deliver,
+    Envelope,
+    Published,
+    ThreadKey,
+)
+from wsguard.backends.redis import scripts
+from wsguard.backends.redis.decisions import (
+    Backoff,
+    LeaseTable,
+    LocalLease,
+    Message,
+    RenewalOutcome,
+    RenewalSchedule,
+    StreamRead,
+    ThreadMarks,
+    control_payload,
+    decide_recovery,
+    frame_template,
+    parse_admission,
+    parse_control,
+    parse_message,
+    parse_renewal,
+    parse_stream_read,
+    renewal_args,
+)
+from wsguard.backends.redis.keys import Keys
+from wsguard.context import RunContext
+from wsguard.core.frames import Since
+from wsguard.core.thread_log import Recovery
+from wsguard.settings import LimitPolicy, Settings
+
+logger = logging.getLogger("wsguard")
+
+_DOWN = (RedisError, OSError)
+_META_TTL_FLOOR = 86400.0
+"""A thread's epoch and last offset are kept at least a day after its last event."""
+
+
+def _new_epoch() -> str:
+    return secrets.token_hex(8)
+
+
+class RedisBackend:
+    """A :class:`~wsguard.backends.base.Backend` on Redis, for many instances behind one address."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_per_user: int,
+        policy: LimitPolicy,
+        lease_ttl: float,
+        retention_events: int,
+        retention_seconds: float,
+        prefix: str = "wsguard",
+        instance_id: str | None = None,
+    ) -> None:
+        self.url = url
+        self.instance_id = instance_id or ids.new_id("inst")
+        self.max_per_user = max_per_user
+        self.policy = policy
+        self.schedule = RenewalSchedule(lease_ttl)
+        self.retention_events = retention_events
+        self.retention_ms = max(1, round(retention_seconds * 1000))
+        self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
+        self.keys = Keys(prefix)
+        self.client: Redis = Redis.from_url(
+            url, socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
+        )
+        self._listener_client: Redis = Redis.from_url(
+            url,
+            socket_connect_timeout=1.0,
+            socket_timeout=5.0,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=max(1, int(lease_ttl)),
+        )
+        """Pub/sub never reconnects behind the listener's back: every reconnect is seen, logged
+        and followed by a lease renewal and a backfill."""
+        self._admit = self.client.register_script(scripts.ADMIT)
+        self._renew = self.client.register_script(scripts.RENEW)
+        self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
+        self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
+        self._read_thread = self.client.register_script(scripts.READ_THREAD)
+        self._leases = LeaseTable()
+        self._marks = ThreadMarks()
+        self._releases: deque[tuple[str, str]] = deque()
+        self._release_wake = asyncio.Event()
+        self._deliver: Deliver | None = None
+        self._member: ClusterMember | None = None
+        self._up = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._first_attempt = asyncio.Event()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "RedisBackend":
+        return cls(
+            settings.backend,
+            max_per_user=settings.max_connections_per_user,
+            policy=settings.limit_policy,
+            lease_ttl=settings.lease_ttl,
+            retention_events=settings.retention_events,
+            retention_seconds=settings.retention_seconds,
+        )
+
+    # Lifecycle
+
+    @property
+    def up(self) -> bool:
+        """True while the listener holds its subscriptions: events reach this instance."""
+        return self._up
+
+    async def start(self, deliver: Deliver, member: ClusterMember | None = None) -> None:
+        """Start the background tasks; wait briefly for Redis, but start without it."""
+        self._deliver, self._member = deliver, member
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="wsguard redis listener"),
+            asyncio.create_task(self._renew_forever(), name="wsguard redis lease renewal"),
+            asyncio.create_task(self._release_forever(), name="wsguard redis lease release"),
+        ]
+        try:
+            async with asyncio.timeout(3.0):
+                await self._first_attempt.wait()
+        except TimeoutError:
+            pass
+
+    async def close(self) -> None:
+        """Stop the tasks, give back the last leases if Redis answers, and close the client."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for lease in self._leases.by_user().values():
+            for held in lease:
+                self.release(held.connection_id)
+        try:
+            async with asyncio.timeout(1.0):
+                await self._flush_releases()
+        except (TimeoutError, *_DOWN):
+            pass
+        self._set_up(False, None)
+        self._deliver = self._member = None
+        await self.client.aclose()
+        await self._listener_client.aclose()
+
+    def _set_up(self, up: bool, error: BaseException | None) -> None:
+        """Log every change of reachability once (``wsguard_backend_up`` reads it)."""
+        if up == self._up:
+            return
+        self._up = up
+        if up:
+            logger.warning(
+                "redis backend up: instance %s listening on %s", self.instance_id, self.keys.events
+            )
+        elif error is not None:
+            logger.error("redis backend down: %s; local connections stay up, publishing answers 503", error)
+
+    # Admission
+
+    async def admit(
+        self, user_id: str, connection_id: str, session_id: str, *, takeover: bool
+    ) -> ClusterDecision | None:
+        """Lease the connection cluster-wide (atomic in Redis); None when Redis is unreachable."""
+        lease = LocalLease(connection_id, user_id, session_id)
+        self._leases.add(lease)
+        if not self._up:
+            return None
+        args = [
+            connection_id,
+            self.instance_id,
+            session_id,
+            str(self.schedule.ttl_ms),
+            str(self.max_per_user),
+            "reject" if self.policy is LimitPolicy.REJECT else "evict",
+            "1" if takeover else "0",
+        ]
+        try:
+            reply = await self._admit(keys=[self.keys.leases(user_id)], args=args)
+        except _DOWN as error:
+            logger.warning("cluster admission failed, deciding locally: %s", error)
+            return None
+        decision, admitted_us = parse_admission(reply, self.instance_id)
+        if decision.admitted:
+            lease.admitted_us = admitted_us
+        else:
+            self._leases.remove(connection_id)
+        remote = [c for c in decision.closes if not c.here]
+        if remote:
+            await self._send_control(
+                [
+                    (self.keys.control(c.instance_id), control_payload(c.connection_id, c.replaced))
+                    for c in remote
+                ]
+            )
+        return decision
+
+    async def _send_control(self, messages: list[tuple[str, str]]) -> None:
+        """Tell other instances to close connections; a lost message is caught by their renewal."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for channel, payload in messages:
+                    pipe.publish(channel, payload)
+                await pipe.execute()
+        except _DOWN as error:
+            logger.warning("control message not sent, the holder's renewal will close it: %s", error)
+
+    def release(self, connection_id: str) -> None:
+        """Forget the lease here at once; delete it in Redis in the releaser's next batch."""
+        lease = self._leases.remove(connection_id)
+        if lease is not None:
+            self._releases.append((lease.user_id, connection_id))
+            self._release_wake.set()
+
+    async def _release_forever(self) -> None:
+        while True:
+            await self._release_wake.wait()
+            self._release_wake.clear()
+            try:
+                await self._flush_releases()
+            except _DOWN as error:
+                logger.info("lease release not sent, the leases will expire: %s", error)
+
+    async def _flush_releases(self) -> None:
+        if not self._releases:
+            return
+        batch = list(self._releases)
+        self._releases.clear()
+        async with self.client.pipeline(transaction=False) as pipe:
+            for user_id, connection_id in batch:
+                pipe.hdel(self.keys.leases(user_id), connection_id)
+            await pipe.execute()
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.schedule.interval)
+            try:
+                await self.renew()
+            except _DOWN as error:
+                logger.info("lease renewal failed: %s", error)
+
+    async def renew(self) -> None:
+        """The lease heartbeat: renew each lease, re-create lost ones, close what is over the limit."""
+        groups = [leases for leases in self._leases.by_user().values()]
+        if not groups:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for leases in groups:
+                args = renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases)
+                await self._renew(keys=[self.keys.leases(leases[0].user_id)], args=args, client=pipe)
+            replies = await pipe.execute()
+        for leases, reply in zip(groups, replies, strict=True):
+            for lease, outcome in parse_renewal(reply, leases):
+                if self._leases.get(lease.connection_id) is not lease:
+                    if outcome is not RenewalOutcome.OVER:
+                        self._releases.append((lease.user_id, lease.connection_id))
+                        self._release_wake.set()
+                elif outcome is RenewalOutcome.OVER and self._member is not None:
+                    logger.warning(
+                        "connection %s lost its lease over the limit: closing", lease.connection_id
+                    )
+                    self._member.close_connection(lease.connection_id, replaced=False)
+
+    # Events
+
+    async def publish(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        run: RunContext | None = None,
+    ) -> Published:
+        """Number and retain (thread events) and fan out to every instance, atomically."""
+        if not self._up:
+            raise BackendUnavailable("redis backend is unreachable")
+        template = frame_template(
+            user_id=user_id,
+            event=event,
+            thread_id=thread_id,
+            run_id=run.run_id if run else None,
+            request_id=run.request_id if run else None,
+            data=data,
+            ts=time.time(),
+        )
+        try:
+            if thread_id is None:
+                args = [_new_epoch(), template.head, template.tail, template.header_prefix, self.keys.events]
+                epoch = await self._publish_user(keys=[self.keys.epoch], args=args)
+                return Published(None, _text(epoch))
+            args = [
+                _new_epoch(),
+                template.head,
+                template.tail,
+                template.header_prefix,
+                str(self.retention_events),
+                str(self.retention_ms),
+                str(self.meta_ttl_ms),
+                self.keys.events,
+            ]
+            keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
+            offset, epoch = await self._publish_thread(keys=keys, args=args)
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        return Published(int(offset), _text(epoch))
+
+    async def _read(self, key: ThreadKey, after: int | None) -> StreamRead:
+        user_id, thread_id = key
+        keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
+        args = [_new_epoch(), "" if after is None else str(after), str(self.meta_ttl_ms)]
+        return parse_stream_read(await self._read_thread(keys=keys, args=args))
+
+    async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
+        """Replay from the thread's stream; without Redis, nothing can be recovered."""
+        key = (user_id, thread_id)
+        read: StreamRead | None = None
+        if self._up:
+            try:
+                read = await self._read(key, since.offset if since else None)
+            except _DOWN as error:
+                logger.info("recovery of %s failed: %s", thread_id, error)
+        if read is None:
+            seen = self._marks.seen(key)
+            return Recovery(seen[0] if seen else "", seen[1] if seen else 0, False, ())
+        if key not in self._marks:
+            self._marks.note(key, read.epoch, read.last_offset)
+        return decide_recovery(
+            read, since.epoch if since else None, since.offset if since else None, self.retention_ms
+        )
+
+    def _dispatch(self, message: Message) -> None:
+        """Hand one event to the hub, noting how far this instance's subscribers have seen."""
+        envelope = message.envelope
+        if envelope.thread_id is not None and envelope.offset is not None:
+            key = (envelope.user_id, envelope.thread_id)
+            restarted = key in self._marks and self._marks.note(key, message.epoch, envelope.offset)
+            if restarted and self._member is not None:
+                self._member.reset_thread(key)
+        if self._deliver is not None:
+            self._deliver(envelope)
+
+    async def backfill(self) -> int:
+        """Deliver, from the streams, what subscribers here may have missed while not listening."""
+        if self._member is None:
+            return 0
+        threads = list(self._member.subscribed_threads())
+        self._marks.keep_only(threads)
+        delivered = 0
+        for key in threads:
+            seen = self._marks.seen(key)
+            read = await self._read(key, seen[1] if seen else None)
+            if seen is None:
+                self._marks.note(key, read.epoch, read.last_offset)
+                continue
+            if read.epoch != seen[0]:
+                read = await self._read(key, 0)
+            for offset, _, frame in read.events:
+                self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
+                delivered += 1
+        return delivered
+
+    # The listener
+
+    async def _listen(self) -> None:
+        backoff = Backoff()
+        while True:
+            pubsub = self._listener_client.pubsub()
+            try:
+                await self._subscribe(pubsub)
+                backoff.reset()
+                self._set_up(True, None)
+                self._first_attempt.set()
+                await self.renew()
+                await self.backfill()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._on_message(message)
+            except _DOWN as error:
+                self._set_up(False, error)
+            except Exception as error:
+                logger.exception("redis listener failed; reconnecting")
+                self._set_up(False, error)
+            finally:
+                self._first_attempt.set()
+                await _quietly(pubsub.aclose)
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _subscribe(self, pubsub: PubSub) -> None:
+        """Subscribe to events and to this instance's control channel, and wait for both."""
+        channels = {self.keys.events, self.keys.control(self.instance_id)}
+        await pubsub.subscribe(*channels)
+        confirmed: set[str] = set()
+        async with asyncio.timeout(5.0):
+            while confirmed != channels:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is None:
+                    continue
+                if message["type"] == "subscribe":
+                    confirmed.add(_text(message["channel"]))
+                else:
+                    self._on_message(message)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "message":
+            return
+        channel = _text(message["channel"])
+        try:
+            if channel == self.keys.events:
+                self._dispatch(parse_message(message["data"]))
+            elif self._member is not None:
+                control = parse_control(message["data"])
+                self._member.close_connection(control.connection_id, replaced=control.replaced)
+        except (ValueError, KeyError, TypeError):
+            logger.exception("malformed message on %s", channel)
+
+    # Observation
+
+    def expire(self, now: float) -> None:
+        """Redis trims the streams; here, forget marks of threads nobody here subscribes to."""
+        if self._member is not None:
+            self._marks.keep_only(self._member.subscribed_threads())
+
+    @property
+    def thread_log_count(self) -> int:
+        return 0
+
+    @property
+    def entry_count(self) -> int:
+        return len(self._leases)
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def _quietly(action: Callable[[], Awaitable[None]]) -> None:
+    with contextlib.suppress(*_DOWN):
+        await action()

@@ -1,0 +1,183 @@
+"""The Lua scripts: admission, renewal, publishing and reading a thread, each atomic in Redis.
+
+Time comes from Redis (``TIME``), never from an instance, so that "oldest" and "expired" mean
+the same on every instance. A lease is one hash field per connection in the user's hash::
+
+    <connection id> -> "<expires ms> <admitted us> <instance id> <session id>"
+
+Expired leases are dropped whenever the hash is touched, and the hash key itself expires one
+TTL after its last write, so a user whose instances all died leaves nothing behind.
+"""
+
+_CLOCK = """
+local clock = redis.call('TIME')
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local now_us = string.format('%d%06d', clock[1], clock[2])
+"""
+
+_LIVE_LEASES = """
+local live = {}
+local live_count = 0
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local expires, admitted, instance, session =
+    string.match(fields[i + 1], '^(%d+) (%d+) (%S+) (%S+)$')
+  if expires == nil or tonumber(expires) <= now_ms then
+    redis.call('HDEL', KEYS[1], fields[i])
+  else
+    live[fields[i]] = {admitted, instance, session}
+    live_count = live_count + 1
+  end
+end
+"""
+
+ADMIT = (
+    _CLOCK
+    + _LIVE_LEASES
+    + """
+-- KEYS[1] leases; ARGV: connection, instance, session, ttl_ms, limit, policy, takeover
+local ttl_ms, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local reply = {0}
+if ARGV[7] == '1' then
+  for connection, lease in pairs(live) do
+    if lease[3] == ARGV[3] then
+      redis.call('HDEL', KEYS[1], connection)
+      live[connection] = nil
+      live_count = live_count - 1
+      table.insert(reply, connection)
+      table.insert(reply, lease[2])
+      table.insert(reply, 'replaced')
+    end
+  end
+end
+if live_count >= limit and ARGV[6] == 'reject' then
+  return reply
+end
+if live_count >= limit then
+  local order = {}
+  for connection, lease in pairs(live) do
+    table.insert(order, {tonumber(lease[1]), connection, lease[2]})
+  end
+  table.sort(order, function(a, b)
+    if a[1] == b[1] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  for i = 1, live_count - limit + 1 do
+    redis.call('HDEL', KEYS[1], order[i][2])
+    table.insert(reply, order[i][2])
+    table.insert(reply, order[i][3])
+    table.insert(reply, 'superseded')
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1],
+  string.format('%d %s %s %s', now_ms + ttl_ms, now_us, ARGV[2], ARGV[3]))
+redis.call('PEXPIRE', KEYS[1], ttl_ms)
+reply[1] = 1
+table.insert(reply, 2, now_us)
+return reply
+"""
+)
+"""Reply: ``[1, admitted_us, conn, instance, reason, ...]``, or ``[0, conn, instance, reason, ...]``
+when rejected (the triples are the replaced connections, even on a rejection)."""
+
+RENEW = (
+    _CLOCK
+    + _LIVE_LEASES
+    + """
+-- KEYS[1] leases; ARGV: instance, ttl_ms, limit, then (connection, session, admitted_us)...
+local instance, ttl_ms, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local reply = {}
+for i = 4, #ARGV, 3 do
+  local connection, session, admitted = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local lease = live[connection]
+  if admitted == '' then admitted = now_us end
+  if lease ~= nil then
+    redis.call('HSET', KEYS[1], connection,
+      string.format('%d %s %s %s', now_ms + ttl_ms, lease[1], instance, session))
+    table.insert(reply, 'renewed')
+  elseif live_count < limit then
+    redis.call('HSET', KEYS[1], connection,
+      string.format('%d %s %s %s', now_ms + ttl_ms, admitted, instance, session))
+    live_count = live_count + 1
+    table.insert(reply, 'recreated')
+  else
+    table.insert(reply, 'over')
+  end
+end
+if live_count > 0 then
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+end
+return reply
+"""
+)
+"""Reply: one of ``renewed``, ``recreated``, ``over`` per connection, in ARGV order."""
+
+PUBLISH_THREAD = (
+    _CLOCK
+    + """
+-- KEYS[1] meta, KEYS[2] log
+-- ARGV: new epoch, head, tail, header prefix, max events, retention ms, meta ttl ms, channel
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
+local frame = ARGV[2] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[3]
+redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame, 't', now_ms)
+redis.call('PEXPIRE', KEYS[2], ARGV[6])
+redis.call('PEXPIRE', KEYS[1], ARGV[7])
+redis.call('PUBLISH', ARGV[8], ARGV[4] .. offset .. ',"' .. epoch .. '"]\\n' .. frame)
+return {offset, epoch}
+"""
+)
+"""Number, retain and fan out one thread event. Reply: ``[offset, epoch]``."""
+
+PUBLISH_USER = """
+-- KEYS[1] the dataset epoch; ARGV: new epoch, head, tail, header prefix, channel
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+local frame = ARGV[2] .. 'null,"epoch":"' .. epoch .. '"' .. ARGV[3]
+redis.call('PUBLISH', ARGV[5], ARGV[4] .. 'null,"' .. epoch .. '"]\\n' .. frame)
+return epoch
+"""
+"""Fan out one user-level event (not retained). Reply: the epoch."""
+
+READ_THREAD = (
+    _CLOCK
+    + """
+-- KEYS[1] meta, KEYS[2] log; ARGV: new epoch, after ('' for none), meta ttl ms
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+end
+local last = redis.call('HGET', KEYS[1], 'last') or '0'
+local reply = {epoch, last, string.format('%d', now_ms)}
+if ARGV[2] == '' or tonumber(ARGV[2]) >= tonumber(last) then
+  return reply
+end
+local entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', tonumber(ARGV[2]) + 1), '+')
+for _, entry in ipairs(entries) do
+  local offset = string.match(entry[1], '^(%d+)-')
+  local values = entry[2]
+  local frame, stored = '', '0'
+  for i = 1, #values, 2 do
+    if values[i] == 'f' then frame = values[i + 1] end
+    if values[i] == 't' then stored = values[i + 1] end
+  end
+  table.insert(reply, offset)
+  table.insert(reply, stored)
+  table.insert(reply, frame)
+end
+return reply
+"""
+)
+"""The thread's epoch (created if it has none), last offset, Redis's clock, and every retained
+event after ``after``. Reply: ``[epoch, last, now_ms, offset, stored_ms, frame, ...]``."""

