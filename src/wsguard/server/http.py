@@ -1,5 +1,6 @@
 """The HTTP endpoints of PROTOCOL.md section 4."""
 
+import gc
 import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -77,6 +78,9 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
+        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts)."""
+        if request.query_params.get("collect_garbage") == "1":
+            gc.collect()
         return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
