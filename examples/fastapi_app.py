@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--dev", action="store_true", help="accepted for the test harness")
     args = parser.parse_args()
-    run_server(app, Settings(host=args.host, port=args.port))
+    run_server(app, Settings(host=args.host, port=args.port), guard.drain)
 
 
 if __name__ == "__main__":

@@ -146,10 +146,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
 
 def serve(settings: Settings) -> int:
     """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
-    from wsguard.server.guard import create_app
+    from wsguard.server.guard import WSGuard
     from wsguard.server.run import run_server
 
-    return run_server(create_app(settings), settings)
+    guard = WSGuard(settings)
+    return run_server(guard.app(), settings, guard.drain)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

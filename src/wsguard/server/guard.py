@@ -184,6 +184,12 @@ class WSGuard:
 
     # Mounting
 
+    def app(self) -> Starlette:
+        """A Starlette app of its own: ``/ws``, the HTTP API and the lifespan."""
+        app = Starlette(routes=self.routes(), lifespan=self.lifespan)
+        app.state.wsguard = self
+        return app
+
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
         """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
@@ -202,7 +208,4 @@ async def _close_quietly(websocket: WebSocket, reason: close.Close, settings: Se
 
 def create_app(settings: Settings, **options: Any) -> Starlette:
     """The standalone server: ``/ws`` and the HTTP API, with JWT auth."""
-    guard = WSGuard(settings, **options)
-    app = Starlette(routes=guard.routes(), lifespan=guard.lifespan)
-    app.state.wsguard = guard
-    return app
+    return WSGuard(settings, **options).app()

@@ -1,0 +1,66 @@
+"""An asyncio client for wsguard servers: reconnects, resumes its session and replays by offset.
+
+    async with wsguard.client.connect(url, token=token) as client:
+        await client.subscribe("thread-1")
+        async for item in client:
+            ...
+
+Sans-I/O parts, usable on their own: :class:`ReconnectPolicy` (reconnect or stop, and when)
+and :class:`ThreadTracker` (resubscription positions and duplicate dropping).
+"""
+
+from wsguard.client.frames import (
+    Event,
+    Frame,
+    FrameError,
+    Pong,
+    Position,
+    Refreshed,
+    ServerError,
+    Subscribed,
+    UnknownFrame,
+    Unsubscribed,
+    Welcome,
+    parse_frame,
+)
+from wsguard.client.outcome import ClientClosed, ClosedReason
+from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
+from wsguard.client.session import (
+    Client,
+    CommandError,
+    ConnectionLost,
+    CredentialsRefused,
+    Item,
+    connect,
+)
+from wsguard.client.tickets import http_ticket_provider
+from wsguard.client.tracking import RecoveryFailed, ThreadTracker
+
+__all__ = [
+    "Client",
+    "ClientClosed",
+    "ClosedReason",
+    "CommandError",
+    "ConnectionLost",
+    "CredentialsRefused",
+    "Decision",
+    "Event",
+    "Frame",
+    "FrameError",
+    "Item",
+    "Pong",
+    "Position",
+    "ReconnectPolicy",
+    "RecoveryFailed",
+    "Refreshed",
+    "ServerError",
+    "Subscribed",
+    "ThreadTracker",
+    "UnknownFrame",
+    "Unsubscribed",
+    "Welcome",
+    "connect",
+    "http_ticket_provider",
+    "parse_frame",
+    "parse_retry_after",
+]

@@ -1,0 +1,142 @@
+"""``wsguard leakcheck``: run the scenarios, print the table, write the JSON and HTML reports.
+
+Exit status 0 when nothing leaked and every check held, 1 on a leak or a failed scenario,
+2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from wsguard.leaktest.client import Target
+from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profile_name, get_profile
+from wsguard.leaktest.progress import Progress, Silent
+from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
+from wsguard.leaktest.results import RunReport
+from wsguard.leaktest.runner import ServerSource, external_server, managed_servers, run_leakcheck
+from wsguard.leaktest.scenarios import SCENARIO_NAMES
+
+EXIT_OK, EXIT_LEAK, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Arguments that cannot make a run; the message says which."""
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``leakcheck`` options to ``parser``."""
+    parser.description = (
+        "Run the production-scenario leak harness over real sockets. Without --target it starts "
+        "its own server on a free port (a fresh one per scenario) and stops it afterwards."
+    )
+    parser.add_argument(
+        "--profile",
+        help=f"one of {', '.join(PROFILE_NAMES)} (default: ${PROFILE_ENV}, else ci when CI=true, else dev)",
+    )
+    parser.add_argument(
+        "--scenario",
+        action="extend",
+        nargs="+",
+        choices=SCENARIO_NAMES,
+        metavar="NAME",
+        help=f"scenarios to run (default: all): {', '.join(SCENARIO_NAMES)}",
+    )
+    parser.add_argument(
+        "--report-dir",
+        default="leakcheck-report",
+        type=Path,
+        help="where to write leakcheck.json and leakcheck.html (default: %(default)s)",
+    )
+    parser.add_argument("--target", metavar="WS_URL", help="ws://HOST:PORT/ws of a running server")
+    parser.add_argument("--metrics", metavar="URL", help="its /metrics URL (default: from --target)")
+    parser.add_argument("--token-url", metavar="URL", help="its dev token endpoint (default: from --target)")
+    parser.add_argument(
+        "--server-command",
+        metavar="CMD",
+        help="command that starts the server instead of 'python -m wsguard serve' "
+        "(must accept --dev --host --port and the serve flags)",
+    )
+    parser.add_argument(
+        "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def target_from_args(args: argparse.Namespace) -> Target | None:
+    """The external target, or ``None`` when the harness starts its own server."""
+    if args.target is None:
+        if args.metrics or args.token_url:
+            raise UsageError("--metrics and --token-url need --target")
+        return None
+    parts = urlsplit(args.target)
+    if parts.scheme not in {"ws", "wss"} or not parts.hostname:
+        raise UsageError(f"--target must be ws://HOST:PORT/PATH, got {args.target!r}")
+    origin = f"{'https' if parts.scheme == 'wss' else 'http'}://{parts.netloc}"
+    return Target(
+        ws_url=args.target,
+        metrics_url=args.metrics or f"{origin}/metrics",
+        token_url=args.token_url or f"{origin}/api/dev/tokens",
+    )
+
+
+def write_reports(report: RunReport, directory: Path) -> tuple[Path, Path]:
+    """Write ``leakcheck.json`` and ``leakcheck.html``; their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    json_path = directory / "leakcheck.json"
+    html_path = directory / "leakcheck.html"
+    json_path.write_text(json.dumps(to_json(report), indent=2), encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return json_path, html_path
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``wsguard leakcheck`` with parsed ``args``; the exit status."""
+    if args.list_profiles:
+        print(render_profiles())
+        return EXIT_OK
+    try:
+        profile = get_profile(args.profile or default_profile_name(os.environ))
+        target = target_from_args(args)
+        if target is not None and args.server_command:
+            raise UsageError("--server-command starts a server; it cannot go with --target")
+    except (KeyError, UsageError) as error:
+        print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    scenarios = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))
+    servers: ServerSource
+    if target is None:
+        command = shlex.split(args.server_command) if args.server_command else None
+        servers = managed_servers(profile, command)
+        label = "a fresh server per scenario"
+    else:
+        servers = external_server(target)
+        label = f"target {target.ws_url}"
+    progress = Silent() if args.quiet else Progress()
+    report = run_leakcheck(
+        profile,
+        scenarios,
+        servers,
+        target_label=label,
+        fresh_servers=target is None,
+        progress=progress,
+    )
+    print(render_table(report))
+    json_path, html_path = write_reports(report, args.report_dir)
+    print(f"reports: {json_path} {html_path}")
+    return EXIT_OK if report.passed else EXIT_LEAK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsguard leakcheck")
+    configure_parser(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv))

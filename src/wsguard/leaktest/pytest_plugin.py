@@ -1,0 +1,83 @@
+"""pytest plugin: run the leak scenarios against an application's own server from its tests.
+
+Override the ``leakcheck_target`` fixture to start your app and yield a
+:class:`wsguard.leaktest.Target`; then ``leakcheck("multi_tab", "cleanup_race")`` runs those
+scenarios against it and fails the test with the report's reasons on a leak. Without an
+override, ``leakcheck_target`` starts ``wsguard serve`` with the profile's flags.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+
+from wsguard.leaktest.client import Target
+from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile
+from wsguard.leaktest.progress import Silent
+from wsguard.leaktest.report import render_table
+from wsguard.leaktest.results import RunReport
+from wsguard.leaktest.runner import external_server, run_leakcheck
+from wsguard.leaktest.scenarios import SCENARIO_NAMES
+from wsguard.testing.process import ServerProcess
+
+
+class LeakCheckFailed(AssertionError):
+    """A scenario leaked or failed; the message is the report table with every reason."""
+
+
+class LeakCheck(Protocol):
+    def __call__(self, *scenarios: str, profile: Profile | None = None) -> RunReport: ...
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wsguard-leakcheck")
+    group.addoption(
+        "--leakcheck-profile",
+        default=None,
+        help=f"leak harness profile (default: ${PROFILE_ENV}, else ci when CI=true, else dev)",
+    )
+
+
+@pytest.fixture(scope="session")
+def leakcheck_profile(request: pytest.FixtureRequest) -> Profile:
+    """The profile chosen by ``--leakcheck-profile``, ``WSGUARD_PROFILE`` or ``CI``."""
+    chosen = request.config.getoption("--leakcheck-profile")
+    return get_profile(chosen or default_profile_name(os.environ))
+
+
+@pytest.fixture
+def leakcheck_target(leakcheck_profile: Profile) -> Iterator[Target]:
+    """The server under test; override it to start your own application."""
+    with ServerProcess(*leakcheck_profile.server_flags()) as server:
+        yield Target(
+            ws_url=server.ws_url,
+            metrics_url=f"{server.base_url}/metrics",
+            token_url=f"{server.base_url}/api/dev/tokens",
+            pid=server.pid,
+        )
+
+
+@pytest.fixture
+def leakcheck(leakcheck_target: Target, leakcheck_profile: Profile) -> LeakCheck:
+    """Run scenarios (all by default) against ``leakcheck_target``; fail the test on a leak."""
+
+    def run(*scenarios: str, profile: Profile | None = None) -> RunReport:
+        unknown = [name for name in scenarios if name not in SCENARIO_NAMES]
+        if unknown:
+            raise ValueError(f"unknown scenarios {unknown}; known: {', '.join(SCENARIO_NAMES)}")
+        report = run_leakcheck(
+            profile or leakcheck_profile,
+            list(scenarios or SCENARIO_NAMES),
+            external_server(leakcheck_target),
+            target_label=f"target {leakcheck_target.ws_url}",
+            fresh_servers=False,
+            progress=Silent(),
+        )
+        if not report.passed:
+            raise LeakCheckFailed(render_table(report))
+        return report
+
+    return run

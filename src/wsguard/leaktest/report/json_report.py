@@ -1,0 +1,73 @@
+"""The machine-readable report."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsguard.leaktest.results import RunReport, ScenarioReport
+
+SCHEMA = "wsguard.leakcheck/1"
+
+
+def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
+    return {
+        "name": scenario.name,
+        "description": scenario.description,
+        "verdict": scenario.verdict,
+        "reasons": scenario.reasons,
+        "fresh_server": scenario.fresh_server,
+        "connections": scenario.connections,
+        "events": scenario.events,
+        "duration_s": round(scenario.duration_s, 3),
+        "cleanup_p99_s": scenario.cleanup_p99_s,
+        "baseline": scenario.baseline,
+        "peaks": scenario.peaks,
+        "final": scenario.final,
+        "leaks": scenario.leaks,
+        "failures": scenario.failures,
+        "errors": scenario.errors,
+        "memory": [
+            {
+                "signal": check.signal,
+                "unit": check.unit,
+                "slope_per_cycle": check.slope,
+                "bound": check.bound,
+                "passed": check.passed,
+                "cycles": list(check.cycles),
+                "values": list(check.values),
+            }
+            for check in scenario.slopes
+        ],
+        "rounds": [
+            {
+                "index": r.index,
+                "warmup": r.warmup,
+                "connections": r.connections,
+                "events": r.events,
+                "failures": r.failures,
+                "leaks": [
+                    {"name": k.name, "value": k.value, "expected": k.expected, "baseline": k.baseline}
+                    for k in r.leaks
+                ],
+                "settle_s": r.settle_s,
+                "allocated_blocks": r.blocks,
+                "resident_bytes": r.rss,
+                "duration_s": round(r.duration_s, 3),
+            }
+            for r in scenario.rounds
+        ],
+        "samples": [{"t": round(s.at, 3), "values": s.values} for s in scenario.samples],
+    }
+
+
+def to_json(report: RunReport) -> dict[str, Any]:
+    """The run as plain JSON data (``json.dumps`` it)."""
+    return {
+        "schema": SCHEMA,
+        "profile": report.profile,
+        "target": report.target,
+        "started_at": report.started_at,
+        "duration_s": round(report.duration_s, 3),
+        "passed": report.passed,
+        "scenarios": [_scenario(s) for s in report.scenarios],
+    }

@@ -1,0 +1,118 @@
+"""What every scenario gets (a context) and gives back (a round result)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from wsguard.leaktest.client import Api, Tab
+from wsguard.leaktest.probes import Sampler
+from wsguard.leaktest.profiles import Profile, Sizes
+
+TERMINAL_EVENTS = frozenset({"agent_completed", "agent_failed"})
+
+
+@dataclass
+class RoundResult:
+    """What one round did (connections, events) and every behavioural check it failed."""
+
+    connections: int = 0
+    events: int = 0
+    failures: list[str] = field(default_factory=list)
+    tabs: list[Tab] = field(default_factory=list)
+
+    def check(self, holds: bool, failure: str) -> None:
+        if not holds:
+            self.failures.append(failure)
+
+    def absorb(self, other: RoundResult, prefix: str) -> None:
+        self.connections += other.connections
+        self.events += other.events
+        self.failures.extend(f"{prefix}: {failure}" for failure in other.failures)
+        self.tabs.extend(other.tabs)
+
+
+@dataclass
+class ScenarioContext:
+    """The server's API, the profile and the sampler that a round runs with."""
+
+    api: Api
+    profile: Profile
+    sampler: Sampler
+    fresh_server: bool
+    runs_by_user: dict[str, set[str]] = field(default_factory=dict)
+
+    def note_run(self, user_id: str, run_id: str) -> None:
+        self.runs_by_user.setdefault(user_id, set()).add(run_id)
+
+    async def user_connection_ids(self, user_id: str) -> list[str]:
+        """The ids of the user's open connections, from the admin endpoint."""
+        return [str(row["connection_id"]) for row in await self.user_connections(user_id)]
+
+    async def user_connections(self, user_id: str) -> list[dict[str, Any]]:
+        """The user's open connections, as the admin endpoint lists them."""
+        api = self.api
+        response = await api.http.get(
+            f"{api.target.base_url}/api/admin/users/{user_id}/connections",
+            headers=await api.auth("leaktest-admin", admin=True),
+        )
+        response.raise_for_status()
+        body = response.json()
+        rows: list[dict[str, Any]] = body if isinstance(body, list) else body["connections"]
+        return rows
+
+
+class Scenario(Protocol):
+    """One production scenario: a name, what it shows, and one round of it for one user."""
+
+    name: str
+    description: str
+
+    async def round(self, ctx: ScenarioContext, sizes: Sizes, user_id: str) -> RoundResult: ...
+
+
+async def run_until_complete(tabs: Iterable[Tab], run_id: str, timeout: float) -> list[str]:
+    """Wait until every tab has the run's last event; the names of the tabs that never got it."""
+
+    def done(tab: Tab) -> bool:
+        return any(e.get("run_id") == run_id and e.get("event") in TERMINAL_EVENTS for e in tab.events)
+
+    pending = list(tabs)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        pending = [tab for tab in pending if not done(tab)]
+        if pending:
+            await asyncio.sleep(0.01)
+    return [tab.name for tab in pending]
+
+
+async def paced(count: int, rate: float, start: Callable[[int], Awaitable[None]]) -> None:
+    """Call ``start(i)`` for ``i`` in ``range(count)`` at ``rate`` per second, all concurrently."""
+
+    async def later(index: int) -> None:
+        await asyncio.sleep(index / rate)
+        await start(index)
+
+    await asyncio.gather(*(later(i) for i in range(count)))
+
+
+def offsets_of(tab: Tab, thread_id: str, run_id: str | None = None) -> list[int]:
+    """The offsets of the thread's events this tab got, in arrival order."""
+    return [
+        int(e["offset"])
+        for e in tab.events
+        if e.get("thread_id") == thread_id and (run_id is None or e.get("run_id") == run_id)
+    ]
+
+
+def duplicates(values: Iterable[int]) -> list[int]:
+    seen: set[int] = set()
+    repeated: list[int] = []
+    for value in values:
+        if value in seen:
+            repeated.append(value)
+        seen.add(value)
+    return repeated

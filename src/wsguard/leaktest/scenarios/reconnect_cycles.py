@@ -1,0 +1,104 @@
+"""reconnect_cycles: connect, hold, drop, reconnect at once with ``resume`` and ``since``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from typing import Any
+
+from wsguard.leaktest.client import Tab, open_tab
+from wsguard.leaktest.profiles import Sizes
+from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, offsets_of
+
+THREAD = "reconnect"
+MAX_AT_ONCE = 2
+
+
+class ReconnectCycles:
+    name = "reconnect_cycles"
+    description = (
+        "cycles of connect, hold, drop (half clean, half abrupt), reconnect with resume and since: "
+        "never more than 2 at once, gap events replayed once"
+    )
+
+    async def round(self, ctx: ScenarioContext, sizes: Sizes, user_id: str) -> RoundResult:
+        result = RoundResult()
+        tabs: list[Tab] = []
+        published: list[int] = []
+        peak = 0
+        watching = True
+
+        async def watch_peak() -> None:
+            nonlocal peak
+            while watching:
+                with contextlib.suppress(Exception):
+                    peak = max(peak, len(await ctx.user_connection_ids(user_id)))
+                await asyncio.sleep(0.01)
+
+        async def publish(phase: str, cycle: int) -> None:
+            offset = await ctx.api.publish(
+                user_id, THREAD, "reconnect_probe", {"user": user_id, "phase": phase, "cycle": cycle}
+            )
+            if offset is None:
+                result.failures.append(f"publish to {THREAD} returned no offset")
+            else:
+                published.append(offset)
+
+        watcher = asyncio.create_task(watch_peak())
+        try:
+            tab = await open_tab(ctx.api, user_id, f"{user_id}/cycle0")
+            tabs.append(tab)
+            first = await tab.subscribe(THREAD)
+            epoch = first["epoch"]
+            last_offset = int(first["offset"])
+            start_offset = last_offset
+            session_id = tab.session_id
+            for cycle in range(sizes.reconnect_cycles):
+                await publish("live", cycle)
+                await asyncio.sleep(sizes.reconnect_hold_s)
+                if cycle % 2 == 0:
+                    await tab.close()
+                else:
+                    tab.drop()
+                    await tab.wait_closed(1.0)
+                await publish("gap", cycle)
+                last_offset = max([last_offset, *offsets_of(tab, THREAD)])
+                tab = await open_tab(ctx.api, user_id, f"{user_id}/cycle{cycle + 1}", resume=session_id)
+                tabs.append(tab)
+                result.check(
+                    tab.session_id == session_id,
+                    f"resume of {session_id} gave session {tab.session_id} in cycle {cycle}",
+                )
+                since: dict[str, Any] = {"epoch": epoch, "offset": last_offset}
+                subscribed = await tab.subscribe(THREAD, since=since)
+                result.check(
+                    subscribed.get("recovered") is True,
+                    f"cycle {cycle}: subscribe since {since} was not recovered: {subscribed}",
+                )
+            await publish("final", sizes.reconnect_cycles)
+            await tab.wait_for(lambda f: f.get("type") == "event" and f.get("offset") == published[-1], 5.0)
+            open_now = await ctx.user_connection_ids(user_id)
+            result.check(
+                open_now == [tab.connection_id],
+                f"once settled the user holds {open_now}, expected only {tab.connection_id}",
+            )
+            await tab.close()
+        finally:
+            watching = False
+            await watcher
+            for each in tabs:
+                if not each.is_closed:
+                    each.drop()
+            result.tabs.extend(tabs)
+        result.connections = len(tabs)
+        received = Counter(o for t in tabs for o in offsets_of(t, THREAD) if o > start_offset)
+        result.events = sum(received.values())
+        lost = sorted(set(published) - set(received))
+        twice = sorted(o for o, n in received.items() if n > 1)
+        unexpected = sorted(set(received) - set(published))
+        result.check(not lost, f"published offsets never delivered: {lost}")
+        result.check(not twice, f"offsets delivered more than once: {twice}")
+        result.check(not unexpected, f"offsets delivered that were not published: {unexpected}")
+        result.check(peak <= MAX_AT_ONCE, f"the user held {peak} connections at once (at most {MAX_AT_ONCE})")
+        return result

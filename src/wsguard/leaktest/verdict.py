@@ -1,0 +1,143 @@
+"""Pure verdict functions: exact count checks, least-squares slopes and histogram quantiles.
+
+No I/O here, so that what "leaked" means is unit-tested on its own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+CONNECTIONS = "wsguard_connections_active"
+USERS = "wsguard_users_active"
+REGISTRY = "wsguard_registry_entries"
+TASKS = "wsguard_tasks_active"
+FDS = "process_open_fds"
+BLOCKS = "wsguard_python_allocated_blocks"
+RSS = "process_resident_memory_bytes"
+
+MUST_BE_ZERO: tuple[str, ...] = (CONNECTIONS, USERS, REGISTRY)
+MUST_RETURN_TO_BASELINE: tuple[str, ...] = (TASKS, FDS)
+LEAK_COUNTS: tuple[str, ...] = MUST_BE_ZERO + MUST_RETURN_TO_BASELINE
+
+
+@dataclass(frozen=True)
+class CountLeak:
+    """One count that is not where it must be once the clients are gone."""
+
+    name: str
+    value: float | None
+    expected: float
+    baseline: float | None
+
+    def describe(self) -> str:
+        value = "missing" if self.value is None else _number(self.value)
+        baseline = "missing" if self.baseline is None else _number(self.baseline)
+        return f"{self.name} = {value} (expected {_number(self.expected)}; baseline {baseline})"
+
+
+def count_leaks(sample: Mapping[str, float], baseline: Mapping[str, float]) -> list[CountLeak]:
+    """Every count of ``sample`` off its mark: the zero counts at 0, the others at ``baseline``.
+
+    A count missing from the sample is a leak too: a server that stops reporting it proves nothing.
+    A count missing from the baseline can only be checked against 0.
+    """
+    leaks: list[CountLeak] = []
+    for name in MUST_BE_ZERO:
+        value = sample.get(name)
+        if value is None or value != 0:
+            leaks.append(CountLeak(name, value, 0.0, baseline.get(name)))
+    for name in MUST_RETURN_TO_BASELINE:
+        value = sample.get(name)
+        expected = baseline.get(name)
+        if expected is None:
+            continue
+        if value is None or value > expected:
+            leaks.append(CountLeak(name, value, expected, expected))
+    return leaks
+
+
+def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """The slope of the least-squares line through ``(xs, ys)``; 0 when ``xs`` do not vary."""
+    if len(xs) != len(ys):
+        raise ValueError(f"{len(xs)} x values but {len(ys)} y values")
+    if len(xs) < 2:
+        raise ValueError("a slope needs at least 2 points")
+    mean_x = math.fsum(xs) / len(xs)
+    mean_y = math.fsum(ys) / len(ys)
+    spread = math.fsum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return 0.0
+    return math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+@dataclass(frozen=True)
+class SlopeCheck:
+    """A memory signal over the measured rounds: its slope per connection cycle and its bound."""
+
+    signal: str
+    unit: str
+    cycles: tuple[float, ...]
+    values: tuple[float, ...]
+    slope: float
+    bound: float
+
+    @property
+    def passed(self) -> bool:
+        return self.slope <= self.bound
+
+    def describe(self) -> str:
+        return (
+            f"{self.signal} grows {self.slope:.3g} {self.unit} per connection cycle "
+            f"(bound {self.bound:g}) over {len(self.values)} rounds, "
+            f"{_number(self.values[0])} -> {_number(self.values[-1])}"
+        )
+
+
+def slope_check(
+    signal: str, unit: str, cycles: Sequence[float], values: Sequence[float], bound: float
+) -> SlopeCheck:
+    """Fit ``values`` against cumulative connection ``cycles`` and compare the slope to ``bound``."""
+    slope = least_squares_slope(cycles, values)
+    return SlopeCheck(signal, unit, tuple(cycles), tuple(values), slope, bound)
+
+
+def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, float]:
+    """The cumulative buckets ``{upper bound: count}`` of histogram ``name`` in flat samples."""
+    prefix = f'{name}_bucket{{le="'
+    buckets: dict[float, float] = {}
+    for key, value in samples.items():
+        if key.startswith(prefix):
+            upper = key[len(prefix) :].split('"', 1)[0]
+            buckets[float(upper)] = value
+    return buckets
+
+
+def histogram_quantile(
+    quantile: float, before: Mapping[float, float], after: Mapping[float, float]
+) -> float | None:
+    """The ``quantile`` of the observations made between two scrapes of a cumulative histogram.
+
+    Like Prometheus' ``histogram_quantile``: linear within the bucket it falls in; the upper bound
+    of the last finite bucket when it falls in ``+Inf``; ``None`` when nothing was observed.
+    """
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    rank = quantile * counts[-1]
+    lower_bound, lower_count = 0.0, 0.0
+    for upper, count in zip(bounds, counts, strict=True):
+        if count >= rank:
+            if math.isinf(upper):
+                return lower_bound
+            if count == lower_count:
+                return upper
+            return lower_bound + (upper - lower_bound) * (rank - lower_count) / (count - lower_count)
+        lower_bound, lower_count = upper, count
+    return lower_bound
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"

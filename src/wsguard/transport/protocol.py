@@ -1,0 +1,379 @@
+"""uvicorn's sans-I/O WebSocket protocol, with the guarantees wsguard's contract needs.
+
+Stock uvicorn (``websockets-sansio``) reports a heartbeat timeout as a plain disconnect, waits
+10 s for a close handshake and then only half-closes a socket whose peer does not read, lets a
+``websocket.close`` wait behind a full write buffer, and logs every upgrade. This subclass:
+
+- reports a heartbeat timeout to the app as ``websocket.disconnect`` 1011 ``heartbeat_timeout``
+  and sends the peer the same close frame before dropping TCP;
+- drops TCP (abort, not a flushing close) ``close_timeout`` seconds after any close it starts,
+  whether or not the peer answers or reads;
+- sends ``websocket.close`` at once, even while the write buffer is full;
+- optionally closes a connection whose write stalls past ``write_timeout`` with 4008
+  ``slow_consumer``;
+- keeps the socket's kernel send buffer modest, so that the bytes the app can count (the
+  transport's buffer) are nearly all the unsent bytes;
+- stamps when the server learned that the socket closed, for ``wsguard_cleanup_seconds``;
+- reports a lost TCP connection as 1006 and a frame over ``ws_max_size`` as 1009 ``too_big``;
+- logs accepted upgrades at debug level and summarises refusals (see :mod:`.refusals`).
+
+Each connection's :class:`~wsguard.transport.control.TransportControl` is in
+``scope["extensions"]["wsguard.transport"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import socket
+import time
+from asyncio.transports import BaseTransport
+from http import HTTPStatus
+from typing import Any, ClassVar, cast
+
+from uvicorn._types import ASGISendEvent, WebSocketDisconnectEvent
+from uvicorn.config import Config
+from uvicorn.protocols.utils import ClientDisconnected, get_client_addr
+from uvicorn.protocols.websockets.websockets_sansio_impl import (
+    STATUS_PHRASES,
+    WebSocketsSansIOProtocol,
+)
+from uvicorn.server import ServerState
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidState
+from websockets.frames import CloseCode
+from websockets.http11 import Response
+from websockets.server import ServerProtocol
+
+from wsguard.transport.control import EXTENSION_KEY
+from wsguard.transport.refusals import RefusalLog
+
+HEARTBEAT_TIMEOUT = (1011, "heartbeat_timeout")
+SLOW_CONSUMER = (4008, "slow_consumer")
+CONNECTION_LOST = 1006
+TOO_BIG_REASON = "too_big"
+
+logger = logging.getLogger("wsguard.transport")
+wire_logger = logging.getLogger("wsguard.transport.wire")
+"""The ``websockets`` state machine's own logger: one INFO line per upgrade, so quiet by default."""
+wire_logger.setLevel(logging.WARNING)
+
+
+class _WireProtocol(ServerProtocol):
+    """The ``websockets`` state machine, with the close reasons of wsguard's wire protocol."""
+
+    def fail(self, code: CloseCode | int, reason: str = "") -> None:
+        if code == CloseCode.MESSAGE_TOO_BIG:
+            reason = TOO_BIG_REASON
+        super().fail(code, reason)
+
+
+class _Control:
+    """The :class:`TransportControl` of one connection.
+
+    It holds the asyncio transport, not the protocol: asyncio clears the transport's reference
+    to the protocol once the connection is lost, so no reference cycle outlives the socket.
+    """
+
+    __slots__ = ("_transport", "closed_at")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self.closed_at: float | None = None
+
+    def unsent_bytes(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def abort(self) -> None:
+        self._transport.abort()
+
+
+class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
+    """Configured by :func:`protocol_class`; do not pass this base class to uvicorn directly."""
+
+    close_timeout_seconds: ClassVar[float] = 1.0
+    send_buffer_bytes: ClassVar[int] = 65536
+    write_timeout_seconds: ClassVar[float | None] = None
+    refusals: ClassVar[RefusalLog] = RefusalLog(logger)
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.close_timeout = self.close_timeout_seconds
+        self.conn = _WireProtocol(
+            extensions=self.conn.available_extensions,
+            max_size=config.ws_max_size,
+            logger=wire_logger,
+        )
+        self.control: _Control | None = None
+        self.drop_timer: asyncio.TimerHandle | None = None
+
+    # Connection lifecycle
+
+    def connection_made(self, transport: BaseTransport) -> None:
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+        self.control = _Control(self.transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.stamp_closed()
+        self.stop_keepalive()
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+        self.connections.discard(self)
+        self.handshake_complete = True
+        self.disconnected = True
+        # A send() waiting on `writable` must wake up: asyncio never resumes writing on a
+        # transport that was lost while paused.
+        self.writable.set()
+        for timer in (self.close_timer, self.drop_timer):
+            if timer is not None:
+                timer.cancel()
+        self.close_timer = None
+        self.drop_timer = None
+        if exc is None:
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.drop_when_closing()
+
+    def shutdown(self) -> None:
+        self.stamp_closed()
+        super().shutdown()
+        self.drop_when_closing()
+
+    async def run_asgi(self) -> None:
+        assert self.control is not None
+        extensions = cast(dict[str, Any], self.scope["extensions"])
+        extensions[EXTENSION_KEY] = self.control
+        await super().run_asgi()
+        self.drop_when_closing()
+
+    # Closing
+
+    def stamp_closed(self) -> None:
+        """Record the first moment the server knew this socket was done."""
+        if self.control is not None and self.control.closed_at is None:
+            self.control.closed_at = time.monotonic()
+
+    def drop_when_closing(self) -> None:
+        """Once the transport is closing, make sure it is gone within ``close_timeout``.
+
+        ``transport.close()`` waits for the write buffer to drain, which never happens when the
+        peer stopped reading; the abort after the deadline releases the file descriptor.
+        """
+        if self.drop_timer is None and not self.disconnected and self.transport.is_closing():
+            self.drop_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def handle_close(self, event: Any) -> None:
+        self.stamp_closed()
+        super().handle_close(event)
+
+    def handle_parser_exception(self) -> None:
+        self.stamp_closed()
+        super().handle_parser_exception()
+
+    def keepalive_timeout(self) -> None:
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.close_sent or self.transport.is_closing():
+            return
+        self.stamp_closed()
+        self.close_on_behalf_of_app(*HEARTBEAT_TIMEOUT)
+        self.transport.close()
+        self.drop_when_closing()
+
+    def close_on_behalf_of_app(self, code: int, reason: str) -> None:
+        """Tell the app the connection is over, and start the close handshake with the peer."""
+        event: WebSocketDisconnectEvent = {
+            "type": "websocket.disconnect",
+            "code": code,
+            "reason": reason,
+        }
+        self.queue.put_nowait(event)
+        self.send_close_frame(code, reason)
+
+    def send_close_frame(self, code: int, reason: str) -> None:
+        """Write a close frame even behind a full buffer, and drop TCP after ``close_timeout``."""
+        self.stop_keepalive()
+        self.close_sent = True
+        if self.transport.is_closing():
+            return
+        try:
+            self.conn.send_close(code, reason)
+        except InvalidState:
+            self.transport.abort()
+            return
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    # ASGI send
+
+    async def send(self, message: ASGISendEvent) -> None:
+        kind = message["type"]
+        if kind == "websocket.close" and self.handshake_complete and self.initial_response is None:
+            await self.send_close(cast(dict[str, Any], message))
+            return
+        if not self.writable.is_set():
+            await self.wait_writable()
+        if self.disconnected:
+            raise ClientDisconnected()
+        if not self.handshake_complete and self.initial_response is None:
+            self.send_before_handshake(message)
+        elif self.initial_response is None:
+            self.send_message(message)
+        else:
+            self.send_response_body(message)
+        self.drop_when_closing()
+
+    async def send_close(self, message: dict[str, Any]) -> None:
+        """The app's close: never waits for the write buffer, and is idempotent."""
+        if self.disconnected:
+            raise ClientDisconnected()
+        if self.close_sent:
+            return
+        code: int = message.get("code", 1000)
+        reason: str = message.get("reason") or ""
+        disconnect: WebSocketDisconnectEvent = {
+            "type": "websocket.disconnect",
+            "code": code,
+            "reason": reason,
+        }
+        self.queue.put_nowait(disconnect)
+        self.send_close_frame(code, reason)
+
+    async def wait_writable(self) -> None:
+        """Wait for the write buffer to drain; past ``write_timeout``, close with 4008."""
+        if self.write_timeout_seconds is None:
+            await self.writable.wait()
+            return
+        try:
+            async with asyncio.timeout(self.write_timeout_seconds):
+                await self.writable.wait()
+        except TimeoutError:
+            if not self.close_sent and not self.disconnected:
+                self.stamp_closed()
+                self.close_on_behalf_of_app(*SLOW_CONSUMER)
+            raise ClientDisconnected() from None
+
+    def send_message(self, message: ASGISendEvent) -> None:
+        if message["type"] != "websocket.send":
+            raise RuntimeError(
+                f"Expected ASGI message 'websocket.send' or 'websocket.close', but got '{message['type']}'."
+            )
+        if self.close_sent:
+            raise ClientDisconnected()
+        try:
+            data = message.get("bytes")
+            if data is not None:
+                self.conn.send_binary(data)
+            else:
+                self.conn.send_text(cast(str, message.get("text", "")).encode())
+        except InvalidState:
+            raise ClientDisconnected() from None
+        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def send_before_handshake(self, message: ASGISendEvent) -> None:
+        path = self.scope["path"]
+        client = get_client_addr(self.scope)
+        if message["type"] == "websocket.accept":
+            logger.debug('%s - "WebSocket %s" [accepted]', client, path)
+            headers = [
+                (name.decode("latin-1").lower(), value.decode("latin-1"))
+                for name, value in (self.default_headers + list(message.get("headers", [])))
+            ]
+            subprotocol = message.get("subprotocol")
+            if subprotocol:
+                headers.append(("Sec-WebSocket-Protocol", subprotocol))
+            del self.response.headers["Date"]
+            self.response.headers.update(headers)
+            if not self.transport.is_closing():
+                self.handshake_complete = True
+                self.conn.send_response(self.response)
+                self.transport.write(b"".join(self.conn.data_to_send()))
+                self.start_keepalive()
+        elif message["type"] == "websocket.close":
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+            self.refusals.record(HTTPStatus.FORBIDDEN, client, path)
+            self.conn.send_response(self.conn.reject(HTTPStatus.FORBIDDEN, ""))
+            self.close_sent = True
+            self.handshake_complete = True
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
+        elif message["type"] == "websocket.http.response.start":
+            status = message["status"]
+            if not 100 <= status < 600:
+                raise RuntimeError(f"Invalid HTTP status code '{status}' in response.")
+            self.refusals.record(status, client, path)
+            headers = [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in message.get("headers", [])
+            ]
+            self.initial_response = (status, headers, b"")
+        else:
+            raise RuntimeError(
+                "Expected ASGI message 'websocket.accept', 'websocket.close' "
+                f"or 'websocket.http.response.start' but got '{message['type']}'."
+            )
+
+    def send_response_body(self, message: ASGISendEvent) -> None:
+        if message["type"] != "websocket.http.response.body":
+            raise RuntimeError(
+                f"Expected ASGI message 'websocket.http.response.body' but got '{message['type']}'."
+            )
+        assert self.initial_response is not None
+        status, headers, body = self.initial_response
+        body += message["body"]
+        self.initial_response = (status, headers, body)
+        if message.get("more_body", False):
+            return
+        response_headers = Headers(headers)
+        response_headers.setdefault("Date", email.utils.formatdate(usegmt=True))
+        response_headers.setdefault("Connection", "close")
+        response_headers.setdefault("Content-Length", str(len(body)))
+        response_headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+        self.conn.send_response(Response(status, STATUS_PHRASES[status], response_headers, body))
+        # Stock uvicorn leaves this unset here and then logs an error for every refusal.
+        self.handshake_complete = True
+        self.close_sent = True
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.transport.close()
+
+
+def protocol_class(
+    *,
+    close_timeout: float,
+    send_buffer_bytes: int,
+    write_timeout: float | None = None,
+    refusal_log_window: float = 10.0,
+) -> type[asyncio.Protocol]:
+    """A protocol class for ``uvicorn.Config(ws=...)`` with these settings.
+
+    Heartbeat, frame size limit and compression come from uvicorn's own ``Config``
+    (``ws_ping_interval``, ``ws_ping_timeout``, ``ws_max_size``, ``ws_per_message_deflate``).
+    """
+    if close_timeout <= 0:
+        raise ValueError("close_timeout must be positive")
+    if send_buffer_bytes <= 0:
+        raise ValueError("send_buffer_bytes must be positive")
+    if write_timeout is not None and write_timeout <= 0:
+        raise ValueError("write_timeout must be positive or None")
+    attributes: dict[str, Any] = {
+        "close_timeout_seconds": close_timeout,
+        "send_buffer_bytes": send_buffer_bytes,
+        "write_timeout_seconds": write_timeout,
+        "refusals": RefusalLog(logger, refusal_log_window),
+    }
+    return type("WSGuardWebSocketProtocol", (GuardedWebSocketProtocol,), attributes)

@@ -1,0 +1,127 @@
+"""Deliberately leaky wsguard servers, for proving that the leak harness catches leaks.
+
+Run as ``python tests/leaktest/broken_servers.py NAME <serve flags>``: the real server, with one
+bug patched into its internals in this process, then ``wsguard serve``. These live in the test
+suite only, never in the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from uuid import uuid4
+
+from wsguard.backends.base import Envelope
+from wsguard.core.registry import Handle
+from wsguard.runtime import close
+from wsguard.runtime.connection import Connection
+from wsguard.runtime.hub import Hub
+
+_original_forget = Hub._forget
+_original_run = Connection.run
+_original_deliver = Hub.deliver
+
+
+@contextmanager
+def _release_swapped(hub: Hub, swap: Callable[[Handle], Handle | None]) -> Iterator[None]:
+    """For the duration, ``hub.registry.release(h)`` releases ``swap(h)`` instead (None: nothing)."""
+    registry = hub.registry
+    real_release = registry.release
+
+    def release(handle: Handle) -> bool:
+        other = swap(handle)
+        return False if other is None else real_release(other)
+
+    registry.release = release  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del registry.release
+
+
+def recomputed_key() -> None:
+    """The seed's bug: cleanup looks the connection up by ids generated a second time."""
+
+    def forget(self: Hub, connection: Connection) -> None:
+        regenerated = replace(connection.handle, connection_id=f"{connection.user_id}:{uuid4().hex}")
+        with _release_swapped(self, lambda handle: regenerated):
+            _original_forget(self, connection)
+
+    Hub._forget = forget  # type: ignore[method-assign]
+
+
+def forgets_vanished() -> None:
+    """The disconnect path forgets to release when the client vanishes without a close frame."""
+
+    def forget(self: Hub, connection: Connection) -> None:
+        if connection.closed_label == close.CONNECTION_LOST:
+            with _release_swapped(self, lambda handle: None):
+                _original_forget(self, connection)
+            return
+        _original_forget(self, connection)
+
+    Hub._forget = forget  # type: ignore[method-assign]
+
+
+def uncancelled_task() -> None:
+    """Every connection starts a heartbeat task that nothing ever cancels."""
+
+    async def run(self: Connection, on_text: Callable[[str], Awaitable[None]]) -> None:
+        async def heartbeat() -> None:
+            await asyncio.Event().wait()
+
+        self.forgotten_heartbeat = asyncio.create_task(heartbeat())  # type: ignore[attr-defined]
+        await _original_run(self, on_text)
+
+    Connection.run = run  # type: ignore[method-assign]
+
+
+def unbounded_queue() -> None:
+    """The send queue to a client that stops reading grows without a bound (no 4008)."""
+
+    def send(self: Connection, frame: str) -> None:
+        if self.close_request is not None:
+            return
+        self._outbound.append(frame)
+        self._queued_bytes += len(frame)
+        self._wake.set()
+
+    Connection.send = send  # type: ignore[method-assign]
+
+
+def registry_per_event() -> None:
+    """A delivery record is kept in the registry for every published event, and never dropped."""
+
+    def deliver(self: Hub, envelope: Envelope) -> None:
+        _original_deliver(self, envelope)
+        key = (envelope.user_id, f"{envelope.thread_id}#{envelope.offset}")
+        subscribers = self._threads.get((envelope.user_id, envelope.thread_id or ""), {})
+        self._threads[key] = dict(subscribers) or {"event": None}  # type: ignore[dict-item]
+
+    Hub.deliver = deliver  # type: ignore[method-assign]
+
+
+BUGS: dict[str, Callable[[], None]] = {
+    "recomputed_key": recomputed_key,
+    "forgets_vanished": forgets_vanished,
+    "uncancelled_task": uncancelled_task,
+    "unbounded_queue": unbounded_queue,
+    "registry_per_event": registry_per_event,
+}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BUGS:
+        print(f"usage: broken_servers.py {{{','.join(BUGS)}}} <serve flags>", file=sys.stderr)
+        return 2
+    BUGS[argv[0]]()
+    from wsguard.cli import main as wsguard_main
+
+    return wsguard_main(["serve", *argv[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,87 @@
+"""A harness that cannot fail proves nothing: each deliberately broken server must be caught,
+with a verdict naming the right evidence; the real server must pass, three runs in a row."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.leaktest.support import broken_command, leakcheck_cli
+
+
+def _report(directory: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((directory / "leakcheck.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize(
+    ("bug", "scenario", "evidence"),
+    [
+        (
+            "recomputed_key",
+            "multi_tab",
+            [
+                "wsguard_connections_active = 8 (expected 0",
+                "wsguard_users_active = 1 (expected 0",
+                "wsguard_registry_entries = 16 (expected 0",
+            ],
+        ),
+        (
+            "forgets_vanished",
+            "multi_tab",
+            ["wsguard_connections_active = 4 (expected 0", "wsguard_users_active = 1"],
+        ),
+        ("uncancelled_task", "context_consistency", ["wsguard_tasks_active = "]),
+        ("unbounded_queue", "cleanup_race", ["held unsent bytes over the queue limit"]),
+        ("registry_per_event", "multi_tab", ["wsguard_registry_entries = 64 (expected 0"]),
+    ],
+)
+def test_leakcheck_fails_on_a_broken_server(
+    bug: str, scenario: str, evidence: list[str], tmp_path: Path
+) -> None:
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--scenario",
+        scenario,
+        "--report-dir",
+        str(tmp_path),
+        "--server-command",
+        broken_command(bug),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (found,) = _report(tmp_path)["scenarios"]
+    assert found["verdict"] in {"leak", "fail"}
+    reasons = "\n".join(found["reasons"])
+    for expected in evidence:
+        assert expected in reasons, reasons
+        assert expected in done.stdout
+    if bug == "uncancelled_task":
+        leaked = re.search(r"wsguard_tasks_active = (\d+) \(expected (\d+)", reasons)
+        assert leaked is not None
+        first_round = found["rounds"][0]
+        assert int(leaked[1]) - int(leaked[2]) == first_round["connections"], reasons
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
+    done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=170)
+    report = _report(tmp_path)
+    failed = {s["name"]: s["reasons"] for s in report["scenarios"] if s["verdict"] != "pass"}
+    assert not failed, failed
+    assert done.returncode == 0, done.stdout
+    assert [s["name"] for s in report["scenarios"]] == [
+        "multi_tab",
+        "context_consistency",
+        "cold_start_burst",
+        "reconnect_cycles",
+        "cleanup_race",
+        "comprehensive",
+    ]
+    for scenario in report["scenarios"]:
+        assert scenario["connections"] > 0
+        assert scenario["final"]["wsguard_connections_active"] == 0

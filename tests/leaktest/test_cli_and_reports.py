@@ -1,0 +1,147 @@
+"""The CLI's exit statuses, the --target mode, the reports, and the pytest plugin."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+from tests.leaktest.support import BROKEN_SERVERS, leakcheck_cli
+from wsguard.testing import ServerProcess
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--profile", "nope"],
+        ["--scenario", "no_such_scenario"],
+        ["--metrics", "http://127.0.0.1:1/metrics"],
+        ["--target", "http://127.0.0.1:1/ws"],
+    ],
+)
+def test_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:
+    done = leakcheck_cli(*args, "--report-dir", str(tmp_path))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert not (tmp_path / "leakcheck.json").exists()
+
+
+def test_list_profiles_shows_seed_beside_ours() -> None:
+    done = leakcheck_cli("--list-profiles")
+    assert done.returncode == 0
+    assert "250 (1000)" in done.stdout
+
+
+def test_target_mode_runs_against_a_server_someone_else_runs(tmp_path: Path) -> None:
+    with ServerProcess("--heartbeat-interval", "0.5", "--heartbeat-timeout", "0.5") as server:
+        done = leakcheck_cli(
+            "--profile",
+            "ci",
+            "--scenario",
+            "context_consistency",
+            "multi_tab",
+            "--target",
+            server.ws_url,
+            "--metrics",
+            f"{server.base_url}/metrics",
+            "--token-url",
+            f"{server.base_url}/api/dev/tokens",
+            "--report-dir",
+            str(tmp_path),
+        )
+        opened = server.metrics()["wsguard_connections_opened_total"]
+    report = json.loads((tmp_path / "leakcheck.json").read_text())
+    assert [s["name"] for s in report["scenarios"]] == ["context_consistency", "multi_tab"]
+    assert all(not s["fresh_server"] for s in report["scenarios"])
+    assert opened == sum(s["connections"] for s in report["scenarios"])
+    assert report["target"] == f"target {server.ws_url}"
+    verdicts = {s["name"]: s["verdict"] for s in report["scenarios"]}
+    assert done.returncode == (0 if set(verdicts.values()) == {"pass"} else 1), verdicts
+
+
+def test_reports_are_machine_readable_and_open_offline(tmp_path: Path) -> None:
+    done = leakcheck_cli("--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path))
+    assert done.returncode in {0, 1}
+    report = json.loads((tmp_path / "leakcheck.json").read_text())
+    assert report["schema"] == "wsguard.leakcheck/1"
+    (scenario,) = report["scenarios"]
+    assert len(scenario["rounds"]) == 7
+    assert scenario["connections"] == 56
+    assert max(s["values"]["wsguard_connections_active"] for s in scenario["samples"]) == 8
+    assert scenario["cleanup_p99_s"] is not None
+    assert {m["signal"] for m in scenario["memory"]} == {
+        "wsguard_python_allocated_blocks",
+        "resident memory",
+    }
+    assert "multi_tab" in done.stdout
+    assert "cleanup p99" in done.stdout
+    page = (tmp_path / "leakcheck.html").read_text()
+    assert page.count("<svg") == 3
+    assert "<polyline" in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "<script" not in page
+
+
+PLUGIN_TEST = f"""
+from dataclasses import replace
+import sys
+import pytest
+from wsguard.leaktest import Target
+from wsguard.leaktest.pytest_plugin import LeakCheckFailed
+from wsguard.testing import ServerProcess
+
+BROKEN = [sys.executable, {str(BROKEN_SERVERS)!r}, "uncancelled_task"]
+
+@pytest.fixture(params=["real", "broken"])
+def leakcheck_target(request, leakcheck_profile):
+    command = BROKEN if request.param == "broken" else None
+    with ServerProcess(*leakcheck_profile.server_flags(), command=command) as server:
+        yield Target(server.ws_url, server.base_url + "/metrics",
+                     server.base_url + "/api/dev/tokens", server.pid)
+
+def test_app(leakcheck, leakcheck_target, leakcheck_profile, request):
+    counts_only = replace(leakcheck_profile, seed=None, blocks_slope_bound=1e9,
+                          rss_slope_bound=1e12)
+    if request.node.callspec.params["leakcheck_target"] == "broken":
+        with pytest.raises(LeakCheckFailed, match="wsguard_tasks_active = "):
+            leakcheck("context_consistency", profile=counts_only)
+        return
+    report = leakcheck("context_consistency", profile=counts_only)
+    assert [s.name for s in report.scenarios] == ["context_consistency"]
+
+def test_unknown_scenario(leakcheck):
+    with pytest.raises(ValueError, match="unknown scenarios"):
+        leakcheck("nope")
+"""
+
+
+def test_pytest_plugin_runs_scenarios_in_an_app_suite(tmp_path: Path) -> None:
+    (tmp_path / "test_app.py").write_text(PLUGIN_TEST)
+    registered = any(ep.value == "wsguard.leaktest.pytest_plugin" for ep in entry_points(group="pytest11"))
+    plugin = [] if registered else ["-p", "wsguard.leaktest.pytest_plugin"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            *plugin,
+            "--leakcheck-profile",
+            "ci",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "4 passed" in done.stdout

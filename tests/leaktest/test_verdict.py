@@ -1,0 +1,88 @@
+"""The pure verdict functions: what counts as a leak, the slope, the histogram quantile."""
+
+import math
+
+import pytest
+
+from wsguard.leaktest.verdict import (
+    CONNECTIONS,
+    FDS,
+    REGISTRY,
+    TASKS,
+    USERS,
+    count_leaks,
+    histogram_buckets,
+    histogram_quantile,
+    least_squares_slope,
+    slope_check,
+)
+
+BASELINE = {CONNECTIONS: 0.0, USERS: 0.0, REGISTRY: 0.0, TASKS: 4.0, FDS: 9.0}
+
+
+def test_clean_sample_has_no_leaks() -> None:
+    assert count_leaks(dict(BASELINE), BASELINE) == []
+
+
+def test_fewer_tasks_or_fds_than_baseline_is_not_a_leak() -> None:
+    assert count_leaks({**BASELINE, TASKS: 3.0, FDS: 8.0}, BASELINE) == []
+
+
+def test_each_leaked_count_is_named_with_value_and_baseline() -> None:
+    sample = {**BASELINE, CONNECTIONS: 8.0, REGISTRY: 16.0, TASKS: 6.0, FDS: 11.0}
+    leaks = {leak.name: leak for leak in count_leaks(sample, BASELINE)}
+    assert set(leaks) == {CONNECTIONS, REGISTRY, TASKS, FDS}
+    assert leaks[CONNECTIONS].describe() == ("wsguard_connections_active = 8 (expected 0; baseline 0)")
+    assert leaks[TASKS].describe() == "wsguard_tasks_active = 6 (expected 4; baseline 4)"
+    assert leaks[FDS].value == 11.0
+
+
+def test_a_missing_count_is_a_leak() -> None:
+    sample = {k: v for k, v in BASELINE.items() if k != USERS}
+    leaks = count_leaks(sample, BASELINE)
+    assert [(leak.name, leak.value) for leak in leaks] == [(USERS, None)]
+    assert "missing" in leaks[0].describe()
+
+
+def test_slope_of_a_line_is_exact() -> None:
+    xs = [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert least_squares_slope(xs, [3 * x + 7 for x in xs]) == pytest.approx(3.0)
+    assert least_squares_slope(xs, [5.0] * 5) == 0.0
+    assert least_squares_slope([1.0, 1.0], [1.0, 9.0]) == 0.0
+
+
+def test_slope_needs_matching_points() -> None:
+    with pytest.raises(ValueError, match="2 points"):
+        least_squares_slope([1.0], [1.0])
+    with pytest.raises(ValueError, match="y values"):
+        least_squares_slope([1.0, 2.0], [1.0])
+
+
+def test_one_small_object_per_cycle_trips_a_bound_under_one() -> None:
+    cycles = [8.0 * n for n in range(1, 6)]
+    leaking = [200_000 + c for c in cycles]
+    check = slope_check("blocks", "blocks", cycles, leaking, bound=0.5)
+    assert not check.passed
+    assert "grows 1 blocks per connection cycle (bound 0.5)" in check.describe()
+    assert slope_check("blocks", "blocks", cycles, [200_000.0] * 5, bound=0.5).passed
+
+
+HISTOGRAM = "wsguard_cleanup_seconds"
+
+
+def _buckets(counts: dict[str, float]) -> dict[str, float]:
+    return {f'{HISTOGRAM}_bucket{{le="{le}"}}': n for le, n in counts.items()}
+
+
+def test_histogram_buckets_are_read_from_flat_samples() -> None:
+    samples = {**_buckets({"0.01": 2, "0.1": 5, "+Inf": 5}), f"{HISTOGRAM}_count": 5.0}
+    assert histogram_buckets(samples, HISTOGRAM) == {0.01: 2, 0.1: 5, math.inf: 5}
+
+
+def test_quantile_of_the_observations_between_two_scrapes() -> None:
+    before = {0.01: 10.0, 0.1: 10.0, math.inf: 10.0}
+    after = {0.01: 10.0, 0.1: 110.0, math.inf: 110.0}
+    assert histogram_quantile(0.99, before, after) == pytest.approx(0.01 + 0.09 * 0.99)
+    assert histogram_quantile(0.99, after, after) is None
+    overflow = {0.01: 10.0, 0.1: 10.0, math.inf: 20.0}
+    assert histogram_quantile(0.99, before, overflow) == 0.1

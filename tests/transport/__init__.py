@@ -1,0 +1,1 @@
+"""Tests of wsguard.transport: the protocol class and the server, on real sockets."""

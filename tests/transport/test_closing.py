@@ -1,0 +1,152 @@
+"""Closing: never waits on a peer that does not read, and drops TCP after the close timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from tests.transport.transport_harness import guarded_server, open_record, record_of, server_sockets_to
+from wsguard.testing import ServerProcess, eventually, eventually_async
+
+CLOSE_TIMEOUT = 0.5
+
+
+async def _ended(server: ServerProcess, port: int, timeout: float) -> dict[str, Any]:
+    record = await eventually_async(
+        lambda: asyncio.to_thread(record_of, server, port),
+        lambda seen: seen is not None,
+        timeout=timeout,
+        what="the app to see the connection end",
+    )
+    assert record is not None
+    return record
+
+
+def _released_within(server: ServerProcess, port: int, timeout: float) -> float:
+    """Wait until the server holds no socket to ``port``; return how long that took."""
+    started = time.monotonic()
+    eventually(
+        lambda: server_sockets_to(server, port),
+        lambda sockets: sockets == [],
+        timeout=timeout,
+        what="the server to release the socket",
+    )
+    return time.monotonic() - started
+
+
+async def _accepted(ws: ClientConnection) -> int:
+    await ws.send("hello")
+    assert await ws.recv() == "hello"
+    port: int = ws.local_address[1]
+    return port
+
+
+def test_a_close_to_a_peer_that_does_not_answer_drops_tcp_after_the_close_timeout() -> None:
+    with guarded_server("--close-timeout", str(CLOSE_TIMEOUT)) as server:
+        asyncio.run(_close_to_silent_peer(server))
+
+
+async def _close_to_silent_peer(server: ServerProcess) -> None:
+    async with connect(server.ws_url, ping_interval=None, close_timeout=0.1) as ws:
+        port = await _accepted(ws)
+        ws.transport.pause_reading()
+        await ws.send("close")
+        asked_at = time.monotonic()
+        record = await _ended(server, port, timeout=2.0)
+        assert record["code"] == 1000
+        assert record["close_call_seconds"] < 0.1
+        await asyncio.to_thread(_released_within, server, port, CLOSE_TIMEOUT + 1.0)
+        released_after = time.monotonic() - asked_at
+        assert released_after <= CLOSE_TIMEOUT + 0.5, released_after
+        assert released_after >= CLOSE_TIMEOUT - 0.1, "dropped before the peer had its chance"
+
+
+def test_a_close_to_a_peer_that_answers_completes_the_handshake_at_once() -> None:
+    with guarded_server("--close-timeout", "5") as server:
+        asyncio.run(_close_to_answering_peer(server))
+
+
+async def _close_to_answering_peer(server: ServerProcess) -> None:
+    async with connect(server.ws_url, ping_interval=None, close_timeout=0.1) as ws:
+        port = await _accepted(ws)
+        await ws.send("close")
+        asked_at = time.monotonic()
+        await ws.wait_closed()
+        assert ws.protocol.close_rcvd is not None
+        assert ws.protocol.close_rcvd.code == 1000
+        assert ws.protocol.close_sent is not None, "the client echoed the close"
+        await asyncio.to_thread(_released_within, server, port, 2.0)
+        assert time.monotonic() - asked_at < 1.0
+
+
+def test_a_close_is_not_held_behind_a_full_write_buffer() -> None:
+    with guarded_server("--close-timeout", str(CLOSE_TIMEOUT)) as server:
+        asyncio.run(_close_behind_full_buffer(server))
+
+
+async def _close_behind_full_buffer(server: ServerProcess) -> None:
+    async with connect(server.ws_url, ping_interval=None, max_size=None, close_timeout=0.1) as ws:
+        port = await _accepted(ws)
+        ws.transport.pause_reading()
+        await ws.send("flood")
+        stalled = await eventually_async(
+            lambda: asyncio.to_thread(open_record, server, port),
+            lambda seen: seen is not None and seen["max_unsent"] >= 64 * 1024,
+            timeout=10.0,
+            what="the server's write buffer to fill",
+        )
+        assert stalled is not None
+        await ws.send("close")
+        asked_at = time.monotonic()
+        record = await _ended(server, port, timeout=2.0)
+        assert record["code"] == 1000
+        assert record["close_call_seconds"] < 0.1, record
+        await asyncio.to_thread(_released_within, server, port, CLOSE_TIMEOUT + 1.0)
+        assert time.monotonic() - asked_at <= CLOSE_TIMEOUT + 0.5
+        final = await asyncio.to_thread(record_of, server, port)
+        assert final is not None
+        assert final["flood_ended"] == "WebSocketDisconnect", final
+
+
+def test_a_write_stalled_past_the_write_timeout_closes_with_4008() -> None:
+    flags = ("--write-timeout", "0.5", "--close-timeout", str(CLOSE_TIMEOUT))
+    with guarded_server(*flags) as server:
+        asyncio.run(_stall_writes(server))
+
+
+async def _stall_writes(server: ServerProcess) -> None:
+    async with connect(server.ws_url, ping_interval=None, max_size=None, close_timeout=0.1) as ws:
+        port = await _accepted(ws)
+        ws.transport.pause_reading()
+        await ws.send("flood")
+        record = await _ended(server, port, timeout=10.0)
+        assert (record["code"], record["reason"]) == (4008, "slow_consumer")
+        assert record["cleanup_seconds"] is not None
+        assert record["cleanup_seconds"] < 0.25
+        assert record["max_unsent"] >= 64 * 1024
+        await asyncio.to_thread(_released_within, server, port, CLOSE_TIMEOUT + 0.5)
+
+
+def test_the_kernel_holds_only_a_modest_share_of_the_unsent_bytes() -> None:
+    with guarded_server("--send-buffer-bytes", "65536") as server:
+        asyncio.run(_measure_kernel_share(server))
+
+
+async def _measure_kernel_share(server: ServerProcess) -> None:
+    async with connect(server.ws_url, ping_interval=None, max_size=None, close_timeout=0.1) as ws:
+        port = await _accepted(ws)
+        ws.transport.pause_reading()
+        await ws.send("flood")
+        stalled = await eventually_async(
+            lambda: asyncio.to_thread(open_record, server, port),
+            lambda seen: seen is not None and seen["max_unsent"] >= 64 * 1024,
+            timeout=10.0,
+            what="the server's write buffer to fill",
+        )
+        assert stalled is not None
+        # What the app cannot count (bytes in both kernels' buffers) stays well under the
+        # default queue limit of 1 MiB, so counting the transport's buffer is enough.
+        assert stalled["max_in_kernel"] < 1024 * 1024, stalled
