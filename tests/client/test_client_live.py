@@ -631,10 +631,6 @@ def test_a_refused_subscription_raises_and_is_not_resubscribed(server: ServerPro
     asyncio.run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: a replay larger than --queue-limit-bytes is queued at once and closed 4008",
-)
 def test_an_application_that_falls_behind_is_cut_off_as_slow_and_still_loses_nothing() -> None:
     """The client stops reading when the app lags; the server closes 4008; replay fills in."""
     user = fresh_user("slow")

@@ -61,6 +61,7 @@ class Connection:
         self._outbound: deque[str] = deque()
         self._queued_bytes = 0
         self._wake = asyncio.Event()
+        self._room = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._sending = False
         self.close_request: close.Close | None = None
@@ -68,6 +69,7 @@ class Connection:
         self.socket_closed_at: float | None = None
         self.subscriptions: dict[str, int] = {}
         self._replaying: dict[str, list[tuple[int, str]]] = {}
+        self._pending_bytes = 0
         self._delivered_floor: dict[str, int] = {}
         self.expiry_timer: asyncio.TimerHandle | None = None
         rate = limits.message_rate
@@ -96,8 +98,11 @@ class Connection:
         if self.unsent_bytes + size > self.limits.queue_limit_bytes:
             self.request_close(close.SLOW_CONSUMER)
             return
+        self._enqueue(frame)
+
+    def _enqueue(self, frame: str) -> None:
         self._outbound.append(frame)
-        self._queued_bytes += size
+        self._queued_bytes += len(frame)
         self._wake.set()
 
     def request_close(self, reason: close.Close) -> None:
@@ -108,6 +113,7 @@ class Connection:
             self._outbound.clear()
             self._queued_bytes = 0
             self._wake.set()
+            self._room.set()
             if self._writer is not None and self._sending:
                 self._writer.cancel()
 
@@ -176,6 +182,7 @@ class Connection:
                     async with asyncio.timeout(self.limits.write_timeout):
                         await self.socket.send_text(frame)
                     self._sending = False
+                    self._room.set()
                     self._on_delivered()
         except TimeoutError:
             self.request_close(close.SLOW_CONSUMER)
@@ -207,6 +214,10 @@ class Connection:
         """A live event of a subscribed thread: at most once per connection, in offset order."""
         pending = self._replaying.get(thread_id)
         if pending is not None:
+            self._pending_bytes += len(frame)
+            if self._pending_bytes > self.limits.queue_limit_bytes:
+                self.request_close(close.SLOW_CONSUMER)
+                return
             pending.append((offset or 0, frame))
             return
         if thread_id not in self.subscriptions:
@@ -216,29 +227,45 @@ class Connection:
         self.subscriptions[thread_id] = offset or self.subscriptions[thread_id]
         self.send(frame)
 
-    def finish_subscription(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> int:
-        """Send ``replay`` then the events buffered meanwhile, skipping what this connection had.
-
-        Returns how many replayed events were sent; afterwards live events flow directly.
-        """
+    def replay_frames(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> list[str]:
+        """The frames of ``replay`` this connection has not had, in order; they count as delivered."""
         floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.get(thread_id, 0))
-        replayed = 0
+        frames: list[str] = []
         for offset, frame in replay:
             if offset > floor:
-                self.send(frame)
+                frames.append(frame)
                 floor = offset
-                replayed += 1
         self.subscriptions[thread_id] = floor
-        return replayed
+        return frames
+
+    async def send_when_room(self, frame: str) -> bool:
+        """Queue ``frame`` once the writer has handed everything before it to the socket.
+
+        A replay larger than the queue limit thus streams at the client's pace, one frame ahead
+        of the socket's buffer, and a client that stops reading still meets the write timeout.
+        Returns False if the connection closes first.
+        """
+        while self.close_request is None and (self._queued_bytes > 0 or self._sending):
+            self._room.clear()
+            await self._room.wait()
+        if self.close_request is not None:
+            return False
+        if len(frame) > self.limits.queue_limit_bytes:
+            self.request_close(close.SLOW_CONSUMER)
+            return False
+        self._enqueue(frame)
+        return True
 
     def flush_buffered(self, thread_id: str) -> None:
         """Deliver what arrived during the replay, after the ``subscribed`` frame."""
         for offset, frame in self._replaying.pop(thread_id, []):
+            self._pending_bytes -= len(frame)
             self.deliver_thread_event(offset, frame, thread_id)
 
     def end_subscription(self, thread_id: str) -> None:
         """Stop the thread; remember how far this connection got, so a resubscribe never repeats."""
-        self._replaying.pop(thread_id, None)
+        for _, frame in self._replaying.pop(thread_id, []):
+            self._pending_bytes -= len(frame)
         floor = self.subscriptions.pop(thread_id, None)
         if floor:
             self._delivered_floor[thread_id] = floor

@@ -231,7 +231,10 @@ class Hub:
         recovery = await self.backend.recover(connection.user_id, thread_id, since)
         if thread_id not in connection.pending_threads:
             return
-        replayed = connection.finish_subscription(thread_id, ((r.offset, r.frame) for r in recovery.frames))
+        replay = connection.replay_frames(thread_id, ((r.offset, r.frame) for r in recovery.frames))
+        for frame in replay:
+            if not await connection.send_when_room(frame):
+                return
         subscribed = encode(
             "subscribed",
             ref,
@@ -239,7 +242,7 @@ class Hub:
             epoch=recovery.epoch,
             offset=recovery.last_offset,
             recovered=recovery.recovered,
-            replayed=replayed,
+            replayed=len(replay),
         )
         connection.send(subscribed)
         connection.flush_buffered(thread_id)
