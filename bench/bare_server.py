@@ -1,0 +1,85 @@
+"""The baseline: a bare Starlette WebSocket server on stock uvicorn, doing the least it can.
+
+It has what a first implementation has: a dict of each user's sockets, a welcome frame, and a
+publish endpoint that sends to every socket of a user in turn. No auth, no limits, no queues,
+no replay, no metrics. Compression is off, as in wsguard's default, so that the two compare
+like for like. Started by ``bench/run.py`` as ``python bare_server.py --host H --port P``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections import defaultdict
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+users: defaultdict[str, set[WebSocket]] = defaultdict(set)
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def publish(request: Request) -> Response:
+    body = await request.json()
+    frame = json.dumps({"type": "event", "event": body["event"], "data": body["data"]})
+    for websocket in list(users.get(body["user_id"], ())):
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            await websocket.send_text(frame)
+    return JSONResponse({"offset": None})
+
+
+async def ws(websocket: WebSocket) -> None:
+    user_id = websocket.query_params.get("user", "anonymous")
+    await websocket.accept()
+    sockets = users[user_id]
+    sockets.add(websocket)
+    try:
+        await websocket.send_text(json.dumps({"type": "welcome", "user_id": user_id}))
+        while True:
+            await websocket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        sockets.discard(websocket)
+        if not sockets:
+            users.pop(user_id, None)
+
+
+app = Starlette(
+    routes=[
+        Route("/healthz", healthz),
+        Route("/publish", publish, methods=["POST"]),
+        WebSocketRoute("/ws", ws),
+    ]
+)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8766)
+    parser.add_argument("--dev", action="store_true", help="accepted and ignored")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        log_level="warning",
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
