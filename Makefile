@@ -13,8 +13,11 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Two users stream a run over a few tabs; then every production scenario runs against a fresh
+# server, with the table printed and the reports written to reports/.
 demo: install
 	$(BIN)/python -m wsguard.demo
+	$(BIN)/wsguard leakcheck --profile demo --report-dir reports
 
 lint: install
 	$(BIN)/ruff check .

@@ -99,6 +99,11 @@ class ServerProcess:
         self.http.close()
         return self.process.returncode
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit by itself (after a signal sent elsewhere); its status."""
+        assert self.process is not None, "server not started"
+        return self.process.wait(timeout)
+
     def kill(self) -> None:
         """SIGKILL, as a crash would."""
         if self.process is not None and self.process.poll() is None:
