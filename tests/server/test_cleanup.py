@@ -3,6 +3,7 @@
 import asyncio
 import random
 
+from wsguard.leaktest.verdict import histogram_buckets, histogram_quantile
 from wsguard.testing import ServerProcess, StartServer
 from wsguard.testing.clients import drop, open_socket, receive, send
 
@@ -33,6 +34,10 @@ def test_connect_close_churn_leaves_nothing_behind(start_server: StartServer) ->
     assert metrics["wsguard_connections_opened_total"] == CYCLES
     assert metrics['wsguard_connections_closed_total{reason="connection_lost"}'] == CYCLES / 2
     assert metrics['wsguard_connections_closed_total{reason="client_closed"}'] == CYCLES / 2
+    p99 = histogram_quantile(0.99, {}, histogram_buckets(metrics, "wsguard_cleanup_seconds"))
+    assert p99 is not None
+    assert p99 <= 0.020, f"cleanup p99 {p99 * 1000:.1f} ms"
+    print(f"\ncleanup p99 over {CYCLES} cycles: {p99 * 1000:.2f} ms")
     server_tasks = server.metrics()["wsguard_tasks_active"]
     assert server_tasks == idle_tasks, f"tasks {server_tasks}, idle {idle_tasks}"
     assert metrics["wsguard_sweeper_repairs_total"] == 0

@@ -48,6 +48,7 @@ class Connection:
         limits: ConnectionLimits,
         *,
         release: Callable[[Handle], bool],
+        on_ended: Callable[["Connection"], None],
         on_delivered: Callable[[], None],
     ) -> None:
         self.context = context
@@ -57,6 +58,7 @@ class Connection:
         extensions = socket.scope.get("extensions") or {}
         self.transport: TransportControl | None = extensions.get(EXTENSION_KEY)
         self._release = release
+        self._on_ended = on_ended
         self._on_delivered = on_delivered
         self._outbound: deque[str] = deque()
         self._queued_bytes = 0
@@ -118,7 +120,11 @@ class Connection:
                 self._writer.cancel()
 
     async def run(self, on_text: Callable[[str], Awaitable[None]]) -> None:
-        """Serve until the socket ends or a close was carried out; never raises for socket errors."""
+        """Serve until the socket ends or a close was carried out; never raises for socket errors.
+
+        ``on_ended`` releases every record of the connection the moment it ends, before any
+        task is awaited or any close handshake is attempted.
+        """
         reader = asyncio.create_task(self._read(on_text))
         writer = self._writer = asyncio.create_task(self._write())
         try:
@@ -127,16 +133,17 @@ class Connection:
                 logger.error("connection %s failed", self.connection_id, exc_info=reader.exception())
                 self.request_close(close.INTERNAL_ERROR)
         finally:
+            must_close = self.close_request is not None and self.closed_label is None
+            if self.close_request is not None and must_close:
+                self.closed_label = self.close_request.reason
+            self._on_ended(self)
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             self._writer = None
-            if self.close_request is not None and self.closed_label is None:
-                self.closed_label = self.close_request.reason
+            if self.close_request is not None and must_close:
                 await self._close_socket(self.close_request)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
-            if self.socket_closed_at is None:
-                self.socket_closed_at = time.monotonic()
 
     async def _read(self, on_text: Callable[[str], Awaitable[None]]) -> None:
         while True:
@@ -144,6 +151,7 @@ class Connection:
             kind = message["type"]
             if kind == "websocket.disconnect":
                 self._note_socket_closed(message.get("code", 1005), message.get("reason") or "")
+                self._on_ended(self)
                 return
             text = message.get("text")
             if text is None:
@@ -168,6 +176,8 @@ class Connection:
         self.socket_closed_at = closed_at or time.monotonic()
         if self.close_request is None:
             self.closed_label = close.peer_close_label(code, reason)
+        else:
+            self.closed_label = self.close_request.reason
 
     async def _write(self) -> None:
         """Drain the queue until a close is requested; a stalled write is cut short by the close."""

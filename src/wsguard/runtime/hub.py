@@ -104,6 +104,7 @@ class Hub:
             socket,
             self.limits,
             release=self._release,
+            on_ended=self._forget,
             on_delivered=self.metrics.events_delivered.inc,
         )
         self._connections[context.connection_id] = connection
