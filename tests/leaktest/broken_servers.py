@@ -12,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 from uuid import uuid4
 
 from wsguard.backends.base import Envelope
@@ -23,6 +24,10 @@ from wsguard.runtime.hub import Hub
 _original_forget = Hub._forget
 _original_run = Connection.run
 _original_deliver = Hub.deliver
+_original_connection_init = Connection.__init__
+
+KEPT: list[tuple[object]] = []
+"""Where ``leaks_one_object`` keeps its one small tuple per admitted connection."""
 
 
 @contextmanager
@@ -104,12 +109,27 @@ def registry_per_event() -> None:
     Hub.deliver = deliver  # type: ignore[method-assign]
 
 
+def leaks_one_object() -> None:
+    """Every admitted connection leaves one small tuple behind in a module-level list.
+
+    The tuple holds only the limits that every connection shares, so it is exactly one allocated
+    block per connection cycle, and nothing that any count would show.
+    """
+
+    def init(self: Connection, *args: Any, **kwargs: Any) -> None:
+        _original_connection_init(self, *args, **kwargs)
+        KEPT.append((self.limits,))
+
+    Connection.__init__ = init  # type: ignore[method-assign]
+
+
 BUGS: dict[str, Callable[[], None]] = {
     "recomputed_key": recomputed_key,
     "forgets_vanished": forgets_vanished,
     "uncancelled_task": uncancelled_task,
     "unbounded_queue": unbounded_queue,
     "registry_per_event": registry_per_event,
+    "leaks_one_object": leaks_one_object,
 }
 
 

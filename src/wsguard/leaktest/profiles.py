@@ -53,6 +53,10 @@ class Profile:
 
     ``first`` sizes the first round of every scenario (the warm-up, with every behavioural check);
     ``repeat`` sizes the measured rounds whose memory after each round gives the slope.
+
+    Scenarios with a cheap connection cycle then run a churn phase: the same warm-up and measured
+    round counts, each round ``churn_cycles`` cycles. Its allocated-blocks slope has to stay
+    under ``churn_blocks_bound``, which one small object kept per cycle (one block) breaks.
     """
 
     name: str
@@ -73,6 +77,9 @@ class Profile:
     demo_step_delay_s: float = 0.005
     settle_timeout_s: float = 5.0
     seed: SeedBounds | None = None
+    churn_cycles: int = 0
+    churn_blocks_bound: float = 0.5
+    churn_rss_bound: float = 1024
 
     def __post_init__(self) -> None:
         if self.rounds < 5:
@@ -100,8 +107,11 @@ class Profile:
         return self.repeat.tabs + self.repeat.reconnect_cycles
 
     def rss_growth_bound_mb(self) -> float:
-        """What the resident-memory slope bound allows over all measured rounds, in MB."""
-        return self.rss_slope_bound * self.cycles_per_round() * self.rounds / 1_000_000
+        """What the resident-memory slope bounds allow over all measured rounds, in MB: of the
+        scenario rounds or of the churn rounds, whichever allows more."""
+        rounds = self.rss_slope_bound * self.cycles_per_round() * self.rounds
+        churn = self.churn_rss_bound * self.churn_cycles * self.rounds
+        return max(rounds, churn) / 1_000_000
 
     def server_flags(self) -> list[str]:
         """``wsguard serve`` flags for a server the harness starts itself."""
@@ -149,6 +159,7 @@ PROFILES: dict[str, Profile] = {
         heartbeat_interval_s=0.25,
         heartbeat_timeout_s=0.25,
         seed=SEED_BOUNDS["ci"],
+        churn_cycles=1000,
     ),
     "test": Profile(
         name="test",

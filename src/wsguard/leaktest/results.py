@@ -12,6 +12,11 @@ LEAK = "leak"
 FAIL = "fail"
 ERROR = "error"
 
+ROUNDS = "rounds"
+"""The phase of scenario rounds: every behavioural check, tens of connections each."""
+CHURN = "churn"
+"""The phase of churn rounds: hundreds of one cheap connection cycle each, for the memory slope."""
+
 
 @dataclass
 class RoundRecord:
@@ -27,6 +32,7 @@ class RoundRecord:
     blocks: float | None
     rss: float | None
     duration_s: float
+    phase: str = ROUNDS
 
 
 @dataclass
@@ -79,8 +85,8 @@ class ScenarioReport:
         """Why the verdict is what it is: errors, then leaks, then failed checks."""
         return [*self.errors, *self.leaks, *self.failures]
 
-    def slope(self, signal: str) -> SlopeCheck | None:
-        return next((check for check in self.slopes if check.signal == signal), None)
+    def slope(self, signal: str, phase: str = ROUNDS) -> SlopeCheck | None:
+        return next((c for c in self.slopes if c.signal == signal and c.phase == phase), None)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 
@@ -21,8 +21,9 @@ from wsguard.leaktest.client import Api, Target
 from wsguard.leaktest.probes import PSUTIL_RSS, MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.profiles import Profile
 from wsguard.leaktest.progress import Progress
-from wsguard.leaktest.results import RoundRecord, RunReport, ScenarioReport
+from wsguard.leaktest.results import CHURN, ROUNDS, RoundRecord, RunReport, ScenarioReport
 from wsguard.leaktest.scenarios import SCENARIOS, ScenarioContext
+from wsguard.leaktest.scenarios.base import Churning, RoundResult
 from wsguard.leaktest.verdict import (
     BLOCKS,
     CONNECTIONS,
@@ -30,6 +31,7 @@ from wsguard.leaktest.verdict import (
     RSS,
     USERS,
     CountLeak,
+    SlopeCheck,
     count_leaks,
     histogram_buckets,
     histogram_quantile,
@@ -40,6 +42,8 @@ from wsguard.testing.process import ServerProcess
 CLEANUP_HISTOGRAM = "wsguard_cleanup_seconds"
 PEAK_SERIES = (CONNECTIONS, USERS, "wsguard_user_connections_max", REGISTRY, PSUTIL_RSS, RSS)
 ServerSource = Callable[[], AbstractContextManager[Target]]
+SETTLED_SCRAPES = 5
+"""Garbage-collected scrapes per memory reading; their median is the reading."""
 
 
 def managed_servers(
@@ -106,7 +110,8 @@ def run_leakcheck(
 async def run_scenario(
     name: str, profile: Profile, target: Target, fresh_server: bool, progress: Progress
 ) -> ScenarioReport:
-    """Warm-up and measured rounds of one scenario, each followed by the settle check."""
+    """Warm-up and measured rounds of one scenario, then its churn rounds, each followed by the
+    settle check."""
     scenario = SCENARIOS[name]
     report = ScenarioReport(name=name, description=scenario.description, fresh_server=fresh_server)
     timeline = Timeline()
@@ -118,42 +123,26 @@ async def run_scenario(
         baseline = await probe.settled()
         report.baseline = baseline
         sampler.start(name)
-        tokens: dict[tuple[str, bool], str] = {}
-        cycles: list[float] = []
-        blocks: list[float] = []
-        rss: list[float] = []
-        total_cycles = 0
-        last = baseline
+        runner = _Rounds(name, profile, target, sampler, fresh_server, baseline, progress, report)
         try:
-            for index in range(profile.warmup_rounds + profile.rounds):
-                warmup = index < profile.warmup_rounds
-                record, last = await _one_round(
-                    name,
-                    index,
-                    warmup,
-                    profile,
-                    target,
-                    sampler,
-                    tokens,
-                    fresh_server,
-                    baseline,
-                    progress,
+            user_id = f"lt-{name}"
+            ok = await runner.phase(
+                ROUNDS,
+                lambda ctx, index: scenario.round(
+                    ctx, profile.first if index == 0 else profile.repeat, user_id
+                ),
+            )
+            if ok and isinstance(scenario, Churning) and profile.churn_cycles > 0:
+                churning = scenario
+                await runner.phase(
+                    CHURN,
+                    lambda ctx, index: churning.churn(ctx, profile.churn_cycles, f"lt-churn-{name}"),
                 )
-                report.rounds.append(record)
-                total_cycles += record.connections
-                progress.line(_round_line(name, record))
-                if record.leaks or record.failures:
-                    break
-                if not warmup and record.blocks is not None:
-                    cycles.append(total_cycles)
-                    blocks.append(record.blocks)
-                    if record.rss is not None:
-                        rss.append(record.rss)
         except Exception as error:
             report.errors.append(f"{type(error).__name__}: {error}")
         finally:
             await sampler.stop()
-        report.final = last
+        report.final = runner.last
         report.samples = timeline.of(name)
         for series in PEAK_SERIES:
             peak = timeline.peak(name, series)
@@ -162,75 +151,135 @@ async def run_scenario(
         report.cleanup_p99_s = histogram_quantile(
             0.99,
             histogram_buckets(baseline, CLEANUP_HISTOGRAM),
-            histogram_buckets(last, CLEANUP_HISTOGRAM),
+            histogram_buckets(runner.last, CLEANUP_HISTOGRAM),
         )
         if report.cleanup_p99_s is not None and report.cleanup_p99_s > profile.cleanup_bound_s:
             report.rounds[-1].failures.append(
                 f"{CLEANUP_HISTOGRAM} p99 is {report.cleanup_p99_s * 1000:.0f} ms, "
                 f"over the cleanup bound of {profile.cleanup_bound_s * 1000:.0f} ms"
             )
-        if len(blocks) >= 2:
-            report.slopes.append(slope_check(BLOCKS, "blocks", cycles, blocks, profile.blocks_slope_bound))
-        if len(rss) >= 2 and len(rss) == len(cycles):
-            report.slopes.append(
-                slope_check("resident memory", "bytes", cycles, rss, profile.rss_slope_bound)
-            )
+        report.slopes.extend(
+            _slopes(report.rounds, ROUNDS, profile.blocks_slope_bound, profile.rss_slope_bound)
+        )
+        report.slopes.extend(
+            _slopes(report.rounds, CHURN, profile.churn_blocks_bound, profile.churn_rss_bound)
+        )
     return report
 
 
-async def _one_round(
-    name: str,
-    index: int,
-    warmup: bool,
-    profile: Profile,
-    target: Target,
-    sampler: Sampler,
-    tokens: dict[tuple[str, bool], str],
-    fresh_server: bool,
-    baseline: dict[str, float],
-    progress: Progress,
-) -> tuple[RoundRecord, dict[str, float]]:
-    label = f"round {index}" + (" (warm-up)" if warmup else "")
-    started = time.monotonic()
-    async with httpx.AsyncClient(timeout=10.0) as api_http:
-        api = Api(target, api_http, tokens)
-        ctx = ScenarioContext(
-            api=api, profile=profile, sampler=sampler, fresh_server=fresh_server and index == 0
-        )
-        live = asyncio.create_task(_show_live(progress, sampler, name, label))
-        try:
-            outcome = await SCENARIOS[name].round(
-                ctx, profile.first if index == 0 else profile.repeat, f"lt-{name}"
+PlayRound = Callable[[ScenarioContext, int], Awaitable[RoundResult]]
+
+
+class _Rounds:
+    """Plays the rounds of one scenario's phases, recording each and the last settled sample."""
+
+    def __init__(
+        self,
+        name: str,
+        profile: Profile,
+        target: Target,
+        sampler: Sampler,
+        fresh_server: bool,
+        baseline: dict[str, float],
+        progress: Progress,
+        report: ScenarioReport,
+    ) -> None:
+        self.name = name
+        self.profile = profile
+        self.target = target
+        self.sampler = sampler
+        self.fresh_server = fresh_server
+        self.baseline = baseline
+        self.progress = progress
+        self.report = report
+        self.tokens: dict[tuple[str, bool], str] = {}
+        self.last = baseline
+        self.index = 0
+
+    async def phase(self, phase: str, play: PlayRound) -> bool:
+        """Warm-up and measured rounds of ``play``; False once a round leaked or failed."""
+        for number in range(self.profile.warmup_rounds + self.profile.rounds):
+            record = await self._one_round(phase, number, number < self.profile.warmup_rounds, play)
+            self.report.rounds.append(record)
+            self.progress.line(_round_line(self.name, record))
+            if record.leaks or record.failures:
+                return False
+        return True
+
+    async def _one_round(self, phase: str, number: int, warmup: bool, play: PlayRound) -> RoundRecord:
+        index = self.index
+        self.index += 1
+        label = ("churn " if phase == CHURN else "") + f"round {index}" + (" (warm-up)" if warmup else "")
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=10.0) as api_http:
+            api = Api(self.target, api_http, self.tokens)
+            ctx = ScenarioContext(
+                api=api,
+                profile=self.profile,
+                sampler=self.sampler,
+                fresh_server=self.fresh_server and index == 0,
             )
-        finally:
-            live.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await live
-    gone = time.monotonic()
-    sample, leaks, settle_s = await _settle(sampler.metrics, baseline, gone, profile)
-    memory_blocks: float | None = None
-    memory_rss: float | None = None
-    if not leaks:
-        settled = await sampler.metrics.settled()
-        leaks = count_leaks(settled, baseline)
-        sample = settled
-        memory_blocks = settled.get(BLOCKS)
-        memory_rss = settled.get(RSS)
-        if sampler.process is not None:
-            memory_rss = sampler.process.sample().get(PSUTIL_RSS, memory_rss)
-    record = RoundRecord(
-        index=index,
-        warmup=warmup,
-        connections=outcome.connections,
-        events=outcome.events,
-        failures=outcome.failures,
-        leaks=leaks,
-        settle_s=settle_s,
-        blocks=memory_blocks,
-        rss=memory_rss,
-        duration_s=time.monotonic() - started,
-    )
-    return record, sample
+            live = asyncio.create_task(_show_live(self.progress, self.sampler, self.name, label))
+            try:
+                outcome = await play(ctx, number)
+            finally:
+                live.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await live
+        gone = time.monotonic()
+        sample, leaks, settle_s = await _settle(self.sampler.metrics, self.baseline, gone, self.profile)
+        memory_blocks: float | None = None
+        memory_rss: float | None = None
+        if not leaks:
+            settled = await self.sampler.metrics.settled(SETTLED_SCRAPES)
+            leaks = count_leaks(settled, self.baseline)
+            sample = settled
+            memory_blocks = settled.get(BLOCKS)
+            memory_rss = settled.get(RSS)
+            if self.sampler.process is not None:
+                memory_rss = self.sampler.process.sample().get(PSUTIL_RSS, memory_rss)
+        self.last = sample
+        return RoundRecord(
+            index=index,
+            warmup=warmup,
+            connections=outcome.connections,
+            events=outcome.events,
+            failures=outcome.failures,
+            leaks=leaks,
+            settle_s=settle_s,
+            blocks=memory_blocks,
+            rss=memory_rss,
+            duration_s=time.monotonic() - started,
+            phase=phase,
+        )
+
+
+def _slopes(
+    rounds: Sequence[RoundRecord], phase: str, blocks_bound: float, rss_bound: float
+) -> list[SlopeCheck]:
+    """The memory slopes over the measured rounds of ``phase``, against cumulative cycles.
+
+    Cycles count from the phase's first round, so the warm-up rounds' connections shift every
+    point alike and do not change the slope.
+    """
+    cycles: list[float] = []
+    blocks: list[float] = []
+    rss: list[float] = []
+    total = 0
+    for record in (r for r in rounds if r.phase == phase):
+        total += record.connections
+        if record.warmup or record.blocks is None:
+            continue
+        cycles.append(total)
+        blocks.append(record.blocks)
+        if record.rss is not None:
+            rss.append(record.rss)
+    checks: list[SlopeCheck] = []
+    if len(blocks) >= 2:
+        checks.append(slope_check(BLOCKS, "blocks", cycles, blocks, blocks_bound, phase=phase))
+    if len(rss) >= 2 and len(rss) == len(cycles):
+        checks.append(slope_check("resident memory", "bytes", cycles, rss, rss_bound, phase=phase))
+    return checks
 
 
 async def _settle(
@@ -258,8 +307,9 @@ async def _show_live(progress: Progress, sampler: Sampler, name: str, label: str
 def _round_line(name: str, record: RoundRecord) -> str:
     settle = "never" if record.settle_s is None else f"{record.settle_s * 1000:.0f} ms"
     verdict = "leak" if record.leaks else "fail" if record.failures else "ok"
+    phase = "churn " if record.phase == CHURN else ""
     return (
-        f"  {name} round {record.index}{' (warm-up)' if record.warmup else ''}: {verdict}, "
+        f"  {name} {phase}round {record.index}{' (warm-up)' if record.warmup else ''}: {verdict}, "
         f"{record.connections} connections, {record.events} events, settled in {settle}, "
         f"{record.duration_s:.2f} s"
     )

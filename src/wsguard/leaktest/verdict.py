@@ -82,6 +82,7 @@ class SlopeCheck:
     values: tuple[float, ...]
     slope: float
     bound: float
+    phase: str = "rounds"
 
     @property
     def passed(self) -> bool:
@@ -90,17 +91,27 @@ class SlopeCheck:
     def describe(self) -> str:
         return (
             f"{self.signal} grows {self.slope:.3g} {self.unit} per connection cycle "
-            f"(bound {self.bound:g}) over {len(self.values)} rounds, "
+            f"(bound {self.bound:g}) over {len(self.values)} measured {_phase_rounds(self.phase)}, "
             f"{_number(self.values[0])} -> {_number(self.values[-1])}"
         )
 
 
 def slope_check(
-    signal: str, unit: str, cycles: Sequence[float], values: Sequence[float], bound: float
+    signal: str,
+    unit: str,
+    cycles: Sequence[float],
+    values: Sequence[float],
+    bound: float,
+    *,
+    phase: str = "rounds",
 ) -> SlopeCheck:
     """Fit ``values`` against cumulative connection ``cycles`` and compare the slope to ``bound``."""
     slope = least_squares_slope(cycles, values)
-    return SlopeCheck(signal, unit, tuple(cycles), tuple(values), slope, bound)
+    return SlopeCheck(signal, unit, tuple(cycles), tuple(values), slope, bound, phase)
+
+
+def _phase_rounds(phase: str) -> str:
+    return "rounds" if phase == "rounds" else f"{phase} rounds"
 
 
 def histogram_buckets(samples: Mapping[str, float], name: str) -> dict[float, float]:

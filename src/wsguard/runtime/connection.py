@@ -40,6 +40,33 @@ class ConnectionLimits:
 class Connection:
     """The asyncio side of one connection. The hub owns its registration; this owns its I/O."""
 
+    __slots__ = (
+        "_delivered_floor",
+        "_inbound",
+        "_on_delivered",
+        "_on_ended",
+        "_outbound",
+        "_pending_bytes",
+        "_queued_bytes",
+        "_refused_in_a_row",
+        "_release",
+        "_replaying",
+        "_room",
+        "_sending",
+        "_wake",
+        "_writer",
+        "close_request",
+        "closed_label",
+        "context",
+        "expiry_timer",
+        "handle",
+        "limits",
+        "socket",
+        "socket_closed_at",
+        "subscriptions",
+        "transport",
+    )
+
     def __init__(
         self,
         context: ConnectionContext,
@@ -77,6 +104,8 @@ class Connection:
         rate = limits.message_rate
         self._inbound = TokenBucket(rate, 2 * rate, 2 * rate, time.monotonic()) if rate else None
         self._refused_in_a_row = 0
+        if self.transport is not None:
+            self.transport.on_closed(self._socket_ended)
 
     @property
     def connection_id(self) -> str:
@@ -150,8 +179,7 @@ class Connection:
             message = await self.socket.receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
-                self._note_socket_closed(message.get("code", 1005), message.get("reason") or "")
-                self._on_ended(self)
+                self._socket_ended(message.get("code", 1005), message.get("reason") or "")
                 return
             text = message.get("text")
             if text is None:
@@ -171,13 +199,16 @@ class Connection:
             await on_text(text)
             await asyncio.sleep(0)  # a burst of frames must not starve the writer or other sockets
 
-    def _note_socket_closed(self, code: int, reason: str) -> None:
-        closed_at = self.transport.closed_at if self.transport else None
-        self.socket_closed_at = closed_at or time.monotonic()
-        if self.close_request is None:
-            self.closed_label = close.peer_close_label(code, reason)
-        else:
-            self.closed_label = self.close_request.reason
+    def _socket_ended(self, code: int, reason: str) -> None:
+        """The socket is gone: label why and release every record now (idempotent)."""
+        if self.socket_closed_at is None:
+            closed_at = self.transport.closed_at if self.transport else None
+            self.socket_closed_at = closed_at or time.monotonic()
+            if self.close_request is None:
+                self.closed_label = close.peer_close_label(code, reason)
+            else:
+                self.closed_label = self.close_request.reason
+        self._on_ended(self)
 
     async def _write(self) -> None:
         """Drain the queue until a close is requested; a stalled write is cut short by the close."""

@@ -1,11 +1,16 @@
 """What the transport hands the app for each WebSocket, under ``scope["extensions"]``.
 
-The app needs three things that ASGI does not carry: how many bytes are still waiting to be
+The app needs four things that ASGI does not carry: how many bytes are still waiting to be
 written (to bound a connection's unsent bytes as a whole), a way to drop a connection without a
-close handshake, and when the server learned that the socket closed (to time the cleanup).
+close handshake, a call the moment the socket closes (to release it before any task runs), and
+when the server learned that the socket closed (to time the cleanup).
 """
 
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+CloseListener = Callable[[int, str], None]
+"""Called with the close code and reason the app's ``websocket.disconnect`` carries."""
 
 EXTENSION_KEY = "wsguard.transport"
 """The key under ``scope["extensions"]`` that holds a :class:`TransportControl`."""
@@ -26,4 +31,9 @@ class TransportControl(Protocol):
     @property
     def closed_at(self) -> float | None:
         """``time.monotonic()`` when the server learned that the socket closed, else ``None``."""
+        ...
+
+    def on_closed(self, listener: CloseListener) -> None:
+        """Call ``listener(code, reason)`` the moment the server learns the socket closed, from
+        the event loop's own callback, before the app's receive task runs."""
         ...

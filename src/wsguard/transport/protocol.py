@@ -46,7 +46,7 @@ from websockets.frames import CloseCode
 from websockets.http11 import Response
 from websockets.server import ServerProtocol
 
-from wsguard.transport.control import EXTENSION_KEY
+from wsguard.transport.control import EXTENSION_KEY, CloseListener
 from wsguard.transport.refusals import RefusalLog
 
 HEARTBEAT_TIMEOUT = (1011, "heartbeat_timeout")
@@ -76,10 +76,11 @@ class _Control:
     to the protocol once the connection is lost, so no reference cycle outlives the socket.
     """
 
-    __slots__ = ("_transport", "closed_at")
+    __slots__ = ("_listener", "_transport", "closed_at")
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
+        self._listener: CloseListener | None = None
         self.closed_at: float | None = None
 
     def unsent_bytes(self) -> int:
@@ -87,6 +88,30 @@ class _Control:
 
     def abort(self) -> None:
         self._transport.abort()
+
+    def on_closed(self, listener: CloseListener) -> None:
+        self._listener = listener
+
+    def notify_closed(self, code: int, reason: str) -> None:
+        """Tell the listener once, then forget it (no reference outlives the socket)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener(code, reason)
+
+
+class _AppQueue(asyncio.Queue[Any]):
+    """The app's receive queue: a disconnect put in it also reaches the control's listener at
+    once, so that the app can release the connection before its own task is even scheduled."""
+
+    def __init__(self, protocol: GuardedWebSocketProtocol) -> None:
+        super().__init__()
+        self._protocol = protocol
+
+    def put_nowait(self, item: Any) -> None:
+        super().put_nowait(item)
+        control = self._protocol.control
+        if item.get("type") == "websocket.disconnect" and control is not None:
+            control.notify_closed(item.get("code", CONNECTION_LOST), item.get("reason") or "")
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -113,6 +138,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         self.control: _Control | None = None
         self.drop_timer: asyncio.TimerHandle | None = None
+        self.queue = _AppQueue(self)
 
     # Connection lifecycle
 

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from wsguard.leaktest.client import Api, Tab
+from wsguard.leaktest.client import Api, Refused, Tab, open_tab
 from wsguard.leaktest.probes import Sampler
 from wsguard.leaktest.profiles import Profile, Sizes
 
 TERMINAL_EVENTS = frozenset({"agent_completed", "agent_failed"})
+CHURN_WORKERS = 8
+CHURN_USERS_PER_WORKER = 4
+TOO_MANY_REQUESTS = 429
+CHURN_RETRY_S = 5.0
 
 
 @dataclass
@@ -72,6 +76,52 @@ class Scenario(Protocol):
     description: str
 
     async def round(self, ctx: ScenarioContext, sizes: Sizes, user_id: str) -> RoundResult: ...
+
+
+@runtime_checkable
+class Churning(Scenario, Protocol):
+    """A scenario with a cheap connection cycle, repeated hundreds of times per memory round.
+
+    A scenario round makes tens of connections, too few for a slope to see one object kept per
+    connection; a churn round makes ``cycles`` of the scenario's own cycle, so that it does.
+    """
+
+    async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult: ...
+
+
+ChurnWork = Callable[[Sequence[str], int], Awaitable[RoundResult]]
+
+
+async def churn_in_parallel(cycles: int, user_id: str, work: ChurnWork) -> RoundResult:
+    """Split ``cycles`` over :data:`CHURN_WORKERS` concurrent workers, each with its own users.
+
+    ``work(users, count)`` makes ``count`` cycles as ``users``. Spreading every worker over a few
+    users keeps each user under the server's connect rate while the cycles go as fast as it can.
+    """
+    share, extra = divmod(cycles, CHURN_WORKERS)
+    shares = [share + (1 if w < extra else 0) for w in range(CHURN_WORKERS)]
+    users = [[f"{user_id}-w{w}u{u}" for u in range(CHURN_USERS_PER_WORKER)] for w in range(CHURN_WORKERS)]
+    outcomes = await asyncio.gather(
+        *(work(users[w], share) for w, share in enumerate(shares) if share),
+    )
+    result = RoundResult()
+    for index, outcome in enumerate(outcomes):
+        result.absorb(outcome, f"churn worker {index}")
+    return result
+
+
+async def open_churn_tab(api: Api, user_id: str, name: str, *, resume: str | None = None) -> Tab:
+    """:func:`open_tab`, waiting out the server's connect rate (HTTP 429) as a client should."""
+    deadline = time.monotonic() + CHURN_RETRY_S
+    pause = 0.02
+    while True:
+        try:
+            return await open_tab(api, user_id, name, resume=resume)
+        except Refused as refused:
+            if refused.status != TOO_MANY_REQUESTS or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.5)
 
 
 async def run_until_complete(tabs: Iterable[Tab], run_id: str, timeout: float) -> list[str]:

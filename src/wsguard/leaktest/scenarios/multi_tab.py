@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from wsguard.leaktest.client import Tab, open_tab
 from wsguard.leaktest.profiles import Sizes
 from wsguard.leaktest.scenarios.base import (
     RoundResult,
     ScenarioContext,
+    churn_in_parallel,
     duplicates,
     offsets_of,
+    open_churn_tab,
     run_until_complete,
 )
 
@@ -60,3 +63,26 @@ class MultiTab:
                     tab.drop()
             result.tabs.extend(tabs)
         return result
+
+    async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
+        """A tab's life, over and over: open, subscribe, then close (even cycles) or drop TCP."""
+
+        async def work(users: Sequence[str], count: int) -> RoundResult:
+            result = RoundResult()
+            for index in range(count):
+                user = users[index % len(users)]
+                tab = await open_churn_tab(ctx.api, user, f"{user}/churn{index}")
+                try:
+                    await tab.subscribe(THREAD)
+                    if index % 2 == 0:
+                        await tab.close()
+                    else:
+                        tab.drop()
+                        await tab.wait_closed(2.0)
+                finally:
+                    if not tab.is_closed:
+                        tab.drop()
+                result.connections += 1
+            return result
+
+        return await churn_in_parallel(cycles, user_id, work)

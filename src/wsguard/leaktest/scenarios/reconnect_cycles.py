@@ -5,14 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from wsguard.leaktest.client import Tab, open_tab
 from wsguard.leaktest.profiles import Sizes
-from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, offsets_of
+from wsguard.leaktest.scenarios.base import (
+    RoundResult,
+    ScenarioContext,
+    churn_in_parallel,
+    offsets_of,
+    open_churn_tab,
+)
 
 THREAD = "reconnect"
 MAX_AT_ONCE = 2
+REPLACED = 4002
+
+
+@dataclass
+class _Resumable:
+    """A churn user's open tab and what it resumes from."""
+
+    tab: Tab
+    session_id: str
+    since: dict[str, Any]
 
 
 class ReconnectCycles:
@@ -102,3 +120,53 @@ class ReconnectCycles:
         result.check(not unexpected, f"offsets delivered that were not published: {unexpected}")
         result.check(peak <= MAX_AT_ONCE, f"the user held {peak} connections at once (at most {MAX_AT_ONCE})")
         return result
+
+    async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
+        """Reconnect with ``resume`` and ``since``, over and over, leaving the old connection in
+        turn cleanly, by dropping TCP, and not at all (the new one takes over: 4002)."""
+
+        async def work(users: Sequence[str], count: int) -> RoundResult:
+            result = RoundResult()
+            live: dict[str, _Resumable] = {}
+            try:
+                for index in range(count):
+                    user = users[index % len(users)]
+                    name = f"{user}/churn{index}"
+                    previous = live.get(user)
+                    if previous is None:
+                        tab = await open_churn_tab(ctx.api, user, name)
+                        first = await tab.subscribe(THREAD)
+                        since = {"epoch": first["epoch"], "offset": int(first["offset"])}
+                        live[user] = _Resumable(tab, tab.session_id, since)
+                        result.connections += 1
+                        continue
+                    way = (index // len(users)) % 3
+                    if way == 0:
+                        await previous.tab.close()
+                    elif way == 1:
+                        previous.tab.drop()
+                        await previous.tab.wait_closed(2.0)
+                    tab = await open_churn_tab(ctx.api, user, name, resume=previous.session_id)
+                    live[user] = _Resumable(tab, previous.session_id, previous.since)
+                    result.connections += 1
+                    result.check(
+                        tab.session_id == previous.session_id,
+                        f"{name}: resume of {previous.session_id} gave session {tab.session_id}",
+                    )
+                    subscribed = await tab.subscribe(THREAD, since=previous.since)
+                    result.check(
+                        subscribed.get("recovered") is True,
+                        f"{name}: subscribe since {previous.since} was not recovered: {subscribed}",
+                    )
+                    if way == 2:
+                        code = await previous.tab.wait_closed(2.0)
+                        result.check(code == REPLACED, f"{name}: the taken-over tab closed with {code}")
+                        if not previous.tab.is_closed:
+                            previous.tab.drop()
+            finally:
+                for resumable in live.values():
+                    if not resumable.tab.is_closed:
+                        await resumable.tab.close()
+            return result
+
+        return await churn_in_parallel(cycles, user_id, work)
