@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shlex
+from dataclasses import replace
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -46,6 +47,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         choices=SCENARIO_NAMES,
         metavar="NAME",
         help=f"scenarios to run (default: all): {', '.join(SCENARIO_NAMES)}",
+    )
+    parser.add_argument(
+        "--churn-cycles",
+        type=int,
+        metavar="N",
+        help="connection cycles per churn round (default: the profile's; 0 skips the churn phase)",
     )
     parser.add_argument(
         "--report-dir",
@@ -102,10 +109,14 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     try:
         profile = get_profile(args.profile or default_profile_name(os.environ))
+        if args.churn_cycles is not None:
+            if args.churn_cycles < 0:
+                raise UsageError("--churn-cycles must be 0 or more")
+            profile = replace(profile, churn_cycles=args.churn_cycles)
         target = target_from_args(args)
         if target is not None and args.server_command:
             raise UsageError("--server-command starts a server; it cannot go with --target")
-    except (KeyError, UsageError) as error:
+    except (KeyError, UsageError, ValueError) as error:
         print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     scenarios = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))

@@ -149,7 +149,8 @@ _FAST_REPEAT = Sizes(
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
-        description="continuous integration: the design's scenario sizes, short measured rounds",
+        description="continuous integration: the design's scenario sizes, short measured rounds, "
+        "1000-cycle churn rounds",
         cleanup_bound_s=0.25,
         blocks_slope_bound=16,
         rss_slope_bound=16384,
@@ -171,6 +172,7 @@ PROFILES: dict[str, Profile] = {
         first=Sizes(reconnect_cycles=30, comprehensive_users=6),
         repeat=replace(_FAST_REPEAT, reconnect_cycles=15),
         seed=SEED_BOUNDS["test"],
+        churn_cycles=1000,
     ),
     "dev": Profile(
         name="dev",
@@ -182,6 +184,7 @@ PROFILES: dict[str, Profile] = {
         first=Sizes(reconnect_cycles=25, comprehensive_users=4),
         repeat=_FAST_REPEAT,
         seed=SEED_BOUNDS["dev"],
+        churn_cycles=1000,
     ),
     "staging": Profile(
         name="staging",
@@ -193,6 +196,8 @@ PROFILES: dict[str, Profile] = {
         first=Sizes(reconnect_cycles=50, comprehensive_users=10),
         repeat=replace(_FAST_REPEAT, reconnect_cycles=50, burst_connections=40),
         seed=SEED_BOUNDS["staging"],
+        churn_cycles=2000,
+        churn_rss_bound=512,
     ),
     "prod": Profile(
         name="prod",
@@ -204,6 +209,8 @@ PROFILES: dict[str, Profile] = {
         first=Sizes(reconnect_cycles=100, comprehensive_users=20),
         repeat=replace(_FAST_REPEAT, reconnect_cycles=100, burst_connections=40),
         seed=SEED_BOUNDS["prod"],
+        churn_cycles=3000,
+        churn_rss_bound=256,
     ),
     "demo": Profile(
         name="demo",
@@ -214,6 +221,7 @@ PROFILES: dict[str, Profile] = {
         rounds=5,
         first=Sizes(tabs=8, reconnect_cycles=15, race_duration_s=4.0, comprehensive_users=3),
         repeat=_FAST_REPEAT,
+        churn_cycles=500,
     ),
 }
 

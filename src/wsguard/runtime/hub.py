@@ -53,8 +53,9 @@ class Hub:
         self._connections: dict[str, Connection] = {}
         self._threads: dict[ThreadKey, dict[str, Connection]] = {}
         self._runs: set[asyncio.Task[None]] = set()
-        self._emptied = asyncio.Event()
-        self._emptied.set()
+        self._serving = 0
+        self._all_done = asyncio.Event()
+        self._all_done.set()
 
     async def start(self) -> None:
         await self.backend.start(self.deliver, self)
@@ -108,13 +109,17 @@ class Hub:
             on_delivered=self.metrics.events_delivered.inc,
         )
         self._connections[context.connection_id] = connection
-        self._emptied.clear()
+        self._serving += 1
+        self._all_done.clear()
         self.metrics.opened.inc()
         self._schedule_expiry(connection)
         try:
             yield connection
         finally:
             self._forget(connection)
+            self._serving -= 1
+            if not self._serving:
+                self._all_done.set()
 
     def _release(self, handle: Handle) -> bool:
         """Give back the local slot and the backend's record (a cluster lease) together."""
@@ -191,8 +196,6 @@ class Hub:
                 self.metrics.zombies_reaped.inc()
             closed_at = connection.socket_closed_at or time.monotonic()
             self.metrics.cleanup_seconds.observe(max(0.0, time.monotonic() - closed_at))
-        if not self._connections:
-            self._emptied.set()
 
     def connections_of(self, user_id: str) -> list[Connection]:
         """The user's open connections, oldest first."""
@@ -216,9 +219,9 @@ class Hub:
             await asyncio.sleep(0)
         try:
             async with asyncio.timeout(timeout):
-                await self._emptied.wait()
+                await self._all_done.wait()
         except TimeoutError:
-            logger.warning("drain timed out with %d connections open", len(self._connections))
+            logger.warning("drain timed out with %d connections open", self._serving)
 
     # Subscriptions
 

@@ -29,6 +29,7 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
         "memory": [
             {
                 "signal": check.signal,
+                "phase": check.phase,
                 "unit": check.unit,
                 "slope_per_cycle": check.slope,
                 "bound": check.bound,
@@ -41,6 +42,7 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
         "rounds": [
             {
                 "index": r.index,
+                "phase": r.phase,
                 "warmup": r.warmup,
                 "connections": r.connections,
                 "events": r.events,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from wsguard.leaktest.profiles import PROFILES, Profile
-from wsguard.leaktest.results import RunReport, ScenarioReport
+from wsguard.leaktest.results import CHURN, RunReport, ScenarioReport
 from wsguard.leaktest.verdict import BLOCKS, CONNECTIONS, REGISTRY, USERS
 
 HEADERS = (
@@ -18,6 +18,7 @@ HEADERS = (
     "cleanup p99",
     "blocks/cycle",
     "rss B/cycle",
+    "churn blocks/cycle",
     "time",
 )
 
@@ -38,6 +39,7 @@ def _count(values: dict[str, float], name: str) -> str:
 def scenario_row(scenario: ScenarioReport) -> list[str]:
     blocks = scenario.slope(BLOCKS)
     rss = scenario.slope("resident memory")
+    churn = scenario.slope(BLOCKS, CHURN)
     p99 = scenario.cleanup_p99_s
     return [
         scenario.name,
@@ -49,6 +51,7 @@ def scenario_row(scenario: ScenarioReport) -> list[str]:
         "-" if p99 is None else f"{p99 * 1000:.1f} ms",
         "-" if blocks is None else f"{blocks.slope:.2f} (<={blocks.bound:g})",
         "-" if rss is None else f"{rss.slope:.0f} (<={rss.bound:g})",
+        "-" if churn is None else f"{churn.slope:.3f} (<={churn.bound:g})",
         f"{scenario.duration_s:.1f} s",
     ]
 
@@ -78,6 +81,8 @@ def render_profiles(profiles: Sequence[Profile] | None = None) -> str:
         "memory MB (seed)",
         "blocks/cycle",
         "rounds",
+        "churn cycles/round",
+        "churn blocks/cycle",
     )
     rows = []
     for profile in profiles or list(PROFILES.values()):
@@ -90,6 +95,8 @@ def render_profiles(profiles: Sequence[Profile] | None = None) -> str:
                 f"{profile.rss_growth_bound_mb():.1f} ({seed.memory_mb if seed else '-'})",
                 f"{profile.blocks_slope_bound:g}",
                 f"{profile.warmup_rounds}+{profile.rounds}",
+                f"{profile.churn_cycles}" if profile.churn_cycles else "-",
+                f"{profile.churn_blocks_bound:g}" if profile.churn_cycles else "-",
             ]
         )
     return _grid(headers, rows)
