@@ -26,6 +26,8 @@ _original_run = Connection.run
 _original_deliver = Hub.deliver
 _original_connection_init = Connection.__init__
 
+FORGOTTEN: list[asyncio.Task[None]] = []
+"""Where ``uncancelled_task`` keeps the heartbeat tasks that nothing cancels."""
 KEPT: list[tuple[object]] = []
 """Where ``leaks_one_object`` keeps its one small tuple per admitted connection."""
 
@@ -78,7 +80,7 @@ def uncancelled_task() -> None:
         async def heartbeat() -> None:
             await asyncio.Event().wait()
 
-        self.forgotten_heartbeat = asyncio.create_task(heartbeat())  # type: ignore[attr-defined]
+        FORGOTTEN.append(asyncio.create_task(heartbeat()))
         await _original_run(self, on_text)
 
     Connection.run = run  # type: ignore[method-assign]

@@ -1,5 +1,6 @@
 """A harness that cannot fail proves nothing: each deliberately broken server must be caught,
-with a verdict naming the right evidence; the real server must pass, three runs in a row."""
+with a verdict naming the right evidence, down to one small object kept per connection; the
+real server must pass, three runs in a row."""
 
 from __future__ import annotations
 
@@ -67,6 +68,30 @@ def test_leakcheck_fails_on_a_broken_server(
         assert int(leaked[1]) - int(leaked[2]) == first_round["connections"], reasons
 
 
+def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Path) -> None:
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--scenario",
+        "multi_tab",
+        "--report-dir",
+        str(tmp_path),
+        "--server-command",
+        broken_command("leaks_one_object"),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (found,) = _report(tmp_path)["scenarios"]
+    assert found["verdict"] == "leak"
+    (reason,) = found["reasons"]
+    assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
+    assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
+    assert reason in done.stdout
+    churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
+    assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
+    assert all(not r["leaks"] for r in found["rounds"])
+    assert found["final"]["wsguard_connections_active"] == 0
+
+
 @pytest.mark.parametrize("attempt", [1, 2, 3])
 def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
     done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=170)
@@ -85,3 +110,5 @@ def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
     for scenario in report["scenarios"]:
         assert scenario["connections"] > 0
         assert scenario["final"]["wsguard_connections_active"] == 0
+    churned = {s["name"] for s in report["scenarios"] for m in s["memory"] if m["phase"] == "churn"}
+    assert churned == {"multi_tab", "reconnect_cycles"}

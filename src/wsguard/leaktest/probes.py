@@ -10,18 +10,23 @@ import asyncio
 import contextlib
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
+import redis.asyncio
 
-from wsguard.leaktest.verdict import BLOCKS, RSS
+from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
 from wsguard.testing.metrics import parse_metrics
 
 PSUTIL_RSS = "psutil_rss_bytes"
 PSUTIL_FDS = "psutil_open_fds"
 PSUTIL_THREADS = "psutil_threads"
+
+MAXIMA = frozenset({"wsguard_user_connections_max"})
+"""Series whose cluster value is the largest instance's, not the sum."""
 
 CHARTED: tuple[str, ...] = (
     "wsguard_connections_active",
@@ -35,23 +40,75 @@ CHARTED: tuple[str, ...] = (
     PSUTIL_RSS,
     PSUTIL_FDS,
     PSUTIL_THREADS,
+    LEASE_KEYS,
 )
 
 
-class MetricsProbe:
-    """Scrapes a Prometheus endpoint into flat samples (see :func:`parse_metrics`)."""
+def _charted(key: str) -> bool:
+    """A charted series, or one cluster instance's own value of it."""
+    name, _, labels = key.partition('{instance="')
+    return key in CHARTED or (bool(labels) and name in CHARTED)
 
-    def __init__(self, url: str, client: httpx.AsyncClient) -> None:
-        self.url = url
+
+class MetricsProbe:
+    """Scrapes Prometheus endpoints into flat samples (see :func:`parse_metrics`).
+
+    With several instances (a cluster) a sample is their sum, and every leak count is also kept
+    per instance, labelled ``{instance="N"}``, so that each instance is held to its own mark.
+    With ``redis_url`` the sample also counts the lease keys left in that Redis.
+    """
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        client: httpx.AsyncClient,
+        *,
+        redis_url: str | None = None,
+        pids: Sequence[int] | None = None,
+    ) -> None:
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._client = client
+        self._redis = None if redis_url is None else redis.asyncio.Redis.from_url(redis_url)
+        self._redis_port = None if redis_url is None else urlsplit(redis_url).port
+        self._processes = None if pids is None else [psutil.Process(pid) for pid in pids]
 
     async def scrape(self, *, collect_garbage: bool = False) -> dict[str, float]:
         """One scrape; ``collect_garbage`` asks the server to collect garbage before counting
         its allocated blocks (``?collect_garbage=1``; a server that ignores it is still read)."""
         params = {"collect_garbage": "1"} if collect_garbage else None
-        response = await self._client.get(self.url, params=params)
-        response.raise_for_status()
-        return parse_metrics(response.text)
+        samples: list[dict[str, float]] = []
+        for url in self.urls:
+            response = await self._client.get(url, params=params)
+            response.raise_for_status()
+            samples.append(parse_metrics(response.text))
+        self._discount_redis_pool(samples)
+        merged = samples[0] if len(samples) == 1 else merge_instances(samples)
+        if self._redis is not None:
+            merged[LEASE_KEYS] = float(await self._count_lease_keys())
+        return merged
+
+    def _discount_redis_pool(self, samples: Sequence[dict[str, float]]) -> None:
+        """Leave each instance's sockets to the shared Redis out of its open descriptors.
+
+        Its client pool grows with how many commands were ever in flight at once; those sockets
+        are reused, not leaked. Every other descriptor is still held to its baseline.
+        """
+        if self._processes is None or self._redis_port is None:
+            return
+        for process, sample in zip(self._processes, samples, strict=True):
+            if FDS not in sample:
+                continue
+            with contextlib.suppress(psutil.Error):
+                to_redis = sum(
+                    1
+                    for c in process.net_connections(kind="tcp")
+                    if c.raddr and c.raddr.port == self._redis_port
+                )
+                sample[FDS] -= to_redis
+
+    async def _count_lease_keys(self) -> int:
+        assert self._redis is not None
+        return len([key async for key in self._redis.scan_iter(match=LEASE_PATTERN, count=1000)])
 
     async def settled(self, repeats: int = 3) -> dict[str, float]:
         """A scrape whose memory gauges are the median of ``repeats`` garbage-collected scrapes."""
@@ -63,23 +120,45 @@ class MetricsProbe:
                 merged[name] = statistics.median(values)
         return merged
 
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+def merge_instances(samples: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """One sample of a cluster: every series summed (maxima taken), leak counts also per instance."""
+    merged: dict[str, float] = {}
+    for sample in samples:
+        for name, value in sample.items():
+            if name in MAXIMA:
+                merged[name] = max(value, merged.get(name, value))
+            else:
+                merged[name] = merged.get(name, 0.0) + value
+    for index, sample in enumerate(samples):
+        for name in LEAK_COUNTS:
+            if name in sample:
+                merged[per_instance(name, index)] = sample[name]
+    return merged
+
 
 class ProcessProbe:
-    """Resident memory, open file descriptors and threads of a process the harness started."""
+    """Resident memory, open file descriptors and threads of processes the harness started,
+    summed over them."""
 
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
+    def __init__(self, *pids: int) -> None:
+        self._processes = [psutil.Process(pid) for pid in pids]
 
     def sample(self) -> dict[str, float]:
+        total = {PSUTIL_RSS: 0.0, PSUTIL_FDS: 0.0, PSUTIL_THREADS: 0.0}
         try:
-            with self._process.oneshot():
-                return {
-                    PSUTIL_RSS: float(self._process.memory_info().rss),
-                    PSUTIL_FDS: float(self._process.num_fds()),
-                    PSUTIL_THREADS: float(self._process.num_threads()),
-                }
+            for process in self._processes:
+                with process.oneshot():
+                    total[PSUTIL_RSS] += float(process.memory_info().rss)
+                    total[PSUTIL_FDS] += float(process.num_fds())
+                    total[PSUTIL_THREADS] += float(process.num_threads())
         except psutil.Error:
             return {}
+        return total
 
 
 @dataclass
@@ -131,7 +210,7 @@ class Sampler:
         values: dict[str, float] = {}
         with contextlib.suppress(httpx.HTTPError):
             scraped = await self.metrics.scrape()
-            values.update({k: v for k, v in scraped.items() if k in CHARTED})
+            values.update({k: v for k, v in scraped.items() if _charted(k)})
         if self.process is not None:
             values.update(self.process.sample())
         if values:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -38,10 +41,13 @@ from wsguard.leaktest.verdict import (
     slope_check,
 )
 from wsguard.testing.process import ServerProcess
+from wsguard.testing.redis_server import RedisServer
 
 CLEANUP_HISTOGRAM = "wsguard_cleanup_seconds"
 PEAK_SERIES = (CONNECTIONS, USERS, "wsguard_user_connections_max", REGISTRY, PSUTIL_RSS, RSS)
 ServerSource = Callable[[], AbstractContextManager[Target]]
+CLUSTER_LEASE_TTL_S = 2.0
+"""Short leases, so that a cluster instance that dies frees its slots within seconds."""
 SETTLED_SCRAPES = 5
 """Garbage-collected scrapes per memory reading; their median is the reading."""
 
@@ -54,14 +60,51 @@ def managed_servers(
     @contextlib.contextmanager
     def start() -> Iterator[Target]:
         with ServerProcess(*profile.server_flags(), *extra_flags, command=command) as server:
-            yield Target(
-                ws_url=server.ws_url,
-                metrics_url=f"{server.base_url}/metrics",
-                token_url=f"{server.base_url}/api/dev/tokens",
-                pid=server.pid,
-            )
+            yield _target_of(server)
 
     return start
+
+
+def managed_cluster(
+    profile: Profile,
+    instances: int,
+    command: Sequence[str] | None = None,
+    extra_flags: Sequence[str] = (),
+) -> ServerSource:
+    """A fresh cluster per scenario: a private Redis and ``instances`` servers sharing it and one
+    JWT secret (so that a token, a session and a resume work on every instance)."""
+    if instances < 2:
+        raise ValueError(f"a cluster has at least 2 instances, not {instances}")
+    secret = secrets.token_urlsafe(32)
+
+    @contextlib.contextmanager
+    def start() -> Iterator[Target]:
+        with RedisServer() as redis_server, contextlib.ExitStack() as stack:
+            flags = [
+                *profile.server_flags(),
+                "--backend", redis_server.url,
+                "--jwt-secret", secret,
+                "--lease-ttl", str(CLUSTER_LEASE_TTL_S),
+                *extra_flags,
+            ]  # fmt: skip
+            servers = [ServerProcess(*flags, command=command) for _ in range(instances)]
+            for server in servers:
+                stack.callback(server.stop)
+            with ThreadPoolExecutor(max_workers=instances) as starting:
+                list(starting.map(ServerProcess.start, servers))
+            first, *others = (_target_of(server) for server in servers)
+            yield replace(first, peers=tuple(others), redis_url=redis_server.url)
+
+    return start
+
+
+def _target_of(server: ServerProcess) -> Target:
+    return Target(
+        ws_url=server.ws_url,
+        metrics_url=f"{server.base_url}/metrics",
+        token_url=f"{server.base_url}/api/dev/tokens",
+        pid=server.pid,
+    )
 
 
 def external_server(target: Target) -> ServerSource:
@@ -117,8 +160,14 @@ async def run_scenario(
     timeline = Timeline()
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     async with httpx.AsyncClient(timeout=10.0, limits=limits) as metrics_http:
-        probe = MetricsProbe(target.metrics_url, metrics_http)
-        process = ProcessProbe(target.pid) if target.pid is not None else None
+        pids = target.pids
+        probe = MetricsProbe(
+            [instance.metrics_url for instance in target.instances],
+            metrics_http,
+            redis_url=target.redis_url,
+            pids=pids,
+        )
+        process = ProcessProbe(*pids) if pids is not None else None
         sampler = Sampler(probe, process, timeline)
         baseline = await probe.settled()
         report.baseline = baseline
@@ -142,6 +191,7 @@ async def run_scenario(
             report.errors.append(f"{type(error).__name__}: {error}")
         finally:
             await sampler.stop()
+            await probe.close()
         report.final = runner.last
         report.samples = timeline.of(name)
         for series in PEAK_SERIES:
@@ -158,9 +208,9 @@ async def run_scenario(
                 f"{CLEANUP_HISTOGRAM} p99 is {report.cleanup_p99_s * 1000:.0f} ms, "
                 f"over the cleanup bound of {profile.cleanup_bound_s * 1000:.0f} ms"
             )
-        report.slopes.extend(
-            _slopes(report.rounds, ROUNDS, profile.blocks_slope_bound, profile.rss_slope_bound)
-        )
+        # A cluster's blocks are the sum of its instances', and so is the noise of a short round.
+        rounds_blocks_bound = _rounds_blocks_bound(report.rounds, profile) * len(target.instances)
+        report.slopes.extend(_slopes(report.rounds, ROUNDS, rounds_blocks_bound, profile.rss_slope_bound))
         report.slopes.extend(
             _slopes(report.rounds, CHURN, profile.churn_blocks_bound, profile.churn_rss_bound)
         )
@@ -252,6 +302,19 @@ class _Rounds:
             duration_s=time.monotonic() - started,
             phase=phase,
         )
+
+
+ROUND_NOISE_BLOCKS = 150.0
+"""How far a server's garbage-collected block count wanders between rounds with no leak (measured
+on the real server: within about 150 blocks). Over rounds of few cycles that noise is a large
+slope, so the scenario rounds' bound is at least this much per cycle of a round; the churn phase,
+with its long rounds, is where one block per cycle is caught."""
+
+
+def _rounds_blocks_bound(rounds: Sequence[RoundRecord], profile: Profile) -> float:
+    measured = [r.connections for r in rounds if r.phase == ROUNDS and not r.warmup]
+    cycles_per_round = max(1.0, sum(measured) / len(measured)) if measured else 1.0
+    return max(profile.blocks_slope_bound, ROUND_NOISE_BLOCKS / cycles_per_round)
 
 
 def _slopes(

@@ -17,9 +17,27 @@ FDS = "process_open_fds"
 BLOCKS = "wsguard_python_allocated_blocks"
 RSS = "process_resident_memory_bytes"
 
-MUST_BE_ZERO: tuple[str, ...] = (CONNECTIONS, USERS, REGISTRY)
+LEASE_PATTERN = "wsguard:u:*:leases"
+LEASE_KEYS = f'redis_keys{{pattern="{LEASE_PATTERN}"}}'
+"""Not a server metric: the harness counts a cluster's lease keys in its Redis itself."""
+
+MUST_BE_ZERO: tuple[str, ...] = (CONNECTIONS, USERS, REGISTRY, LEASE_KEYS)
 MUST_RETURN_TO_BASELINE: tuple[str, ...] = (TASKS, FDS)
 LEAK_COUNTS: tuple[str, ...] = MUST_BE_ZERO + MUST_RETURN_TO_BASELINE
+OPTIONAL_COUNTS = frozenset({LEASE_KEYS})
+"""Counts checked only when the sample has them (a cluster's Redis)."""
+
+
+def per_instance(name: str, index: int) -> str:
+    """The flat-sample key of one cluster instance's ``name``."""
+    return f'{name}{{instance="{index}"}}'
+
+
+def _with_instances(sample: Mapping[str, float], baseline: Mapping[str, float], name: str) -> list[str]:
+    """``name`` and its per-instance keys, as the sample or the baseline has them."""
+    prefix = name + '{instance="'
+    labelled = {key for key in (*sample, *baseline) if key.startswith(prefix)}
+    return [name, *sorted(labelled)]
 
 
 @dataclass(frozen=True)
@@ -41,20 +59,25 @@ def count_leaks(sample: Mapping[str, float], baseline: Mapping[str, float]) -> l
     """Every count of ``sample`` off its mark: the zero counts at 0, the others at ``baseline``.
 
     A count missing from the sample is a leak too: a server that stops reporting it proves nothing.
-    A count missing from the baseline can only be checked against 0.
+    A count missing from the baseline can only be checked against 0. In a cluster sample every
+    instance's own counts (``name{instance="N"}``) are held to the same marks as the sums.
     """
     leaks: list[CountLeak] = []
-    for name in MUST_BE_ZERO:
-        value = sample.get(name)
-        if value is None or value != 0:
-            leaks.append(CountLeak(name, value, 0.0, baseline.get(name)))
-    for name in MUST_RETURN_TO_BASELINE:
-        value = sample.get(name)
-        expected = baseline.get(name)
-        if expected is None:
+    for count in MUST_BE_ZERO:
+        if count in OPTIONAL_COUNTS and count not in sample and count not in baseline:
             continue
-        if value is None or value > expected:
-            leaks.append(CountLeak(name, value, expected, expected))
+        for name in _with_instances(sample, baseline, count):
+            value = sample.get(name)
+            if value is None or value != 0:
+                leaks.append(CountLeak(name, value, 0.0, baseline.get(name)))
+    for count in MUST_RETURN_TO_BASELINE:
+        for name in _with_instances(sample, baseline, count):
+            value = sample.get(name)
+            expected = baseline.get(name)
+            if expected is None:
+                continue
+            if value is None or value > expected:
+                leaks.append(CountLeak(name, value, expected, expected))
     return leaks
 
 

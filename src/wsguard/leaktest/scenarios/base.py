@@ -57,15 +57,17 @@ class ScenarioContext:
         return [str(row["connection_id"]) for row in await self.user_connections(user_id)]
 
     async def user_connections(self, user_id: str) -> list[dict[str, Any]]:
-        """The user's open connections, as the admin endpoint lists them."""
+        """The user's open connections, as the admin endpoint of every instance lists them."""
         api = self.api
-        response = await api.http.get(
-            f"{api.target.base_url}/api/admin/users/{user_id}/connections",
-            headers=await api.auth("leaktest-admin", admin=True),
-        )
-        response.raise_for_status()
-        body = response.json()
-        rows: list[dict[str, Any]] = body if isinstance(body, list) else body["connections"]
+        headers = await api.auth("leaktest-admin", admin=True)
+        rows: list[dict[str, Any]] = []
+        for instance in api.target.instances:
+            response = await api.http.get(
+                f"{instance.base_url}/api/admin/users/{user_id}/connections", headers=headers
+            )
+            response.raise_for_status()
+            body = response.json()
+            rows.extend(body if isinstance(body, list) else body["connections"])
         return rows
 
 
