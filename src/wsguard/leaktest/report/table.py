@@ -49,7 +49,7 @@ def scenario_row(scenario: ScenarioReport) -> list[str]:
         "/".join(_count(scenario.peaks, n) for n in (CONNECTIONS, USERS, REGISTRY)),
         "/".join(_count(scenario.final, n) for n in (CONNECTIONS, USERS, REGISTRY)),
         "-" if p99 is None else f"{p99 * 1000:.1f} ms",
-        "-" if blocks is None else f"{blocks.slope:.2f} (<={blocks.bound:g})",
+        "-" if blocks is None else f"{blocks.slope:.2f} (<={blocks.bound:.3g})",
         "-" if rss is None else f"{rss.slope:.0f} (<={rss.bound:g})",
         "-" if churn is None else f"{churn.slope:.3f} (<={churn.bound:g})",
         f"{scenario.duration_s:.1f} s",
