@@ -116,6 +116,7 @@ class RedisBackend:
         self._deliver: Deliver | None = None
         self._member: ClusterMember | None = None
         self._up = False
+        self._was_down = False
         self._tasks: list[asyncio.Task[None]] = []
         self._first_attempt = asyncio.Event()
 
@@ -174,12 +175,14 @@ class RedisBackend:
         """Log every change of reachability once (``wsguard_backend_up`` reads it)."""
         if up == self._up:
             return
-        self._up = up
+        was_down, self._up = self._was_down, up
         if up:
-            logger.warning(
-                "redis backend up: instance %s listening on %s", self.instance_id, self.keys.events
+            level = logging.WARNING if was_down else logging.INFO
+            logger.log(
+                level, "redis backend up: instance %s listening on %s", self.instance_id, self.keys.events
             )
         elif error is not None:
+            self._was_down = True
             logger.error("redis backend down: %s; local connections stay up, publishing answers 503", error)
 
     # Admission
