@@ -8,7 +8,6 @@ with 4008 instead of growing. Any close the server asks for interrupts a stalled
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
@@ -87,10 +86,10 @@ class Connection:
         self._release = release
         self._on_ended = on_ended
         self._on_delivered = on_delivered
-        self._outbound: deque[str] = deque()
+        self._outbound: list[str] = []
         self._queued_bytes = 0
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
+        self._wake: asyncio.Future[None] | None = None
+        self._room: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._sending = False
         self.close_request: close.Close | None = None
@@ -134,17 +133,17 @@ class Connection:
     def _enqueue(self, frame: str) -> None:
         self._outbound.append(frame)
         self._queued_bytes += len(frame)
-        self._wake.set()
+        _wake_up(self._wake)
 
     def request_close(self, reason: close.Close) -> None:
         """Release the connection's slot at once, then close; the first request wins."""
         self._release(self.handle)
         if self.close_request is None:
             self.close_request = reason
-            self._outbound.clear()
+            self._outbound = []
             self._queued_bytes = 0
-            self._wake.set()
-            self._room.set()
+            _wake_up(self._wake)
+            _wake_up(self._room)
             if self._writer is not None and self._sending:
                 self._writer.cancel()
 
@@ -211,19 +210,28 @@ class Connection:
         self._on_ended(self)
 
     async def _write(self) -> None:
-        """Drain the queue until a close is requested; a stalled write is cut short by the close."""
+        """Drain the queue until a close is requested; a stalled write is cut short by the close.
+
+        The queue is taken a batch at a time (a list swapped for an empty one), and the writer
+        waits on a future only while idle: an idle connection holds no deque or event of its own.
+        """
+        loop = asyncio.get_running_loop()
         try:
             while self.close_request is None:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._outbound:
-                    frame = self._outbound.popleft()
+                if not self._outbound:
+                    self._wake = loop.create_future()
+                    await self._wake
+                    continue
+                batch, self._outbound = self._outbound, []
+                for frame in batch:
+                    if self.close_request is not None:
+                        return
                     self._queued_bytes -= len(frame)
                     self._sending = True
                     async with asyncio.timeout(self.limits.write_timeout):
                         await self.socket.send_text(frame)
                     self._sending = False
-                    self._room.set()
+                    _wake_up(self._room)
                     self._on_delivered()
         except TimeoutError:
             self.request_close(close.SLOW_CONSUMER)
@@ -287,8 +295,8 @@ class Connection:
         Returns False if the connection closes first.
         """
         while self.close_request is None and (self._queued_bytes > 0 or self._sending):
-            self._room.clear()
-            await self._room.wait()
+            self._room = asyncio.get_running_loop().create_future()
+            await self._room
         if self.close_request is not None:
             return False
         if len(frame) > self.limits.queue_limit_bytes:
@@ -310,3 +318,8 @@ class Connection:
         floor = self.subscriptions.pop(thread_id, None)
         if floor:
             self._delivered_floor[thread_id] = floor
+
+
+def _wake_up(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
