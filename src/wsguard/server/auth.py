@@ -1,5 +1,6 @@
 """Who is connecting: JWT bearer tokens (and, through :class:`Identity`, any embedding's own auth)."""
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,6 +30,13 @@ Authenticate = Callable[[HTTPConnection], Awaitable[Identity]]
 """Turn an upgrade or HTTP request into an :class:`Identity`, or raise :class:`Unauthorized`."""
 
 
+VERIFIED_TOKENS = 4096
+"""How many verified tokens are remembered (a bounded LRU)."""
+
+RECHECK_SECONDS = 60.0
+"""How long a verified token is remembered before its signature is checked again."""
+
+
 class TokenAuthority:
     """Verifies JWTs whose ``sub`` is the user id and whose ``exp`` is required; in ``--dev`` it
     also issues HS256 tokens with a secret of its own."""
@@ -37,6 +45,7 @@ class TokenAuthority:
         self._sources = sources
         self._leeway = leeway
         self._issuing_secret = issuing_secret
+        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify_signature)
 
     @classmethod
     def from_settings(cls, settings: Settings, dev_secret: str) -> "TokenAuthority":
@@ -52,6 +61,19 @@ class TokenAuthority:
         return cls(sources, settings.jwt_leeway, secret if settings.dev else None)
 
     def verify(self, token: str) -> Identity:
+        """The identity of a valid token; a reconnect storm re-using one token verifies it once.
+
+        Verified tokens are remembered for at most a minute (so a key removed from a JWKS file
+        stops working within a minute); expiry is checked on every use.
+        """
+        identity = self._verified(token, int(time.monotonic() // RECHECK_SECONDS))
+        if identity.expires_at is not None and identity.expires_at <= time.time() - self._leeway:
+            raise Unauthorized("Signature has expired")
+        return identity
+
+    def _verify_signature(self, token: str, period: int) -> Identity:
+        if len(self._sources) == 1 and isinstance(self._sources[0], SecretKey | PublicKeyFile):
+            return self._decode(token, self._sources[0].key)
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as error:

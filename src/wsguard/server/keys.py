@@ -30,10 +30,10 @@ class KeySource(Protocol):
 
 class SecretKey:
     def __init__(self, secret: str) -> None:
-        self._key = VerificationKey(secret, ("HS256",))
+        self.key = VerificationKey(secret, ("HS256",))
 
     def key_for(self, header: dict[str, Any]) -> VerificationKey | None:
-        return self._key if header.get("alg") == "HS256" else None
+        return self.key if header.get("alg") == "HS256" else None
 
 
 def _algorithms_of(key: Any) -> tuple[str, ...]:
@@ -47,10 +47,10 @@ def _algorithms_of(key: Any) -> tuple[str, ...]:
 class PublicKeyFile:
     def __init__(self, path: str) -> None:
         key = load_pem_public_key(Path(path).read_bytes())
-        self._key = VerificationKey(key, _algorithms_of(key))
+        self.key = VerificationKey(key, _algorithms_of(key))
 
     def key_for(self, header: dict[str, Any]) -> VerificationKey | None:
-        return self._key if header.get("alg") in self._key.algorithms else None
+        return self.key if header.get("alg") in self.key.algorithms else None
 
 
 class JwksFile:
