@@ -92,9 +92,7 @@ def unbounded_queue() -> None:
     def send(self: Connection, frame: str) -> None:
         if self.close_request is not None:
             return
-        self._outbound.append(frame)
-        self._queued_bytes += len(frame)
-        self._wake.set()
+        self._enqueue(frame)
 
     Connection.send = send  # type: ignore[method-assign]
 
