@@ -5,7 +5,6 @@ its variable. A bad value exits with status 2 and one line naming the setting.
 """
 
 import argparse
-import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -154,18 +153,14 @@ def serve(settings: Settings) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="wsguard", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     configure_serve(commands.add_parser("serve", help="run a wsguard server"))
-    leakcheck = _leakcheck_module()
-    if leakcheck is not None:
-        leakcheck.configure_parser(
-            commands.add_parser("leakcheck", help="run the production-scenario leak harness")
-        )
-    args = parser.parse_args(argv)
-    if args.command == "leakcheck" and leakcheck is not None:
-        status: int = leakcheck.run(args)
-        return status
+    leakcheck = commands.add_parser("leakcheck", help="run the production-scenario leak harness")
+    if arguments[:1] == ["leakcheck"]:
+        return _leakcheck(leakcheck, parser, arguments)
+    args = parser.parse_args(arguments)
     try:
         settings = settings_from(args, dict(os.environ))
     except UsageError as error:
@@ -174,11 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return serve(settings)
 
 
-def _leakcheck_module() -> Any:
-    try:
-        return importlib.import_module("wsguard.leaktest.cli")
-    except ImportError:
-        return None
+def _leakcheck(
+    subparser: argparse.ArgumentParser, parser: argparse.ArgumentParser, arguments: list[str]
+) -> int:
+    """The harness is imported only when asked for, so that ``serve`` starts without it."""
+    from wsguard.leaktest import cli as leaktest_cli
+
+    leaktest_cli.configure_parser(subparser)
+    return leaktest_cli.run(parser.parse_args(arguments))
 
 
 if __name__ == "__main__":

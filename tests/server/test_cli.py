@@ -64,3 +64,17 @@ def test_a_secret_from_the_environment_is_enough_without_dev() -> None:
     assert result.returncode == 2
     assert "--port" in result.stderr
     assert "--jwt-secret" not in result.stderr
+
+
+def test_leakcheck_is_a_subcommand_and_bad_usage_exits_2() -> None:
+    def wsguard(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "wsguard", *args], capture_output=True, text=True, timeout=60
+        )
+
+    listed = wsguard("leakcheck", "--list-profiles")
+    assert listed.returncode == 0, listed.stderr
+    assert "ci " in listed.stdout
+    assert "demo" in listed.stdout
+    assert wsguard("leakcheck", "--profile", "no-such-profile").returncode == 2
+    assert "leakcheck" in wsguard("--help").stdout
