@@ -16,7 +16,7 @@ from typing import Any
 from uuid import uuid4
 
 from wsguard.backends.base import Envelope
-from wsguard.core.registry import Handle
+from wsguard.core.registry import Admission, Handle
 from wsguard.runtime import close
 from wsguard.runtime.connection import Connection
 from wsguard.runtime.hub import Hub
@@ -25,11 +25,14 @@ _original_forget = Hub._forget
 _original_run = Connection.run
 _original_deliver = Hub.deliver
 _original_connection_init = Connection.__init__
+_original_close_released = Hub._close_released
 
 FORGOTTEN: list[asyncio.Task[None]] = []
 """Where ``uncancelled_task`` keeps the heartbeat tasks that nothing cancels."""
 KEPT: list[tuple[object]] = []
 """Where ``leaks_one_object`` keeps its one small tuple per admitted connection."""
+EVICTED: list[tuple[object]] = []
+"""Where ``leaks_on_eviction`` keeps its one small tuple per connection evicted by the limit."""
 
 
 @contextmanager
@@ -123,6 +126,20 @@ def leaks_one_object() -> None:
     Connection.__init__ = init  # type: ignore[method-assign]
 
 
+def leaks_on_eviction() -> None:
+    """Every connection that the per-user limit evicts (4001) leaves one small tuple behind.
+
+    Like ``leaks_one_object``, one allocated block per eviction and nothing any count would show;
+    connections that end any other way leave nothing.
+    """
+
+    def close_released(self: Hub, admission: Admission) -> None:
+        _original_close_released(self, admission)
+        EVICTED.extend((close.SUPERSEDED,) for _ in admission.evicted)
+
+    Hub._close_released = close_released  # type: ignore[method-assign]
+
+
 BUGS: dict[str, Callable[[], None]] = {
     "recomputed_key": recomputed_key,
     "forgets_vanished": forgets_vanished,
@@ -130,6 +147,7 @@ BUGS: dict[str, Callable[[], None]] = {
     "unbounded_queue": unbounded_queue,
     "registry_per_event": registry_per_event,
     "leaks_one_object": leaks_one_object,
+    "leaks_on_eviction": leaks_on_eviction,
 }
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from tests.leaktest.support import broken_command, leakcheck_cli
+from wsguard.leaktest.scenarios.base import CHURN_WORKERS
+from wsguard.leaktest.scenarios.cold_start_burst import CHURN_USERS_PER_WORKER
 
 
 def _report(directory: Path) -> dict[str, Any]:
@@ -92,6 +94,36 @@ def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Pa
     assert found["final"]["wsguard_connections_active"] == 0
 
 
+def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp_path: Path) -> None:
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--scenario",
+        "cold_start_burst",
+        "--report-dir",
+        str(tmp_path),
+        "--server-command",
+        broken_command("leaks_on_eviction"),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (found,) = _report(tmp_path)["scenarios"]
+    assert found["verdict"] == "leak"
+    (reason,) = found["reasons"]
+    assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
+    assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
+    assert reason in done.stdout
+    assert [r["connections"] for r in found["rounds"] if r["phase"] == "churn"] == [1000] * 7
+    # A churn round first fills each user to the limit of 20, which evicts nothing.
+    evicting = 1 - CHURN_WORKERS * CHURN_USERS_PER_WORKER * 20 / 1000
+    churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
+    assert 0.8 * evicting <= churn["slope_per_cycle"] <= 1.25 * evicting, (evicting, churn)
+    assert all(not r["leaks"] and not r["failures"] for r in found["rounds"])
+    final = found["final"]
+    for count in ("wsguard_connections_active", "wsguard_users_active", "wsguard_registry_entries"):
+        assert final[count] == 0, (count, final[count])
+    assert final["wsguard_limit_evictions_total"] >= 7 * 1000 * evicting
+
+
 @pytest.mark.parametrize("attempt", [1, 2, 3])
 def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
     done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=170)
@@ -111,4 +143,4 @@ def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
         assert scenario["connections"] > 0
         assert scenario["final"]["wsguard_connections_active"] == 0
     churned = {s["name"] for s in report["scenarios"] for m in s["memory"] if m["phase"] == "churn"}
-    assert churned == {"multi_tab", "reconnect_cycles"}
+    assert churned == {"multi_tab", "cold_start_burst", "reconnect_cycles"}

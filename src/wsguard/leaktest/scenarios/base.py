@@ -94,7 +94,9 @@ class Churning(Scenario, Protocol):
 ChurnWork = Callable[[Sequence[str], int], Awaitable[RoundResult]]
 
 
-async def churn_in_parallel(cycles: int, user_id: str, work: ChurnWork) -> RoundResult:
+async def churn_in_parallel(
+    cycles: int, user_id: str, work: ChurnWork, users_per_worker: int = CHURN_USERS_PER_WORKER
+) -> RoundResult:
     """Split ``cycles`` over :data:`CHURN_WORKERS` concurrent workers, each with its own users.
 
     ``work(users, count)`` makes ``count`` cycles as ``users``. Spreading every worker over a few
@@ -102,7 +104,7 @@ async def churn_in_parallel(cycles: int, user_id: str, work: ChurnWork) -> Round
     """
     share, extra = divmod(cycles, CHURN_WORKERS)
     shares = [share + (1 if w < extra else 0) for w in range(CHURN_WORKERS)]
-    users = [[f"{user_id}-w{w}u{u}" for u in range(CHURN_USERS_PER_WORKER)] for w in range(CHURN_WORKERS)]
+    users = [[f"{user_id}-w{w}u{u}" for u in range(users_per_worker)] for w in range(CHURN_WORKERS)]
     outcomes = await asyncio.gather(
         *(work(users[w], share) for w, share in enumerate(shares) if share),
     )

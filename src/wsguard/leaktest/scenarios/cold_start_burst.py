@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
+from collections.abc import Iterable, Sequence
 
 from wsguard.leaktest.client import Refused, Tab, open_tab
 from wsguard.leaktest.profiles import Sizes
-from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, paced
+from wsguard.leaktest.scenarios.base import (
+    RoundResult,
+    ScenarioContext,
+    churn_in_parallel,
+    open_churn_tab,
+    paced,
+)
 
 SUPERSEDED = 4001
+CHURN_USERS_PER_WORKER = 2
+"""Each churn user is first filled to the limit, which evicts nothing: few users keep that share
+of a round's connections small, enough of them keep each under the server's connect rate."""
 
 
 class ColdStartBurst:
@@ -47,7 +58,7 @@ class ColdStartBurst:
             await paced(sizes.burst_connections, sizes.burst_rate, attempt)
             result.connections = sizes.burst_connections
             result.check(not errors, f"attempts failed other than by 4001: {errors}")
-            limit = _limit(opened)
+            limit = _limit(opened.values())
             excess = max(0, sizes.burst_connections - limit)
             order = sorted(opened.values(), key=lambda tab: tab.opened_at)
             oldest, newest = order[:excess], order[excess:]
@@ -71,16 +82,55 @@ class ColdStartBurst:
             await watcher
             await asyncio.gather(*(tab.close() for tab in opened.values() if not tab.is_closed))
             result.tabs.extend(opened.values())
-        limit = _limit(opened)
+        limit = _limit(opened.values())
         result.check(
             peak_seen <= limit,
             f"the user held {peak_seen:g} connections at once, over the limit of {limit}",
         )
         return result
 
+    async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
+        """Hold each user at the limit and open one more, over and over: each of those admissions
+        evicts that user's oldest connection, which must close with 4001 (and no other one).
 
-def _limit(opened: dict[int, Tab]) -> int:
+        The round's ``cycles`` connections include the ones that first fill each user to the limit.
+        """
+
+        async def work(users: Sequence[str], count: int) -> RoundResult:
+            result = RoundResult()
+            held: dict[str, deque[Tab]] = {user: deque() for user in users}
+            try:
+                for user in users:
+                    tabs = held[user]
+                    tabs.append(await open_churn_tab(ctx.api, user, f"{user}/fill0"))
+                    limit = _limit(tabs)
+                    while len(tabs) < limit:
+                        tabs.append(await open_churn_tab(ctx.api, user, f"{user}/fill{len(tabs)}"))
+                    result.connections += limit
+                for index in range(max(0, count - result.connections)):
+                    user = users[index % len(users)]
+                    tabs = held[user]
+                    tab = await open_churn_tab(ctx.api, user, f"{user}/churn{index}")
+                    result.connections += 1
+                    oldest = tabs.popleft()
+                    tabs.append(tab)
+                    code = await oldest.wait_closed(2.0)
+                    result.check(
+                        code == SUPERSEDED, f"{tab.name}: the oldest, {oldest.name}, closed with {code}"
+                    )
+                    if not oldest.is_closed:
+                        oldest.drop()
+                wrongly = [f"{t.name}={t.close_code}" for tabs in held.values() for t in tabs if t.is_closed]
+                result.check(not wrongly, f"connections other than the oldest were closed: {wrongly}")
+            finally:
+                await asyncio.gather(*(t.close() for tabs in held.values() for t in tabs if not t.is_closed))
+            return result
+
+        return await churn_in_parallel(cycles, user_id, work, CHURN_USERS_PER_WORKER)
+
+
+def _limit(tabs: Iterable[Tab]) -> int:
     """The server's per-user limit, from any welcome frame."""
-    for tab in opened.values():
+    for tab in tabs:
         return int(tab.welcome["limits"]["max_connections_per_user"])
     return 20
