@@ -114,3 +114,27 @@ def test_replay_of_a_thousand_events(start_server: StartServer) -> None:
     assert [f["offset"] for f in replayed] == list(range(1, 1001))
     assert told["replayed"] == 1000
     print(f"replayed 1000 events in {elapsed * 1000:.1f} ms (connect, subscribe, receive all)")
+
+
+def test_a_replay_larger_than_the_queue_limit_streams_instead_of_cutting_off(
+    start_server: StartServer,
+) -> None:
+    """200 retained events of 10 KB (2 MB) replayed to a reader with a 64 KiB queue limit."""
+    server = start_server("--queue-limit-bytes", "65536", "--retention-events", "500")
+    admin = server.auth("ops", admin=True)
+    _, first = asyncio.run(_subscribe(server, "big-backlog", "t", None))
+    for n in range(200):
+        body = {
+            "user_id": "big-backlog",
+            "thread_id": "t",
+            "event": "e",
+            "data": {"n": n, "pad": "x" * 10_000},
+        }
+        assert server.http.post("/api/publish", json=body, headers=admin).status_code == 200
+    replayed, told = asyncio.run(
+        _subscribe(server, "big-backlog", "t", {"epoch": first["epoch"], "offset": 0})
+    )
+    assert [f["data"]["n"] for f in replayed] == list(range(200))
+    assert (told["recovered"], told["replayed"]) == (True, 200)
+    metrics = server.wait_idle(timeout=1.0)
+    assert metrics.get('wsguard_connections_closed_total{reason="slow_consumer"}', 0) == 0
