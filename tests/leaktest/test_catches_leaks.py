@@ -21,6 +21,24 @@ def _report(directory: Path) -> dict[str, Any]:
     return data
 
 
+def _run_broken(bug: str, scenario: str, directory: Path) -> tuple[str, dict[str, Any]]:
+    """``leakcheck --profile ci`` on one broken server: it must exit 1; its output and the
+    scenario's JSON report."""
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--scenario",
+        scenario,
+        "--report-dir",
+        str(directory),
+        "--server-command",
+        broken_command(bug),
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (found,) = _report(directory)["scenarios"]
+    return done.stdout, found
+
+
 @pytest.mark.parametrize(
     ("bug", "scenario", "evidence"),
     [
@@ -46,23 +64,12 @@ def _report(directory: Path) -> dict[str, Any]:
 def test_leakcheck_fails_on_a_broken_server(
     bug: str, scenario: str, evidence: list[str], tmp_path: Path
 ) -> None:
-    done = leakcheck_cli(
-        "--profile",
-        "ci",
-        "--scenario",
-        scenario,
-        "--report-dir",
-        str(tmp_path),
-        "--server-command",
-        broken_command(bug),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    (found,) = _report(tmp_path)["scenarios"]
+    stdout, found = _run_broken(bug, scenario, tmp_path)
     assert found["verdict"] in {"leak", "fail"}
     reasons = "\n".join(found["reasons"])
     for expected in evidence:
         assert expected in reasons, reasons
-        assert expected in done.stdout
+        assert expected in stdout
     if bug == "uncancelled_task":
         leaked = re.search(r"wsguard_tasks_active = (\d+) \(expected (\d+)", reasons)
         assert leaked is not None
@@ -71,23 +78,12 @@ def test_leakcheck_fails_on_a_broken_server(
 
 
 def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Path) -> None:
-    done = leakcheck_cli(
-        "--profile",
-        "ci",
-        "--scenario",
-        "multi_tab",
-        "--report-dir",
-        str(tmp_path),
-        "--server-command",
-        broken_command("leaks_one_object"),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    (found,) = _report(tmp_path)["scenarios"]
+    stdout, found = _run_broken("leaks_one_object", "multi_tab", tmp_path)
     assert found["verdict"] == "leak"
     (reason,) = found["reasons"]
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
-    assert reason in done.stdout
+    assert reason in stdout
     churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
     assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
     assert all(not r["leaks"] for r in found["rounds"])
@@ -95,23 +91,12 @@ def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Pa
 
 
 def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp_path: Path) -> None:
-    done = leakcheck_cli(
-        "--profile",
-        "ci",
-        "--scenario",
-        "cold_start_burst",
-        "--report-dir",
-        str(tmp_path),
-        "--server-command",
-        broken_command("leaks_on_eviction"),
-    )
-    assert done.returncode == 1, done.stdout + done.stderr
-    (found,) = _report(tmp_path)["scenarios"]
+    stdout, found = _run_broken("leaks_on_eviction", "cold_start_burst", tmp_path)
     assert found["verdict"] == "leak"
     (reason,) = found["reasons"]
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
-    assert reason in done.stdout
+    assert reason in stdout
     assert [r["connections"] for r in found["rounds"] if r["phase"] == "churn"] == [1000] * 7
     # A churn round first fills each user to the limit of 20, which evicts nothing.
     evicting = 1 - CHURN_WORKERS * CHURN_USERS_PER_WORKER * 20 / 1000
