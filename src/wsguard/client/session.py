@@ -96,7 +96,13 @@ class _Failure(Exception):
 class Client:
     """A wsguard connection that survives drops without losing or repeating events.
 
-    Use :func:`connect`. Iterating yields :class:`Event` objects in the order the server
+    Use it as ``async with connect(url, token=...) as client:``. ``token`` is a JWT (or an async
+    callable returning a fresh one per connection), sent as ``Authorization: Bearer``;
+    ``ticket_provider`` is an async callable returning a one-time ticket, called before every
+    connection (a ticket is single-use). ``connect_options`` go to
+    :func:`websockets.asyncio.client.connect` (``ping_interval``, ``close_timeout``, ...).
+
+    Iterating yields :class:`Event` objects in the order the server
     published them, each once, and :class:`RecoveryFailed` notices when a thread must be
     reloaded. Iteration ends when the client stops; :attr:`closed_reason` says why.
 
@@ -571,33 +577,5 @@ class Client:
         self._stopped.set()
 
 
-def connect(
-    url: str,
-    *,
-    token: TokenSource | None = None,
-    ticket_provider: TicketProvider | None = None,
-    reconnect: bool = True,
-    policy: ReconnectPolicy | None = None,
-    resume_session: str | None = None,
-    max_pending: int = 1000,
-    welcome_timeout: float = 10.0,
-    connect_options: Mapping[str, Any] | None = None,
-) -> Client:
-    """A :class:`Client` for ``url``; use it as ``async with connect(...) as client:``.
-
-    ``token`` is a JWT (or an async callable returning a fresh one per connection), sent as
-    ``Authorization: Bearer``; ``ticket_provider`` is an async callable returning a one-time
-    ticket, called before every connection (a ticket is single-use). ``connect_options`` go to
-    :func:`websockets.asyncio.client.connect` (``ping_interval``, ``close_timeout``, ...).
-    """
-    return Client(
-        url,
-        token=token,
-        ticket_provider=ticket_provider,
-        reconnect=reconnect,
-        policy=policy,
-        resume_session=resume_session,
-        max_pending=max_pending,
-        welcome_timeout=welcome_timeout,
-        connect_options=connect_options,
-    )
+connect = Client
+"""``async with connect(url, token=...) as client:``, as with ``websockets.connect``."""
