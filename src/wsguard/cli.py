@@ -13,6 +13,7 @@ from typing import Any
 
 from jwt import PyJWKSetError
 
+from wsguard.extras import MissingExtra, require_redis
 from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
@@ -126,6 +127,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         settings = Settings(**values)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+    if settings.backend != "memory":
+        try:
+            require_redis()
+        except MissingExtra as error:
+            raise UsageError(f"--backend (WSGUARD_BACKEND): {error}") from error
     for flag, path, loader in (
         ("--jwt-public-key", settings.jwt_public_key, PublicKeyFile),
         ("--jwks-file", settings.jwks_file, JwksFile),

@@ -10,6 +10,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.memory import MemoryBackend
+from wsguard.extras import require_redis
 from wsguard.settings import Settings
 
 __all__ = [
@@ -29,6 +30,7 @@ def backend_from_settings(settings: Settings) -> Backend:
     """``memory``, or a Redis backend for a ``redis://`` URL (needs the ``redis`` extra)."""
     if settings.backend == "memory":
         return MemoryBackend(settings.retention_events, settings.retention_seconds)
+    require_redis()
     from wsguard.backends.redis import RedisBackend
 
     return RedisBackend.from_settings(settings)
