@@ -101,7 +101,13 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         parser.add_argument(option.flag, dest=option.field, help=option.help)
     for option in FLAGS:
-        parser.add_argument(option.flag, dest=option.field, action="store_true", default=None)
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{option.help} (--no-{option.flag[2:]} overrides {option.variable})",
+        )
     parser.add_argument(ORIGINS.flag, dest=ORIGINS.field, action="append", help=ORIGINS.help)
 
 
@@ -113,8 +119,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if isinstance(given, list):
             values[option.field] = tuple(o for item in given for o in _origins(item))
             continue
-        if given is True:
-            values[option.field] = True
+        if isinstance(given, bool):
+            values[option.field] = given
             continue
         raw = given if given is not None else environ.get(option.variable)
         if raw is None:

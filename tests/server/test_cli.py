@@ -1,11 +1,13 @@
 """``wsguard serve`` configuration: flags, variables, and one-line errors that name the setting."""
 
+import argparse
 import asyncio
 import subprocess
 import sys
 
 import pytest
 
+from wsguard.cli import configure_serve, settings_from
 from wsguard.testing import ServerProcess
 from wsguard.testing.clients import open_socket
 
@@ -78,3 +80,21 @@ def test_leakcheck_is_a_subcommand_and_bad_usage_exits_2() -> None:
     assert "demo" in listed.stdout
     assert wsguard("leakcheck", "--profile", "no-such-profile").returncode == 2
     assert "leakcheck" in wsguard("--help").stdout
+
+
+@pytest.mark.parametrize(("flag", "field"), [("dev", "dev"), ("compression", "compression")])
+def test_a_flag_turns_off_what_its_variable_turned_on(flag: str, field: str) -> None:
+    parser = argparse.ArgumentParser()
+    configure_serve(parser)
+    environ = {f"WSGUARD_{flag.upper()}": "true", "WSGUARD_JWT_SECRET": "s" * 32}
+    assert getattr(settings_from(parser.parse_args([]), environ), field) is True
+    assert getattr(settings_from(parser.parse_args([f"--no-{flag}"]), environ), field) is False
+    assert getattr(settings_from(parser.parse_args([f"--{flag}"]), {"WSGUARD_DEV": "1"}), field) is True
+
+
+def test_no_dev_overrides_the_variable_so_a_key_is_required_again() -> None:
+    result = _serve("--no-dev", "--port", "0", env={"PATH": "/usr/bin:/bin", "WSGUARD_DEV": "1"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "--jwt-secret" in lines[0]
