@@ -35,15 +35,9 @@ from wsguard.client.frames import (
 )
 from wsguard.client.inbox import Inbox, InboxClosed
 from wsguard.client.outcome import ClientClosed, ClosedReason
-from wsguard.client.reconnect import (
-    ABNORMAL,
-    GOING_AWAY,
-    NORMAL,
-    Decision,
-    ReconnectPolicy,
-    parse_retry_after,
-)
+from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
 from wsguard.client.tracking import RecoveryFailed, ThreadTracker
+from wsguard.close import ABNORMAL, GOING_AWAY, NORMAL
 
 logger = logging.getLogger("wsguard.client")
 
@@ -216,8 +210,8 @@ class Client:
         if live is not None:
             self._uninstall(live)
             with contextlib.suppress(Exception):
-                await live.connection.close(NORMAL)
-        reason = ClosedReason("closed by the application", code=NORMAL, by_client=True)
+                await live.connection.close(NORMAL.code)
+        reason = ClosedReason("closed by the application", code=NORMAL.code, by_client=True)
         self._finish(reason)
         return reason
 
@@ -254,7 +248,7 @@ class Client:
         live.drop_requested = True
         self._uninstall(live)
         if clean:
-            await live.connection.close(GOING_AWAY)
+            await live.connection.close(GOING_AWAY.code)
         else:
             live.connection.transport.abort()
 
