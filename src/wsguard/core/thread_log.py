@@ -35,6 +35,7 @@ class _Log:
 
 
 ThreadKey = tuple[str, str]
+"""(user_id, thread_id): a thread is always one user's; the key of every per-thread record."""
 
 
 class ThreadLogs:
