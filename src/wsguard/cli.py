@@ -78,6 +78,7 @@ OPTIONS = [
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
+    Option("--workers", "workers", int, "worker processes on one port (needs a Redis backend)"),
 ]
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
@@ -157,6 +158,10 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
 
 def serve(settings: Settings) -> int:
     """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
+    if settings.workers > 1:
+        from wsguard.server.workers import run_workers
+
+        return run_workers(settings)
     from wsguard.server.guard import WSGuard
     from wsguard.server.run import run_server
 

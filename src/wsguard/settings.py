@@ -53,6 +53,7 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
+    workers: int = 1
 
     def __post_init__(self) -> None:
         self.validate()
@@ -91,6 +92,14 @@ class Settings:
             raise SettingError("port", f"must be 0 to 65535, got {self.port}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+        if self.workers < 1:
+            raise SettingError("workers", f"must be 1 or more, got {self.workers}")
+        if self.workers > 1 and self.backend == "memory":
+            raise SettingError(
+                "workers",
+                "needs a Redis backend (--backend redis://HOST:PORT/DB): with the memory backend "
+                "each worker would keep its own limits and events",
+            )
 
     @property
     def has_jwt_key(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,10 +97,13 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
     )
 
 
-def run(app: Any, options: TransportOptions, drain: Drain) -> None:
+def run(
+    app: Any, options: TransportOptions, drain: Drain, sockets: list[socket.socket] | None = None
+) -> None:
     """Serve ``app`` until SIGTERM or SIGINT; ``drain`` runs first, then a normal shutdown.
 
-    Returns normally after a signal (exit status 0 is the caller's ``return 0``); a start-up
-    failure exits the process with uvicorn's status 3.
+    ``sockets``: listen on these (bound by a parent that runs several workers) instead of
+    binding ``options.host`` and ``options.port``. Returns normally after a signal (exit status
+    0 is the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
     """
-    WSGuardServer(build_config(app, options), drain).run()
+    WSGuardServer(build_config(app, options), drain).run(sockets=sockets)
