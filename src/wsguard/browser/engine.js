@@ -28,7 +28,8 @@ class Refused extends Error {
   }
 }
 
-/** The application's token or ticket provider failed: the client stops rather than loop. */
+/** The application's token or ticket provider failed (other than with fetch's network error):
+ * the client stops rather than loop. */
 class ProviderFailed extends Error {}
 
 /** Seconds since the epoch at which a JWT expires, or null when it cannot be read. */
@@ -435,6 +436,8 @@ async function callProvider(provider, what) {
   try {
     value = await provider();
   } catch (error) {
+    // fetch() rejects with a TypeError when the network is down: that is worth retrying.
+    if (error instanceof TypeError) throw error;
     throw new ProviderFailed(`the ${what} provider failed: ${error instanceof Error ? error.message : error}`);
   }
   if (typeof value !== "string" || !value) throw new ProviderFailed(`the ${what} provider returned no ${what}`);
