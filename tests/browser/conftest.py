@@ -73,7 +73,9 @@ class Tabs:
     def __init__(self, browser: Any, origin: str) -> None:
         self.origin = origin
         self.context = browser.new_context()
-        self.context.route("**/harness.html", lambda route: route.fulfill(body=HARNESS, content_type="text/html"))
+        self.context.route(
+            "**/harness.html", lambda route: route.fulfill(body=HARNESS, content_type="text/html")
+        )
         self.pages: list[Any] = []
         self.errors: list[str] = []
 
@@ -108,7 +110,9 @@ class Tabs:
             time.sleep(0.02)
         raise AssertionError(f"no single leader within {timeout}s: roles {roles}")
 
-    def wait_for(self, condition: Callable[[list[dict[str, Any]]], bool], *, timeout: float, what: str) -> list[dict[str, Any]]:
+    def wait_for(
+        self, condition: Callable[[list[dict[str, Any]]], bool], *, timeout: float, what: str
+    ) -> list[dict[str, Any]]:
         deadline = time.monotonic() + timeout
         while True:
             seen = self.snapshots()

@@ -120,7 +120,8 @@ def test_share_false_22_tabs_limit_20_the_2_oldest_stop_with_4001_and_no_storm(
         page.wait_for_function("() => wsg.stopped.length === 1", timeout=10000)
         detail = page.evaluate("() => wsg.stopped[0]")
         assert detail["code"] == 4001, detail
-        assert "superseded" in detail["why"] and detail["action"], detail
+        assert "superseded" in detail["why"], detail
+        assert detail["action"], detail
     assert all(page.evaluate("() => client.role") == "alone" for page in pages)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -214,9 +215,16 @@ def test_demo_page_signs_in_runs_and_shows_the_events_in_two_tabs_under_a_strict
             page.wait_for_function("() => document.getElementById('state').textContent === 'open'")
         pages[0].click("#run button")
         for page in pages:
-            page.wait_for_function("() => document.body.textContent.includes('agent_completed')", timeout=15000)
-        rows = [page.eval_on_selector_all("#events tr", "rows => rows.map(r => r.cells[1].textContent)") for page in pages]
-        assert rows[0] == rows[1] and rows[0][0] == "agent_started" and rows[0][-1] == "agent_completed"
+            page.wait_for_function(
+                "() => document.body.textContent.includes('agent_completed')", timeout=15000
+            )
+        rows = [
+            page.eval_on_selector_all("#events tr", "rows => rows.map(r => r.cells[1].textContent)")
+            for page in pages
+        ]
+        assert rows[0] == rows[1]
+        assert rows[0][0] == "agent_started"
+        assert rows[0][-1] == "agent_completed"
         assert metric(server, "wsguard_connections_active") == 1
         shot = Path(tmp_path_factory.getbasetemp()) / "report" / "demo.png"
         shot.parent.mkdir(parents=True, exist_ok=True)
