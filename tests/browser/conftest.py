@@ -35,10 +35,9 @@ if MISSING and os.environ.get("WSGUARD_REQUIRE_BROWSER"):
 collect_ignore_glob = ["test_*.py"] if MISSING else []
 
 
-def pytest_report_header() -> str | None:
+def pytest_terminal_summary(terminalreporter: Any) -> None:
     if MISSING:
-        return f"browser tests skipped: {MISSING}; to run them: {HOW_TO_ENABLE}"
-    return None
+        terminalreporter.write_line(f"browser tests skipped: {MISSING}; to run them: {HOW_TO_ENABLE}")
 
 
 ARGS = [
