@@ -337,9 +337,16 @@ def test_two_clients_resuming_one_session_settle_instead_of_evicting_each_other_
         assert len(running) == 1, [client.closed_reason for client in clients]
         assert stopped[0].closed_reason is not None
         assert stopped[0].closed_reason.code == 4002
-        opened = running[0].connections_opened
-        await asyncio.sleep(0.3)
-        assert running[0].connections_opened == opened
+        opened = [client.connections_opened for client in clients]
+        # Settled, not just quiet for a while: the stopped client has finished for good, the
+        # survivor answers a round-trip, and the server holds exactly the survivor's socket.
+        await asyncio.wait_for(stopped[0].wait_closed(), 5.0)
+        await running[0].ping()
+        listed = await asyncio.to_thread(
+            server.http.get, f"/api/admin/users/{user}/connections", headers=server.auth("admin", admin=True)
+        )
+        assert [c["connection_id"] for c in listed.json()] == [running[0].connection_id]
+        assert [client.connections_opened for client in clients] == opened
         assert running[0].connected
         await running[0].close()
 
