@@ -116,7 +116,7 @@ def test_fuzzed_frames_get_documented_answers_and_leak_nothing(fuzz_server: Serv
     finally:
         loop.close()
     assert examples >= 300
-    metrics = fuzz_server.wait_idle(timeout=2.0)
+    metrics = fuzz_server.wait_idle(timeout=5.0)
     assert metrics["wsguard_sweeper_repairs_total"] == 0
     assert not any(
         k.startswith("wsguard_connections_closed_total") and "internal_error" in k for k in metrics
@@ -133,7 +133,7 @@ def test_binary_oversized_and_invalid_frames_close_with_their_codes(fuzz_server:
     assert asyncio.run(close_code(b"\x00\x01")) == (1003, "unsupported_data")
     assert asyncio.run(close_code("y" * 5000))[0] == 1009
     assert asyncio.run(close_code(b"\xff\xfe", text=True))[0] == 1007
-    metrics = fuzz_server.wait_idle(timeout=2.0)
+    metrics = fuzz_server.wait_idle(timeout=5.0)
     assert metrics['wsguard_connections_closed_total{reason="unsupported_data"}'] >= 1
     assert metrics['wsguard_connections_closed_total{reason="too_big"}'] >= 1
 

@@ -224,7 +224,7 @@ def test_two_hundred_stalled_readers_are_cut_off_and_others_are_not_slowed(
     metrics = server.wait_idle(timeout=5.0)
     assert metrics['wsguard_connections_closed_total{reason="slow_consumer"}'] == len(tabs) == 200
     eventually(
-        process.num_fds, lambda fds: fds <= baseline_fds + 1, timeout=1.5, what="server fds back to baseline"
+        process.num_fds, lambda fds: fds <= baseline_fds + 1, timeout=5.0, what="server fds back to baseline"
     )
     p99 = statistics.quantiles(latencies, n=100)[98]
     assert len(latencies) >= 10
