@@ -98,7 +98,7 @@ def test_a_bad_key_file_exits_with_one_line_naming_the_flag(tmp_path: Path) -> N
     assert "--jwt-public-key" in result.stderr
 
 
-SHORT_TTL = 4
+SHORT_TTL = 5
 """A short token's lifetime. ``exp`` is whole seconds (truncated), so such a token expires
 between ``SHORT_TTL - 1`` and ``SHORT_TTL`` seconds after it is issued: time to connect."""
 
