@@ -21,6 +21,9 @@ from wsguard.testing import ServerProcess, eventually_async
 
 _users = itertools.count(1)
 
+SHORT_TTL = 4
+"""A short token's lifetime: ``exp`` is whole seconds, so it expires 3 to 4 s after it is issued."""
+
 
 def fresh_user(prefix: str) -> str:
     """A user id no other test touches, so that tests sharing a server cannot see each other."""
@@ -541,17 +544,17 @@ def test_token_expiry_stops_a_static_token_and_renews_a_token_provider() -> None
     with ServerProcess("--jwt-leeway", "0") as strict:
 
         async def fresh_token() -> str:
-            return await asyncio.to_thread(strict.token, user, ttl=2)
+            return await asyncio.to_thread(strict.token, user, ttl=SHORT_TTL)
 
         async def scenario() -> None:
-            static = wc.connect(strict.ws_url, token=strict.token(user, ttl=2))
+            static = wc.connect(strict.ws_url, token=strict.token(user, ttl=SHORT_TTL))
             renewing = wc.connect(strict.ws_url, token=fresh_token)
             await static.start()
             await renewing.start()
-            reason = await asyncio.wait_for(static.wait_closed(), 10.0)
+            reason = await asyncio.wait_for(static.wait_closed(), SHORT_TTL + 10.0)
             assert reason.code == 4401
             await eventually_async(
-                _connections_opened(renewing), lambda n: n >= 2, timeout=10.0, what="a renewal"
+                _connections_opened(renewing), lambda n: n >= 2, timeout=SHORT_TTL + 10.0, what="a renewal"
             )
             assert renewing.closed_reason is None
             await renewing.close()
