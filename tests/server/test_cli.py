@@ -2,14 +2,26 @@
 
 import argparse
 import asyncio
+import os
 import subprocess
 import sys
+import time
 
+import jwt
 import pytest
 
 from wsguard.cli import configure_serve, settings_from
 from wsguard.testing import ServerProcess
 from wsguard.testing.clients import open_socket
+
+ENV_SECRET = "a-secret-given-only-through-the-environment-0123"
+
+
+def _without_wsguard_variables(**variables: str) -> dict[str, str]:
+    """This process's environment minus every ``WSGUARD_*`` variable, plus ``variables``: the
+    only settings a run sees are the ones its test names."""
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("WSGUARD_")}
+    return {**kept, **variables}
 
 
 def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -18,12 +30,12 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         capture_output=True,
         text=True,
         timeout=30,
-        env=env,
+        env=_without_wsguard_variables() if env is None else env,
     )
 
 
 def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
-    result = _serve("--port", "0", env={"PATH": "/usr/bin:/bin"})
+    result = _serve("--port", "0")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -39,6 +51,7 @@ def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
         (["--dev", "--backend", "postgres://x"], "--backend"),
         (["--dev", "--workers", "2"], "--workers"),
         (["--dev", "--workers", "0", "--backend", "redis://127.0.0.1:1/0"], "--workers"),
+        (["--dev", "--port", "-5"], "--port"),
     ],
 )
 def test_bad_values_exit_with_one_line_naming_the_flag(args: list[str], named: str) -> None:
@@ -64,10 +77,19 @@ def test_environment_variables_configure_and_flags_win() -> None:
 
 
 def test_a_secret_from_the_environment_is_enough_without_dev() -> None:
-    result = _serve("--port", "-5", env={"WSGUARD_JWT_SECRET": "x" * 32, "PATH": "/usr/bin:/bin"})
-    assert result.returncode == 2
-    assert "--port" in result.stderr
-    assert "--jwt-secret" not in result.stderr
+    """Every other setting is valid, so the variable alone decides whether the server starts;
+    and a token signed with it is accepted, so the server really uses it."""
+    env = _without_wsguard_variables(WSGUARD_JWT_SECRET=ENV_SECRET)
+    token = jwt.encode({"sub": "env-user", "exp": int(time.time()) + 600}, ENV_SECRET, algorithm="HS256")
+    with ServerProcess(env=env, dev=False) as server:
+
+        async def welcome() -> dict[str, object]:
+            socket, frame = await open_socket(server.ws_url, token)
+            await socket.close()
+            return frame
+
+        assert asyncio.run(welcome())["user_id"] == "env-user"
+        assert server.http.post("/api/dev/tokens", json={"user_id": "x"}).status_code == 404
 
 
 def test_leakcheck_is_a_subcommand_and_bad_usage_exits_2() -> None:
