@@ -72,6 +72,12 @@ OPTIONS = [
         float,
         "inbound frames per second per connection, burst twice that; 0 = off",
     ),
+    Option(
+        "--max-subscriptions-per-connection",
+        "max_subscriptions_per_connection",
+        int,
+        "threads one connection may subscribe to at once",
+    ),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),

@@ -53,6 +53,7 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
+    max_subscriptions_per_connection: int = 100
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +73,7 @@ class Settings:
             "retention_seconds": self.retention_seconds,
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
+            "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
         }
         for name, value in positive.items():
             if not value > 0:

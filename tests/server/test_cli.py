@@ -35,6 +35,7 @@ def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
         (["--dev", "--max-connections-per-user", "many"], "--max-connections-per-user"),
         (["--dev", "--limit-policy", "lottery"], "--limit-policy"),
         (["--dev", "--backend", "postgres://x"], "--backend"),
+        (["--dev", "--max-subscriptions-per-connection", "0"], "--max-subscriptions-per-connection"),
     ],
 )
 def test_bad_values_exit_with_one_line_naming_the_flag(args: list[str], named: str) -> None:

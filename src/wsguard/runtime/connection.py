@@ -34,6 +34,7 @@ class ConnectionLimits:
     close_timeout: float
     max_message_bytes: int
     message_rate: float
+    max_subscriptions: int
 
 
 class Connection:
@@ -255,6 +256,12 @@ class Connection:
         """Threads whose history is being fetched."""
         return tuple(self._replaying)
 
+    def may_subscribe(self, thread_id: str) -> bool:
+        """A thread already subscribed (or being fetched) always; a new one while under the cap."""
+        if thread_id in self.subscriptions or thread_id in self._replaying:
+            return True
+        return len(self.subscriptions) + len(self._replaying) < self.limits.max_subscriptions
+
     def begin_subscription(self, thread_id: str) -> None:
         """Start buffering the thread's live events while its history is fetched."""
         self._replaying.setdefault(thread_id, [])
@@ -278,7 +285,7 @@ class Connection:
 
     def replay_frames(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> list[str]:
         """The frames of ``replay`` this connection has not had, in order; they count as delivered."""
-        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.get(thread_id, 0))
+        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.pop(thread_id, 0))
         frames: list[str] = []
         for offset, frame in replay:
             if offset > floor:
@@ -312,12 +319,19 @@ class Connection:
             self.deliver_thread_event(offset, frame, thread_id)
 
     def end_subscription(self, thread_id: str) -> None:
-        """Stop the thread; remember how far this connection got, so a resubscribe never repeats."""
+        """Stop the thread; remember how far this connection got, so a resubscribe never repeats.
+
+        Only the last ``max_subscriptions`` unsubscribed threads are remembered (the oldest is
+        forgotten first), so that subscribing and unsubscribing cannot grow the connection.
+        """
         for _, frame in self._replaying.pop(thread_id, []):
             self._pending_bytes -= len(frame)
         floor = self.subscriptions.pop(thread_id, None)
         if floor:
+            self._delivered_floor.pop(thread_id, None)
             self._delivered_floor[thread_id] = floor
+            if len(self._delivered_floor) > self.limits.max_subscriptions:
+                del self._delivered_floor[next(iter(self._delivered_floor))]
 
 
 def _wake_up(waiter: asyncio.Future[None] | None) -> None:

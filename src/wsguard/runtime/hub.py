@@ -48,6 +48,7 @@ class Hub:
             close_timeout=settings.close_timeout,
             max_message_bytes=settings.max_message_bytes,
             message_rate=settings.message_rate_per_connection,
+            max_subscriptions=settings.max_subscriptions_per_connection,
         )
         self.draining = False
         self._connections: dict[str, Connection] = {}
