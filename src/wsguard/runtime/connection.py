@@ -125,7 +125,7 @@ class Connection:
         """Queue ``frame``; over the byte limit the connection closes as a slow consumer."""
         if self.close_request is not None:
             return
-        size = len(frame)
+        size = frames.utf8_size(frame)
         if self.unsent_bytes + size > self.limits.queue_limit_bytes:
             self.request_close(close.SLOW_CONSUMER)
             return
@@ -133,7 +133,7 @@ class Connection:
 
     def _enqueue(self, frame: str) -> None:
         self._outbound.append(frame)
-        self._queued_bytes += len(frame)
+        self._queued_bytes += frames.utf8_size(frame)
         _wake_up(self._wake)
 
     def request_close(self, reason: close.Close) -> None:
@@ -185,7 +185,7 @@ class Connection:
             if text is None:
                 self.request_close(close.UNSUPPORTED_DATA)
                 return
-            if len(text) > self.limits.max_message_bytes:
+            if frames.utf8_size(text) > self.limits.max_message_bytes:
                 self.request_close(close.TOO_BIG)
                 return
             if self._inbound is not None and not self._inbound.take(time.monotonic()):
@@ -227,7 +227,7 @@ class Connection:
                 for frame in batch:
                     if self.close_request is not None:
                         return
-                    self._queued_bytes -= len(frame)
+                    self._queued_bytes -= frames.utf8_size(frame)
                     self._sending = True
                     async with asyncio.timeout(self.limits.write_timeout):
                         await self.socket.send_text(frame)
@@ -270,7 +270,7 @@ class Connection:
         """A live event of a subscribed thread: at most once per connection, in offset order."""
         pending = self._replaying.get(thread_id)
         if pending is not None:
-            self._pending_bytes += len(frame)
+            self._pending_bytes += frames.utf8_size(frame)
             if self._pending_bytes > self.limits.queue_limit_bytes:
                 self.request_close(close.SLOW_CONSUMER)
                 return
@@ -306,7 +306,7 @@ class Connection:
             await self._room
         if self.close_request is not None:
             return False
-        if len(frame) > self.limits.queue_limit_bytes:
+        if frames.utf8_size(frame) > self.limits.queue_limit_bytes:
             self.request_close(close.SLOW_CONSUMER)
             return False
         self._enqueue(frame)
@@ -315,7 +315,7 @@ class Connection:
     def flush_buffered(self, thread_id: str) -> None:
         """Deliver what arrived during the replay, after the ``subscribed`` frame."""
         for offset, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= len(frame)
+            self._pending_bytes -= frames.utf8_size(frame)
             self.deliver_thread_event(offset, frame, thread_id)
 
     def end_subscription(self, thread_id: str) -> None:
@@ -325,7 +325,7 @@ class Connection:
         forgotten first), so that subscribing and unsubscribing cannot grow the connection.
         """
         for _, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= len(frame)
+            self._pending_bytes -= frames.utf8_size(frame)
         floor = self.subscriptions.pop(thread_id, None)
         if floor:
             self._delivered_floor.pop(thread_id, None)

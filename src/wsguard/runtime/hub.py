@@ -18,7 +18,7 @@ from starlette.websockets import WebSocket
 
 from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
-from wsguard.core.frames import Ref, Since, encode
+from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.runtime import close
 from wsguard.runtime.connection import Connection, ConnectionLimits
@@ -275,7 +275,7 @@ class Hub:
         run: RunContext | None = None,
     ) -> Published:
         """Publish an event to a user (thread None) or to one of the user's threads."""
-        size = len(event) + len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        size = utf8_size(event) + utf8_size(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
         if size > self.settings.max_message_bytes:
             raise EventTooLarge(f"event is {size} bytes, over {self.settings.max_message_bytes}")
         published = await self.backend.publish(user_id, thread_id, event, data, run)
