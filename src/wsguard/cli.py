@@ -87,6 +87,7 @@ OPTIONS = [
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
     Option("--compression", "compression", _bool, "permessage-deflate"),
+    Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
 

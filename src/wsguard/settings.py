@@ -54,6 +54,7 @@ class Settings:
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
     max_subscriptions_per_connection: int = 100
+    metrics_allow_gc: bool = False
 
     def __post_init__(self) -> None:
         self.validate()

@@ -79,3 +79,17 @@ def test_leakcheck_is_a_subcommand_and_bad_usage_exits_2() -> None:
     assert "demo" in listed.stdout
     assert wsguard("leakcheck", "--profile", "no-such-profile").returncode == 2
     assert "leakcheck" in wsguard("--help").stdout
+
+
+def test_collect_garbage_is_refused_unless_allowed() -> None:
+    """A full collection on demand pauses the loop: refused without ``--dev`` or the flag."""
+    secret = ("--jwt-secret", "s" * 32)
+    with ServerProcess(*secret, dev=False) as plain:
+        refused = plain.http.get("/metrics", params={"collect_garbage": "1"})
+        assert refused.status_code == 403
+        assert "--metrics-allow-gc" in refused.json()["error"]
+        assert plain.http.get("/metrics").status_code == 200
+    with ServerProcess(*secret, "--metrics-allow-gc", dev=False) as allowed:
+        response = allowed.http.get("/metrics", params={"collect_garbage": "1"})
+        assert response.status_code == 200
+        assert "wsguard_python_allocated_blocks" in response.text

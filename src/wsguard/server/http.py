@@ -78,8 +78,14 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
-        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts)."""
+        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts).
+
+        A full collection pauses the loop, so it is refused (403) unless ``--dev`` or
+        ``--metrics-allow-gc`` allows it: anyone who can reach the port could ask for it.
+        """
         if request.query_params.get("collect_garbage") == "1":
+            if not (guard.settings.dev or guard.settings.metrics_allow_gc):
+                return refusal(403, "collect_garbage needs --dev or --metrics-allow-gc")
             gc.collect()
         return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
