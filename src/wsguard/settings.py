@@ -55,6 +55,10 @@ class Settings:
     ticket_ttl: float = 30.0
     max_subscriptions_per_connection: int = 100
     metrics_allow_gc: bool = False
+    run_rate_per_user: float = 10.0
+    max_runs_per_user: int = 10
+    ticket_rate_per_user: float = 10.0
+    max_tickets_per_user: int = 100
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +90,10 @@ class Settings:
             "max_connections": self.max_connections,
             "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
+            "run_rate_per_user": self.run_rate_per_user,
+            "max_runs_per_user": self.max_runs_per_user,
+            "ticket_rate_per_user": self.ticket_rate_per_user,
+            "max_tickets_per_user": self.max_tickets_per_user,
         }
         for name, value in non_negative.items():
             if value < 0:

@@ -82,7 +82,9 @@ class Commands:
             connection.send(frames.error_frame(error))
             return
         run = new_run(connection.user_id, command.thread_id)
-        start_demo_run(self.hub, run, command.text)
+        if not start_demo_run(self.hub, run, command.text):
+            error = FrameError("rate_limited", "too many runs at once", command.ref)
+            connection.send(frames.error_frame(error))
 
     def _refresh(self, connection: Connection, command: Refresh) -> None:
         verify = self.hooks.verify_refresh

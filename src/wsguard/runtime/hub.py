@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket
@@ -54,6 +55,7 @@ class Hub:
         self._connections: dict[str, Connection] = {}
         self._threads: dict[ThreadKey, dict[str, Connection]] = {}
         self._runs: set[asyncio.Task[None]] = set()
+        self._runs_by_user: dict[str, int] = {}
         self._serving = 0
         self._all_done = asyncio.Event()
         self._all_done.set()
@@ -293,11 +295,31 @@ class Hub:
             for connection in list(subscribers.values()):
                 connection.deliver_thread_event(envelope.offset, envelope.frame, envelope.thread_id)
 
-    def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``body`` in the background, tracked so that shutdown can stop it."""
+    def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``body`` in the background, tracked so that shutdown can stop it.
+
+        False (and nothing started) when the user already has ``max_runs_per_user`` running.
+        """
+        limit = self.settings.max_runs_per_user
+        running = self._runs_by_user.get(run.user_id, 0)
+        if limit and running >= limit:
+            return False
+        self._runs_by_user[run.user_id] = running + 1
         task = asyncio.create_task(body(), name=f"run {run.run_id}")
         self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        task.add_done_callback(partial(self._run_ended, run))
+        return True
+
+    def _run_ended(self, run: RunContext, task: asyncio.Task[None]) -> None:
+        """Forget the run; an exception it ended with is logged, never lost."""
+        self._runs.discard(task)
+        left = self._runs_by_user.get(run.user_id, 1) - 1
+        if left > 0:
+            self._runs_by_user[run.user_id] = left
+        else:
+            self._runs_by_user.pop(run.user_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("run %s failed", run.run_id, exc_info=task.exception())
 
     # Observation
 

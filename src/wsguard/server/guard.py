@@ -61,11 +61,13 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
-        self.tickets = Tickets(settings.ticket_ttl)
+        self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
         secret = (settings.jwt_secret or dev_secret).encode()
         self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
         self.user_attempts = KeyedLimiter(settings.connect_rate_per_user)
         self.address_attempts = KeyedLimiter(settings.connect_rate_per_address)
+        self.run_starts = KeyedLimiter(settings.run_rate_per_user)
+        self.ticket_requests = KeyedLimiter(settings.ticket_rate_per_user)
         self.sweeper = Sweeper(
             settings.sweep_interval,
             [
@@ -73,6 +75,8 @@ class WSGuard:
                 self.backend.expire,
                 self.user_attempts.prune,
                 self.address_attempts.prune,
+                self.run_starts.prune,
+                self.ticket_requests.prune,
                 self.tickets.prune,
             ],
         )

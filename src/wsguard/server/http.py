@@ -2,6 +2,7 @@
 
 import gc
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -92,7 +93,13 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     async def tickets(request: Request, identity: Identity) -> Response:
         if request.method != "POST":
             return refusal(405, "use POST")
-        return JSONResponse({"ticket": guard.tickets.issue(identity)})
+        wait = guard.ticket_requests.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many ticket requests", retry_after=wait)
+        ticket = guard.tickets.issue(identity)
+        if ticket is None:
+            return refusal(429, "too many unused tickets", retry_after=guard.settings.ticket_ttl)
+        return JSONResponse({"ticket": ticket})
 
     async def new_thread(request: Request, identity: Identity) -> Response:
         return JSONResponse({"thread_id": ids.new_id(ids.THREAD)})
@@ -104,8 +111,14 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         text = (await _json_body(request)).get("text", "")
         if not isinstance(text, str):
             raise _BadRequest("text must be a string")
+        if not guard.commands.hooks.demo_runs:
+            return refusal(404, "runs are not enabled here")
+        wait = guard.run_starts.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many runs started", retry_after=wait)
         run = new_run(identity.user_id, thread_id)
-        start_demo_run(guard.hub, run, text)
+        if not start_demo_run(guard.hub, run, text):
+            return refusal(429, "too many runs at once", retry_after=1)
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
     async def publish(request: Request, identity: Identity) -> Response:
