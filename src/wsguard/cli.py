@@ -84,6 +84,12 @@ OPTIONS = [
     Option("--max-tickets-per-user", "max_tickets_per_user", int, "unused tickets per user; 0 = off"),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
+    Option(
+        "--max-remembered-threads",
+        "max_remembered_threads",
+        int,
+        "memory backend: expired threads whose last offset is kept",
+    ),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),

@@ -59,6 +59,7 @@ class Settings:
     max_runs_per_user: int = 10
     ticket_rate_per_user: float = 10.0
     max_tickets_per_user: int = 100
+    max_remembered_threads: int = 10000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -79,6 +80,7 @@ class Settings:
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
             "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
+            "max_remembered_threads": self.max_remembered_threads,
         }
         for name, value in positive.items():
             if not value > 0:
