@@ -95,6 +95,10 @@ class WSGuard:
             await self.sweeper.stop()
             await self.hub.close()
 
+    def stop_admitting(self) -> None:
+        """Answer ``/readyz`` and new upgrades with 503 from now on (safe in a signal handler)."""
+        self.hub.draining = True
+
     async def drain(self) -> None:
         """Refuse new upgrades, close every connection with 1001, wait up to the drain timeout."""
         await self.hub.drain(self.settings.drain_timeout)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,10 +97,13 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
     )
 
 
-def run(app: Any, options: TransportOptions, drain: Drain) -> None:
+def run(
+    app: Any, options: TransportOptions, drain: Drain, on_signal: Callable[[], None] | None = None
+) -> None:
     """Serve ``app`` until SIGTERM or SIGINT; ``drain`` runs first, then a normal shutdown.
 
+    ``on_signal`` runs inside the handler of the first signal (it must only set a flag).
     Returns normally after a signal (exit status 0 is the caller's ``return 0``); a start-up
     failure exits the process with uvicorn's status 3.
     """
-    WSGuardServer(build_config(app, options), drain).run()
+    WSGuardServer(build_config(app, options), drain, on_signal).run()
