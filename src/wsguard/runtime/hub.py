@@ -9,8 +9,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -79,7 +79,9 @@ class Hub:
         """Admit the connection for as long as the block runs; None when the limit rejected it.
 
         A clustered backend decides first, cluster-wide; the local registry then decides alone
-        when the backend leaves it to it (memory, or Redis unreachable).
+        when the backend leaves it to it (memory, or Redis unreachable). A connection whose
+        admission was still awaiting when the drain began is closed with 1001 at once, since
+        the drain's sweep over the open connections may already have passed.
         """
         try:
             decision = await self.backend.admit(
@@ -112,14 +114,25 @@ class Hub:
             on_delivered=self.metrics.events_delivered.inc,
         )
         self._connections[context.connection_id] = connection
-        self._serving += 1
-        self._all_done.clear()
         self.metrics.opened.inc()
         self._schedule_expiry(connection)
+        if self.draining:
+            connection.request_close(close.GOING_AWAY)
+        with self.serving():
+            try:
+                yield connection
+            finally:
+                self._forget(connection)
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a connection, or an upgrade still being admitted, until it ends: the drain
+        waits for every one, so that an upgrade in flight when it began is refused or closed."""
+        self._serving += 1
+        self._all_done.clear()
         try:
-            yield connection
+            yield
         finally:
-            self._forget(connection)
             self._serving -= 1
             if not self._serving:
                 self._all_done.set()
@@ -224,7 +237,7 @@ class Hub:
             async with asyncio.timeout(timeout):
                 await self._all_done.wait()
         except TimeoutError:
-            logger.warning("drain timed out with %d connections open", self._serving)
+            logger.warning("drain timed out with %d connections open", len(self._connections))
 
     # Subscriptions
 
