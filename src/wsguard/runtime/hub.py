@@ -168,6 +168,11 @@ class Hub:
             if key[1] in connection.subscriptions:
                 connection.subscriptions[key[1]] = 0
 
+    def background_error(self, task: str, error: BaseException) -> None:
+        """A background task survived an unexpected exception: log it and count it."""
+        logger.error("%s: unexpected error, going on", task, exc_info=error)
+        self.metrics.background_errors.labels(task).inc()
+
     def _close_released(self, admission: Admission) -> None:
         for handle, reason in [
             *((h, close.REPLACED) for h in admission.replaced),
