@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ unit: install
 	$(BIN)/pytest
 
 test: lint typecheck unit
+
+# Long floods and soaks (pytest marker `soak`), left out of `make test`.
+soak: install
+	$(BIN)/pytest -m soak -s
 
 bench: install
 	$(BIN)/python bench/run.py

@@ -158,9 +158,12 @@ class Connection:
         writer = self._writer = asyncio.create_task(self._write())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                logger.error("connection %s failed", self.connection_id, exc_info=reader.exception())
-                self.request_close(close.INTERNAL_ERROR)
+            for task, role in ((reader, "reader"), (writer, "writer")):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    logger.error(
+                        "connection %s %s failed", self.connection_id, role, exc_info=task.exception()
+                    )
+                    self.request_close(close.INTERNAL_ERROR)
         finally:
             must_close = self.close_request is not None and self.closed_label is None
             if self.close_request is not None and must_close:
