@@ -62,11 +62,9 @@ def test_a_failing_run_is_logged_and_gives_its_slot_back(tmp_path: Path) -> None
         for _ in range(2):
             response = server.http.post("/api/threads/t/runs", json={"text": "x" * 200}, headers=headers)
             assert response.status_code == 200, response.text
-            run_id = response.json()["run_id"]
-            eventually(
-                log.read_text,
-                lambda text, run_id=run_id: f"run {run_id} failed" in text,
-                timeout=10.0,
-                what="the run's failure logged",
-            )
+            _wait_for_line(log, f"run {response.json()['run_id']} failed")
     assert "EventTooLarge" in log.read_text()
+
+
+def _wait_for_line(log: Path, line: str) -> None:
+    eventually(log.read_text, lambda text: line in text, timeout=10.0, what=f"{line!r} logged")
