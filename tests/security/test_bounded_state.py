@@ -14,10 +14,11 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
 from wsguard.testing import ServerProcess, StartServer
 from wsguard.testing.clients import open_socket
-from wsguard.testing.wait import eventually
+from wsguard.testing.wait import eventually_async
 
 SMALL_SUBSCRIPTIONS = 20_000
 SMALL_REQUESTS = 3_000
@@ -37,9 +38,8 @@ FLAGS = (
 logs expire after a second (the sweeper drops them within its 5 s interval)."""
 
 
-async def _subscribe_to_many(server: ServerProcess, count: int, first: int) -> Counter[str]:
-    """One connection subscribes to ``count`` distinct threads; the answers, by type and code."""
-    socket, _ = await open_socket(server.ws_url, server.token("subscriber"))
+async def _subscribe_to_many(socket: ClientConnection, count: int, first: int) -> Counter[str]:
+    """The connection subscribes to ``count`` distinct threads; the answers, by type and code."""
     answers: Counter[str] = Counter()
     batch = 500
     for start in range(first, first + count, batch):
@@ -49,7 +49,6 @@ async def _subscribe_to_many(server: ServerProcess, count: int, first: int) -> C
         for _ in ids:
             frame = json.loads(await asyncio.wait_for(socket.recv(), 10))
             answers[frame.get("code", frame["type"])] += 1
-    await socket.close()
     return answers
 
 
@@ -100,36 +99,41 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
 
 def _flood(
     server: ServerProcess, subscriptions: int, requests: int, first: int
-) -> dict[str, Counter[object]]:
+) -> tuple[dict[str, Counter[object]], float]:
     """One connection subscribes to ``subscriptions`` distinct threads; then ``requests`` tickets,
-    runs and events on distinct threads (left to expire), each from one user."""
+    runs and events on distinct threads (left to expire), each from one user. Returns the
+    answers and the server's RSS after a garbage collection, taken while the subscriber is still
+    connected (its subscriptions are released when it closes)."""
 
     def ticket(n: int) -> tuple[str, dict[str, object]]:
         return "/api/tickets", {}
 
     def run(n: int) -> tuple[str, dict[str, object]]:
-        return f"/api/threads/r{n}/runs", {"text": "go"}
+        return f"/api/threads/r{first + n}/runs", {"text": "go"}
 
     def publish_as_admin(n: int) -> tuple[str, dict[str, object]]:
         body: dict[str, object] = {"user_id": "flooder", "thread_id": f"p{first + n}", "event": "e"}
         return "/api/publish", body
 
-    async def everything() -> dict[str, Counter[object]]:
-        return {
-            "subscriptions": Counter(await _subscribe_to_many(server, subscriptions, first)),
+    async def everything() -> tuple[dict[str, Counter[object]], float]:
+        socket, _ = await open_socket(server.ws_url, server.token("subscriber"))
+        outcome: dict[str, Counter[object]] = {
+            "subscriptions": Counter(await _subscribe_to_many(socket, subscriptions, first)),
             "tickets": Counter(await _post_many(server, requests, ticket)),
             "runs": Counter(await _post_many(server, requests, run)),
             "threads": Counter(await _post_many(server, requests, publish_as_admin)),
         }
+        await eventually_async(
+            lambda: asyncio.to_thread(server.metrics),
+            lambda m: m["wsguard_thread_logs"] == 0,
+            timeout=30.0,
+            what="every thread log expired",
+        )
+        rss = await asyncio.to_thread(_settled_rss, server)
+        await socket.close()
+        return outcome, rss
 
-    outcome = asyncio.run(everything())
-    eventually(
-        server.metrics,
-        lambda m: m["wsguard_thread_logs"] == 0,
-        timeout=30.0,
-        what="every thread log expired",
-    )
-    return outcome
+    return asyncio.run(everything())
 
 
 def _settled_rss(server: ServerProcess) -> float:
@@ -141,10 +145,9 @@ def _check_bounded(
     start_server: StartServer, subscriptions: int, requests: int, bound_mb: float, *flags: str
 ) -> None:
     server = start_server(*FLAGS, *flags)
-    _flood(server, 2_000, 2_000, first=10_000_000)
-    before = _settled_rss(server)
-    outcome = _flood(server, subscriptions, requests, first=0)
-    growth_mb = (_settled_rss(server) - before) / 1e6
+    _, before = _flood(server, 2_000, 2_000, first=10_000_000)
+    outcome, after = _flood(server, subscriptions, requests, first=0)
+    growth_mb = (after - before) / 1e6
     print(f"\n{subscriptions} subscriptions, {requests} of the rest: RSS +{growth_mb:.1f} MB; {outcome}")
     assert outcome["subscriptions"]["subscribed"] == 100
     assert outcome["subscriptions"]["too_many_subscriptions"] == subscriptions - 100
