@@ -34,6 +34,7 @@ from wsguard.runtime.sweeper import Sweeper
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
 from wsguard.server.http import http_routes
 from wsguard.server.refusals import refusal
+from wsguard.server.static import client_routes, demo_routes
 from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
 
@@ -220,10 +221,15 @@ class WSGuard:
         return app
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
-        """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
+        """The WebSocket route, the browser client at ``/client/wsguard.js`` and, with ``api``,
+        the HTTP endpoints of PROTOCOL.md section 4 (and the demo page at ``/demo`` with ``--dev``).
+        """
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
+        routes.extend(client_routes())
         if api:
             routes.extend(http_routes(self))
+            if self.settings.dev:
+                routes.extend(demo_routes())
         return routes
 
 

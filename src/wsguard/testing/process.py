@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 
 from wsguard.testing.metrics import parse_metrics
 from wsguard.testing.wait import eventually
@@ -49,16 +50,20 @@ class ServerProcess:
         ready_timeout: float = 20.0,
         dev: bool = True,
     ) -> None:
-        self.port = free_port()
         self.host = "127.0.0.1"
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}/ws"
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
-        mode = ["--dev"] if dev else []
-        self.argv = [*base, *mode, "--host", self.host, "--port", str(self.port), *flags]
+        self._command = [*base, *(["--dev"] if dev else [])]
+        self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        self.base_url = f"http://{self.host}:{self.port}"
+        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        self.argv = [*self._command, "--host", self.host, "--port", str(self.port), *self._flags]
         self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
 
     @property
@@ -66,17 +71,25 @@ class ServerProcess:
         assert self.process is not None, "server not started"
         return self.process.pid
 
-    def start(self) -> ServerProcess:
-        """Start the process and wait until ``/healthz`` answers 200."""
+    def start(self, attempts: int = 3) -> ServerProcess:
+        """Start the process and wait until ``/healthz`` answers 200.
+
+        The free port is only free when it was probed: another process may bind it first, and the
+        server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
+        """
         self.process = subprocess.Popen(self.argv, env=self._env)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if attempts > 1:
+                    self.http.close()
+                    self._use_port(free_port())
+                    return self.start(attempts - 1)
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.argv}")
             try:
                 response = self.http.get("/healthz", timeout=0.5)
-                if response.status_code == 200:
+                if response.status_code == 200 and self._listens():
                     return self
                 last = response.status_code
             except httpx.TransportError as error:
@@ -84,6 +97,19 @@ class ServerProcess:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server not ready within {self._ready_timeout}s ({last!r}): {self.argv}")
+
+    def _listens(self) -> bool:
+        """Whether this process (or a child of it) holds the listening socket, not a stranger."""
+        try:
+            owner = psutil.Process(self.pid)
+            processes = [owner, *owner.children(recursive=True)]
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port
+                for process in processes
+                for c in process.net_connections(kind="tcp")
+            )
+        except psutil.Error:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         """Send ``sig``, wait for the exit and return the exit status (killing it past ``timeout``)."""
