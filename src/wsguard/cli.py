@@ -73,8 +73,24 @@ OPTIONS = [
         float,
         "inbound frames per second per connection, burst twice that; 0 = off",
     ),
+    Option(
+        "--max-subscriptions-per-connection",
+        "max_subscriptions_per_connection",
+        int,
+        "threads one connection may subscribe to at once",
+    ),
+    Option("--run-rate-per-user", "run_rate_per_user", float, "runs started/s per user; 0 = off"),
+    Option("--max-runs-per-user", "max_runs_per_user", int, "runs at once per user; 0 = off"),
+    Option("--ticket-rate-per-user", "ticket_rate_per_user", float, "tickets/s per user; 0 = off"),
+    Option("--max-tickets-per-user", "max_tickets_per_user", int, "unused tickets per user; 0 = off"),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
+    Option(
+        "--max-remembered-threads",
+        "max_remembered_threads",
+        int,
+        "memory backend: expired threads whose last offset is kept",
+    ),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
@@ -83,6 +99,7 @@ OPTIONS = [
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
     Option("--compression", "compression", _bool, "permessage-deflate"),
+    Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
 
@@ -166,7 +183,7 @@ def serve(settings: Settings) -> int:
     from wsguard.server.run import run_server
 
     guard = WSGuard(settings)
-    return run_server(guard.app(), settings, guard.drain)
+    return run_server(guard.app(), settings, guard.drain, guard.stop_admitting)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

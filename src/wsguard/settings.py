@@ -54,6 +54,13 @@ class Settings:
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
     workers: int = 1
+    max_subscriptions_per_connection: int = 100
+    metrics_allow_gc: bool = False
+    run_rate_per_user: float = 10.0
+    max_runs_per_user: int = 10
+    ticket_rate_per_user: float = 10.0
+    max_tickets_per_user: int = 100
+    max_remembered_threads: int = 10000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -73,6 +80,8 @@ class Settings:
             "retention_seconds": self.retention_seconds,
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
+            "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
+            "max_remembered_threads": self.max_remembered_threads,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -84,6 +93,10 @@ class Settings:
             "max_connections": self.max_connections,
             "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
+            "run_rate_per_user": self.run_rate_per_user,
+            "max_runs_per_user": self.max_runs_per_user,
+            "ticket_rate_per_user": self.ticket_rate_per_user,
+            "max_tickets_per_user": self.max_tickets_per_user,
         }
         for name, value in non_negative.items():
             if value < 0:

@@ -26,6 +26,7 @@ class Recorder:
         self.closed: list[tuple[str, bool]] = []
         self.threads: list[ThreadKey] = []
         self.resets: list[ThreadKey] = []
+        self.errors: list[tuple[str, BaseException]] = []
 
     def deliver(self, envelope: Envelope) -> None:
         self.delivered.append(envelope)
@@ -39,6 +40,9 @@ class Recorder:
 
     def reset_thread(self, key: ThreadKey) -> None:
         self.resets.append(key)
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        self.errors.append((task, error))
 
 
 def _backend(url: str, **overrides: object) -> RedisBackend:

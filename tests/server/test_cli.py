@@ -52,6 +52,7 @@ def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
         (["--dev", "--workers", "2"], "--workers"),
         (["--dev", "--workers", "0", "--backend", "redis://127.0.0.1:1/0"], "--workers"),
         (["--dev", "--port", "-5"], "--port"),
+        (["--dev", "--max-subscriptions-per-connection", "0"], "--max-subscriptions-per-connection"),
     ],
 )
 def test_bad_values_exit_with_one_line_naming_the_flag(args: list[str], named: str) -> None:
@@ -122,3 +123,17 @@ def test_no_dev_overrides_the_variable_so_a_key_is_required_again() -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "--jwt-secret" in lines[0]
+
+
+def test_collect_garbage_is_refused_unless_allowed() -> None:
+    """A full collection on demand pauses the loop: refused without ``--dev`` or the flag."""
+    secret = ("--jwt-secret", "s" * 32)
+    with ServerProcess(*secret, dev=False) as plain:
+        refused = plain.http.get("/metrics", params={"collect_garbage": "1"})
+        assert refused.status_code == 403
+        assert "--metrics-allow-gc" in refused.json()["error"]
+        assert plain.http.get("/metrics").status_code == 200
+    with ServerProcess(*secret, "--metrics-allow-gc", dev=False) as allowed:
+        response = allowed.http.get("/metrics", params={"collect_garbage": "1"})
+        assert response.status_code == 200
+        assert "wsguard_python_allocated_blocks" in response.text

@@ -73,6 +73,10 @@ class ClusterMember(Protocol):
         """The thread's numbering restarted (a new epoch): forget the offsets its subscribers saw."""
         ...
 
+    def background_error(self, task: str, error: BaseException) -> None:
+        """A background task met an unexpected exception and goes on: log it and count it."""
+        ...
+
 
 class Backend(Protocol):
     """Numbers, retains and fans out events; answers recovery questions."""

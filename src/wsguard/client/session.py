@@ -144,6 +144,8 @@ class Client:
         self.failed_attempts = 0
         self.last_disconnect: ClosedReason | None = None
         self.replayed_events = 0
+        self.failure: Exception | None = None
+        """The unexpected error the client stopped on, if any; iteration ends by raising it."""
 
     # ----------------------------------------------------------------- state the caller reads
 
@@ -261,6 +263,8 @@ class Client:
         try:
             return await self._inbox.get()
         except InboxClosed:
+            if self.failure is not None:
+                raise self.failure from None
             raise StopAsyncIteration from None
 
     async def subscribe(
@@ -456,10 +460,24 @@ class Client:
         ref = next(self._refs)
         command = {**self.tracker.subscribe_command(thread_id), "ref": ref}
         self._subscribe_refs[ref] = thread_id
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await live.connection.send(json.dumps(command))
+        except ConnectionClosed:
+            self._subscribe_refs.pop(ref, None)
 
     async def _supervise(self, live: _Live) -> None:
+        """Keep connected; an unexpected error stops the client and ends iteration with it."""
+        try:
+            await self._stay_connected(live)
+        except Exception as error:
+            logger.error("client failed", exc_info=error)
+            self.failure = error
+            current = self._live or live
+            self._uninstall(current)
+            current.connection.transport.abort()
+            self._finish(ClosedReason(f"client failed: {error!r}"))
+
+    async def _stay_connected(self, live: _Live) -> None:
         """Read until the connection ends, then reconnect or stop, until told to close."""
         while True:
             await self._read(live)
@@ -508,15 +526,19 @@ class Client:
 
     async def _dispatch(self, live: _Live, frame: Frame) -> None:
         if isinstance(frame, Event):
-            if self.tracker.accept(frame):
+            unsubscribed = frame.thread_id is not None and not self.tracker.is_subscribed(frame.thread_id)
+            if not unsubscribed and self.tracker.accept(frame):
                 await self._inbox.put(frame)
             return
         if isinstance(frame, Subscribed):
+            if isinstance(frame.ref, int):
+                self._subscribe_refs.pop(frame.ref, None)
             self.replayed_events += frame.replayed
             self._acknowledged(live, frame.thread_id)
-            notice = self.tracker.on_subscribed(frame)
-            if notice is not None:
-                await self._inbox.put(notice)
+            if self.tracker.is_subscribed(frame.thread_id):
+                notice = self.tracker.on_subscribed(frame)
+                if notice is not None:
+                    await self._inbox.put(notice)
             for waiter in self._subscribe_waiters.get(frame.thread_id, []):
                 if not waiter.done():
                     waiter.set_result(frame)

@@ -56,6 +56,10 @@ class ThreadTracker:
         """Forget ``thread_id``: it is not resubscribed, and its position is dropped."""
         self._threads.pop(thread_id, None)
 
+    def __len__(self) -> int:
+        """How many threads the tracker holds a record of."""
+        return len(self._threads)
+
     def is_subscribed(self, thread_id: str) -> bool:
         thread = self._threads.get(thread_id)
         return thread is not None and thread.subscribed

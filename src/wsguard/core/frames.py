@@ -19,6 +19,11 @@ Ref = str | int | None
 JSON = dict[str, Any]
 
 
+def utf8_size(text: str) -> int:
+    """The bytes ``text`` takes on the wire; byte limits count these, not characters."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
 @dataclass(frozen=True, slots=True)
 class FrameError:
     code: str

@@ -84,11 +84,13 @@ class MetricsProbe:
 
     async def scrape(self, *, collect_garbage: bool = False) -> dict[str, float]:
         """One scrape; ``collect_garbage`` asks the server to collect garbage before counting
-        its allocated blocks (``?collect_garbage=1``; a server that ignores it is still read)."""
+        its allocated blocks (``?collect_garbage=1``; a server that ignores or refuses it is still read)."""
         params = {"collect_garbage": "1"} if collect_garbage else None
         samples: list[dict[str, float]] = []
         for url in self.urls:
             response = await self._client.get(url, params=params)
+            if response.status_code == 403 and params:
+                response = await self._client.get(url)
             response.raise_for_status()
             samples.append(parse_metrics(response.text))
         self._discount_redis_pool(samples)

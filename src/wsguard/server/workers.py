@@ -100,7 +100,8 @@ def serve_worker(settings: Settings, listener: socket.socket, parent_pid: int) -
 
     threading.Thread(target=_drain_when_orphaned, args=(parent_pid,), daemon=True).start()
     guard = WSGuard(settings)
-    run(guard.app(), TransportOptions.from_settings(settings, log_level="warning"), guard.drain, [listener])
+    options = TransportOptions.from_settings(settings, log_level="warning")
+    run(guard.app(), options, guard.drain, sockets=[listener], on_signal=guard.stop_admitting)
 
 
 def _drain_when_orphaned(parent_pid: int) -> None:
