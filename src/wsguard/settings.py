@@ -53,6 +53,11 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_pending_per_address: int = 256
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +77,8 @@ class Settings:
             "retention_seconds": self.retention_seconds,
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
+            "header_timeout": self.header_timeout,
+            "keep_alive_timeout": self.keep_alive_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -83,6 +90,7 @@ class Settings:
             "max_connections": self.max_connections,
             "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
+            "max_pending_per_address": self.max_pending_per_address,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -91,6 +99,8 @@ class Settings:
             raise SettingError("port", f"must be 0 to 65535, got {self.port}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingError("ssl_keyfile", "needs a certificate file too (--ssl-certfile)")
 
     @property
     def has_jwt_key(self) -> bool:
