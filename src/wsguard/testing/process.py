@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -48,18 +49,22 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         dev: bool = True,
+        tls_ca: str | None = None,
     ) -> None:
+        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it."""
         self.port = free_port()
         self.host = "127.0.0.1"
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        secure = "s" if tls_ca else ""
+        self.base_url = f"http{secure}://{self.host}:{self.port}"
+        self.ws_url = f"ws{secure}://{self.host}:{self.port}/ws"
+        self.ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
         mode = ["--dev"] if dev else []
         self.argv = [*base, *mode, "--host", self.host, "--port", str(self.port), *flags]
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0, verify=self.ssl_context or True)
 
     @property
     def pid(self) -> int:
