@@ -32,12 +32,17 @@ def serve_command() -> list[str]:
     return shlex.split(override) if override else SERVE
 
 
-def edge_server(*flags: str, nofile: str | None = None, tls_ca: str | None = None) -> ServerProcess:
+def edge_server(
+    *flags: str,
+    nofile: str | None = None,
+    tls_ca: str | None = None,
+    env: dict[str, str] | None = None,
+) -> ServerProcess:
     """``wsguard serve --dev`` with ``flags``; under ``prlimit --nofile=<nofile>`` if given."""
     command = serve_command()
     if nofile is not None:
         command = ["prlimit", f"--nofile={nofile}", *command]
-    return ServerProcess(*flags, command=command, tls_ca=tls_ca)
+    return ServerProcess(*flags, command=command, tls_ca=tls_ca, env=env)
 
 
 @dataclass(frozen=True)
