@@ -37,12 +37,13 @@ def edge_server(
     nofile: str | None = None,
     tls_ca: str | None = None,
     env: dict[str, str] | None = None,
+    stderr_path: str | None = None,
 ) -> ServerProcess:
     """``wsguard serve --dev`` with ``flags``; under ``prlimit --nofile=<nofile>`` if given."""
     command = serve_command()
     if nofile is not None:
         command = ["prlimit", f"--nofile={nofile}", *command]
-    return ServerProcess(*flags, command=command, tls_ca=tls_ca, env=env)
+    return ServerProcess(*flags, command=command, tls_ca=tls_ca, env=env, stderr_path=stderr_path)
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,13 @@ def back_to(server: ServerProcess, baseline: int, timeout: float) -> int:
     )
 
 
-async def connect_as(server: ServerProcess, user: str, *, source: str = "127.0.0.1") -> ClientConnection:
+async def connect_as(
+    server: ServerProcess, user: str, *, source: str = "127.0.0.1", token: str | None = None
+) -> ClientConnection:
     """A real client from ``source`` (any 127.0.0.0/8 address is this machine), after its welcome."""
     client = await connect(
         server.ws_url,
-        additional_headers={"Authorization": f"Bearer {server.token(user)}"},
+        additional_headers={"Authorization": f"Bearer {token or server.token(user)}"},
         local_addr=(source, 0),
         ssl=server.ssl_context,
         open_timeout=10,

@@ -50,8 +50,10 @@ class ServerProcess:
         ready_timeout: float = 20.0,
         dev: bool = True,
         tls_ca: str | None = None,
+        stderr_path: str | None = None,
     ) -> None:
-        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it."""
+        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it.
+        ``stderr_path``: write the server's standard error (its log) to this file."""
         self.port = free_port()
         self.host = "127.0.0.1"
         secure = "s" if tls_ca else ""
@@ -64,6 +66,7 @@ class ServerProcess:
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self._stderr_path = stderr_path
         self.http = httpx.Client(base_url=self.base_url, timeout=10.0, verify=self.ssl_context or True)
 
     @property
@@ -73,7 +76,11 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the process and wait until ``/healthz`` answers 200."""
-        self.process = subprocess.Popen(self.argv, env=self._env)
+        if self._stderr_path is None:
+            self.process = subprocess.Popen(self.argv, env=self._env)
+        else:
+            with open(self._stderr_path, "wb") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:

@@ -13,12 +13,16 @@ from __future__ import annotations
 import logging
 import os
 import resource
+import socket
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 logger = logging.getLogger("wsguard.transport")
 
 MIN_RESERVE = 64
 """The fewest descriptors kept back, whatever the limit."""
+LISTEN_QUEUE = 2048
+"""The kernel's queue of connections not yet accepted (uvicorn's default backlog)."""
 
 
 def reserve_for(limit: int) -> int:
@@ -80,3 +84,19 @@ class DescriptorBudget:
     def low(self, open_count: int) -> bool:
         """True once fewer than two reserves are left: ``/readyz`` says so before refusals start."""
         return open_count >= self.limit - 2 * self.reserve
+
+
+def widen_listen_queue(listeners: Iterable[socket.socket | object], backlog: int) -> None:
+    """Set the kernel's listen queue of each listening socket to ``backlog``.
+
+    asyncio uses one number both as the listen queue and as how many sockets it accepts in
+    one pass; wsguard keeps the pass small (:func:`wsguard.transport.runner.accept_batch`) and
+    the queue long, so that a burst waits in the kernel rather than being dropped.
+    """
+    for listener in listeners:
+        fileno = getattr(listener, "fileno", None)
+        if fileno is None:
+            continue
+        with socket.socket(fileno=os.dup(fileno())) as duplicate:
+            if duplicate.type == socket.SOCK_STREAM:
+                duplicate.listen(backlog)

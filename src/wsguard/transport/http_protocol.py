@@ -11,7 +11,8 @@ unfinished connections as it likes. This subclass:
   idle keep-alive connection closed by uvicorn's ``timeout_keep_alive``;
 - closes at once a new connection past the per-address cap or inside the descriptor reserve
   (:class:`~wsguard.transport.edge.Edge`);
-- drops TCP ``close_timeout`` seconds after any close it starts, whether or not the peer reads.
+- drops TCP ``close_timeout`` seconds after any close it starts (a refusal, a timeout, the
+  server's shutdown), whether or not the peer reads or answers TLS's close_notify.
 
 Every refusal is counted in ``wsguard_http_refused_total{reason}``.
 """
@@ -140,6 +141,10 @@ class GuardedHttpProtocol(H11Protocol):
         refusal = self.conn.refusal or HeadRefusal(400, "bad_request", "malformed request")
         self.edge.refuse(refusal.reason)
         self.close_with(refusal_response(refusal.status, refusal.message))
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.drop_when_closing()
 
     def timeout_keep_alive_handler(self) -> None:
         if not self.transport.is_closing():

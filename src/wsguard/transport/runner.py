@@ -11,7 +11,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from wsguard.transport.compat import check_uvicorn_version
-from wsguard.transport.descriptors import raise_soft_limit
+from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
 from wsguard.transport.edge import Edge, EdgeLimits
 from wsguard.transport.http_limits import MAX_HEAD_BYTES
 from wsguard.transport.http_protocol import http_protocol_class
@@ -98,13 +98,22 @@ def logging_config(log_level: str) -> dict[str, Any]:
     return config
 
 
+def accept_batch(edge: Edge) -> int:
+    """How many sockets asyncio accepts in one pass before any of them is looked at (uvicorn's
+    ``backlog``): a quarter of the descriptor reserve at most, so that the few passes whose
+    refused sockets are still closing can never run into EMFILE together. The server widens
+    the kernel's listen queue back to :data:`LISTEN_QUEUE` once it listens."""
+    return max(1, min(LISTEN_QUEUE, edge.budget.reserve // 4))
+
+
 def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) -> uvicorn.Config:
     """The ``uvicorn.Config`` for ``app``: wsguard's protocol classes and WebSocket settings.
 
     ``edge`` (a new one by default) is shared by every HTTP connection of the server.
     """
     check_uvicorn_version()
-    http = http_protocol_class(edge or Edge(options.edge_limits), close_timeout=options.close_timeout)
+    edge = edge or Edge(options.edge_limits)
+    http = http_protocol_class(edge, close_timeout=options.close_timeout)
     ws = protocol_class(
         close_timeout=options.close_timeout,
         send_buffer_bytes=options.send_buffer_bytes,
@@ -118,6 +127,7 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
         http=http,
         ws=ws,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        backlog=accept_batch(edge),
         timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]
         ssl_certfile=options.ssl_certfile,
         ssl_keyfile=options.ssl_keyfile,
