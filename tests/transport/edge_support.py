@@ -9,6 +9,7 @@ import socket
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
@@ -30,6 +31,13 @@ def serve_command() -> list[str]:
     against another build, as ``transport_harness.wsguard_server`` does)."""
     override = os.environ.get("WSGUARD_SERVE_COMMAND")
     return shlex.split(override) if override else SERVE
+
+
+def guarded_server_on_stock_http() -> ServerProcess:
+    """``stock_http_app.py``: uvicorn's h11 protocol with wsguard's WebSocket protocol class."""
+    app = Path(__file__).with_name("stock_http_app.py")
+    root = Path(__file__).resolve().parents[2]
+    return ServerProcess(command=[sys.executable, str(app)], env={"PYTHONPATH": str(root / "src")})
 
 
 def edge_server(

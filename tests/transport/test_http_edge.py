@@ -20,6 +20,7 @@ from tests.transport.edge_support import (
     descriptors,
     edge_server,
     exchange,
+    guarded_server_on_stock_http,
     open_heads,
     read_until_closed,
     serve_command,
@@ -211,3 +212,14 @@ def test_new_flags_are_validated() -> None:
         assert result.returncode == 2, (args, result.stderr)
         assert len(lines) == 1, (args, result.stderr)
         assert named in lines[0], (args, result.stderr)
+
+
+def test_the_websocket_protocol_class_answers_a_head_its_parser_refuses() -> None:
+    """On uvicorn's own HTTP protocol (no head limits) a 9 KiB header line reaches the
+    WebSocket protocol class, whose parser refuses it: it must answer and close."""
+    with guarded_server_on_stock_http() as server:
+        baseline = descriptors(server)
+        answer = exchange(server.port, BAD_HEADS["9 KiB header line"][0], timeout=1.0)
+        assert answer.status == 431, answer
+        assert answer.closed, answer
+        back_to(server, baseline, timeout=2.0)
