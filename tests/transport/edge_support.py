@@ -114,6 +114,13 @@ def descriptors(server: ServerProcess) -> int:
     return count
 
 
+def held_from(server: ServerProcess, sockets: list[socket.socket]) -> int:
+    """How many of ``sockets`` the server holds a connection for now."""
+    ports = {sock.getsockname()[1] for sock in sockets}
+    connections = psutil.Process(server.pid).net_connections(kind="tcp")
+    return sum(1 for connection in connections if connection.raddr and connection.raddr.port in ports)
+
+
 def back_to(server: ServerProcess, baseline: int, timeout: float) -> int:
     """Wait until the server holds no more descriptors than ``baseline``."""
     return eventually(

@@ -30,6 +30,7 @@ from wsguard.testing import ServerProcess, eventually
 from wsguard.transport.descriptors import reserve_for
 
 REFUSED = 'wsguard_http_refused_total{{reason="{}"}}'
+FLOODER = "127.0.0.4"
 
 
 @pytest.fixture(autouse=True)
@@ -50,19 +51,19 @@ def _soft_limit_of(server: ServerProcess) -> int:
 
 
 def test_one_address_flooding_4200_heads_does_not_lock_out_another(tmp_path: Path) -> None:
-    """4,096 descriptors; 127.0.0.1 (not a trusted proxy here) holds 4,200 unfinished heads and
-    keeps opening more, while clients from 127.0.0.2 connect and stream a run."""
-    flags = ("--forwarded-allow-ips", "127.0.0.3")
+    """4,096 descriptors; 127.0.0.4 (not a trusted proxy) holds 4,200 unfinished heads and keeps
+    opening more, while clients from 127.0.0.2 connect and stream a run. (127.0.0.1, the
+    tests' own HTTP client, is a trusted proxy by default.)"""
     log = tmp_path / "server.log"
-    with edge_server(*flags, nofile="4096", stderr_path=str(log)) as server:
+    with edge_server(nofile="4096", stderr_path=str(log)) as server:
         tokens = [server.token(f"user{index}") for index in range(20)]
-        flood = open_heads(server.port, 4200)
+        flood = open_heads(server.port, 4200, source=FLOODER)
         stop = threading.Event()
         more: list[object] = []
 
         def keep_flooding() -> None:
             while not stop.is_set() and len(more) < 4000:
-                more.extend(open_heads(server.port, 50))
+                more.extend(open_heads(server.port, 50, source=FLOODER))
 
         flooder = threading.Thread(target=keep_flooding)
         flooder.start()

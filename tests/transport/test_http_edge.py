@@ -21,6 +21,7 @@ from tests.transport.edge_support import (
     edge_server,
     exchange,
     guarded_server_on_stock_http,
+    held_from,
     open_heads,
     read_until_closed,
     serve_command,
@@ -31,6 +32,8 @@ from wsguard.testing.metrics import parse_metrics
 from wsguard.transport.http_limits import MAX_HEAD_BYTES
 
 REFUSED = 'wsguard_http_refused_total{{reason="{}"}}'
+FLOODER = "127.0.0.4"
+"""An address that is not a trusted proxy (the tests' own HTTP client uses 127.0.0.1)."""
 
 BAD_HEADS = {
     "9 KiB header line": (UPGRADE + b"X-Big: " + b"a" * 9216 + b"\r\n\r\n", 431, "line_too_long"),
@@ -90,22 +93,36 @@ def test_a_bad_head_gets_a_4xx_within_1s_and_the_descriptor_back(
         assert _refused(server, reason) == before + 1
 
 
+def _quiet(server: ServerProcess) -> None:
+    """Wait until no HTTP connection is open but the scrape's own (earlier ones time out)."""
+    eventually(
+        lambda: _metrics(server)["wsguard_http_pending_connections"],
+        lambda pending: pending == 1,
+        timeout=5.0,
+        what="no HTTP connection but the scrape's own",
+    )
+
+
 def test_unfinished_heads_are_closed_within_the_header_timeout(server: ServerProcess) -> None:
+    _quiet(server)
     baseline = descriptors(server)
     before = _refused(server, "header_timeout")
-    sent_at = time.monotonic()
-    heads = open_heads(server.port, 200)
+    opened: list[tuple[float, socket.socket]] = []
     try:
+        for _ in range(200):
+            started = time.monotonic()
+            opened.extend((started, sock) for sock in open_heads(server.port, 1))
+        sockets = [sock for _, sock in opened]
         eventually(
-            lambda: descriptors(server),
-            lambda count: count >= baseline + 200,
-            timeout=5.0,
+            lambda: held_from(server, sockets),
+            lambda count: count == 200,
+            timeout=2.0,
             what="the server to hold the 200 connections",
         )
-        answers = [read_until_closed(sock, sent_at, 2.0 + 1.0 + 1.0) for sock in heads]
+        answers = [read_until_closed(sock, started, 2.0 + 1.0 + 1.0) for started, sock in opened]
     finally:
-        close_all(heads)
-    late = [answer for answer in answers if not answer.closed or answer.seconds > 2.0 + 1.0 + 0.5]
+        close_all([sock for _, sock in opened])
+    late = [answer for answer in answers if not answer.closed or answer.seconds > 2.0 + 1.0]
     assert not late, f"{len(late)} of 200 not closed within the header timeout + 1 s: {late[:3]}"
     assert min(answer.seconds for answer in answers) >= 1.9, "closed before the header timeout"
     assert all(answer.status == 408 for answer in answers)
@@ -135,12 +152,7 @@ def test_a_head_sent_a_byte_at_a_time_is_still_cut_at_the_header_timeout(server:
 
 
 def test_an_idle_keep_alive_connection_is_closed_and_counted(server: ServerProcess) -> None:
-    eventually(
-        lambda: _metrics(server)["wsguard_http_pending_connections"],
-        lambda pending: pending == 1,
-        timeout=5.0,
-        what="no HTTP connection but the scrape's own",
-    )
+    _quiet(server)
     before = _refused(server, "idle_timeout")
     answer = exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", timeout=3.0)
     assert answer.status == 200
@@ -152,20 +164,21 @@ def test_an_idle_keep_alive_connection_is_closed_and_counted(server: ServerProce
 def test_past_the_per_address_cap_a_new_connection_is_closed_at_once() -> None:
     flags = ("--max-pending-per-address", "10", "--forwarded-allow-ips", "127.0.0.3")
     with edge_server(*flags) as server:
-        heads = open_heads(server.port, 10)
+        token = server.token("carol")
+        heads = open_heads(server.port, 10, source=FLOODER)
         try:
             eventually(
-                lambda: server.metrics()["wsguard_http_pending_connections"],
-                lambda pending: pending >= 10,
+                lambda: held_from(server, heads),
+                lambda count: count == 10,
                 timeout=5.0,
-                what="10 pending connections",
+                what="10 pending connections from the flooding address",
             )
-            answer = exchange(server.port, UNFINISHED_HEAD, timeout=1.0)
+            answer = exchange(server.port, UNFINISHED_HEAD, timeout=1.0, source=FLOODER)
             assert answer.closed, answer
             assert answer.data == b"", answer
 
             async def other_address() -> list[str]:
-                client = await connect_as(server, "carol", source="127.0.0.2")
+                client = await connect_as(server, "carol", source="127.0.0.2", token=token)
                 try:
                     return await stream_a_run(client)
                 finally:
@@ -184,9 +197,9 @@ def test_an_address_in_forwarded_allow_ips_is_not_capped_but_still_timed_out() -
         heads = open_heads(server.port, 40)
         try:
             eventually(
-                lambda: server.metrics()["wsguard_http_pending_connections"],
-                lambda pending: pending >= 40,
-                timeout=5.0,
+                lambda: held_from(server, heads),
+                lambda count: count == 40,
+                timeout=2.0,
                 what="all 40 connections from the load balancer held",
             )
             answers = [read_until_closed(sock, sent_at, 4.0) for sock in heads]
