@@ -61,6 +61,11 @@ class Settings:
     ticket_rate_per_user: float = 10.0
     max_tickets_per_user: int = 100
     max_remembered_threads: int = 10000
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_pending_per_address: int = 256
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +87,8 @@ class Settings:
             "sweep_interval": self.sweep_interval,
             "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
             "max_remembered_threads": self.max_remembered_threads,
+            "header_timeout": self.header_timeout,
+            "keep_alive_timeout": self.keep_alive_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -97,6 +104,7 @@ class Settings:
             "max_runs_per_user": self.max_runs_per_user,
             "ticket_rate_per_user": self.ticket_rate_per_user,
             "max_tickets_per_user": self.max_tickets_per_user,
+            "max_pending_per_address": self.max_pending_per_address,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -113,6 +121,8 @@ class Settings:
                 "needs a Redis backend (--backend redis://HOST:PORT/DB): with the memory backend "
                 "each worker would keep its own limits and events",
             )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingError("ssl_keyfile", "needs a certificate file too (--ssl-certfile)")
 
     @property
     def has_jwt_key(self) -> bool:
