@@ -76,6 +76,8 @@ OPTIONS = [
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
+    Option("--log-level", "log_level", str.lower, "debug, info (default), warning, error"),
+    Option("--log-format", "log_format", str.lower, "text (default) or json, one object a line"),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
 ]
 FLAGS = [

@@ -112,6 +112,7 @@ class Hub:
         self._serving += 1
         self._all_done.clear()
         self.metrics.opened.inc()
+        logger.debug("connection admitted from %s", context.client_address)
         self._schedule_expiry(connection)
         try:
             yield connection
@@ -191,7 +192,18 @@ class Hub:
             connection.end_subscription(thread_id)
         if self._connections.get(connection.connection_id) is connection:
             del self._connections[connection.connection_id]
-            self.metrics.closed.labels(connection.closed_label or close.CONNECTION_LOST).inc()
+            label = connection.closed_label or close.CONNECTION_LOST
+            self.metrics.closed.labels(label).inc()
+            context = connection.context
+            logger.debug(
+                "connection released: %s",
+                label,
+                extra={
+                    "connection_id": context.connection_id,
+                    "user_id": context.user_id,
+                    "session_id": context.session_id,
+                },
+            )
             if connection.closed_label == close.HEARTBEAT_TIMEOUT.reason:
                 self.metrics.zombies_reaped.inc()
             closed_at = connection.socket_closed_at or time.monotonic()
@@ -294,6 +306,7 @@ class Hub:
 
     def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``body`` in the background, tracked so that shutdown can stop it."""
+        logger.debug("run %s started on thread %s", run.run_id, run.thread_id)
         task = asyncio.create_task(body(), name=f"run {run.run_id}")
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)

@@ -27,11 +27,13 @@ from wsguard.backends.base import Backend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
+from wsguard.logs import log_context
 from wsguard.runtime import close
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
+from wsguard.server.banner import log_backend, log_start
 from wsguard.server.http import http_routes
 from wsguard.server.refusals import refusal
 from wsguard.server.tickets import Tickets
@@ -50,6 +52,7 @@ class WSGuard:
         backend: Backend | None = None,
     ) -> None:
         self.settings = settings
+        self.websocket_path = "/ws"
         dev_secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority.from_settings(settings, dev_secret)
         self._authenticate = authenticate or self.tokens.authenticate
@@ -82,7 +85,9 @@ class WSGuard:
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """Start the backend and the sweeper; on the way out, drain and stop them."""
+        log_start(self.settings, self.websocket_path)
         await self.hub.start()
+        log_backend(self.settings, self.backend)
         self.sweeper.start()
         try:
             yield
@@ -136,13 +141,16 @@ class WSGuard:
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
         )
-        await websocket.accept()
-        async with self.hub.open(context, websocket, takeover=takeover) as connection:
-            if connection is None:
-                await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                return
-            connection.send(self._welcome(context))
-            await connection.run(partial(self.commands.handle, connection))
+        with log_context(
+            connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
+        ):
+            await websocket.accept()
+            async with self.hub.open(context, websocket, takeover=takeover) as connection:
+                if connection is None:
+                    await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                    return
+                connection.send(self._welcome(context))
+                await connection.run(partial(self.commands.handle, connection))
 
     async def _check_upgrade(self, websocket: WebSocket) -> tuple[Identity | None, Response | None]:
         settings, now = self.settings, time.monotonic()
@@ -192,6 +200,7 @@ class WSGuard:
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
         """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
+        self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
         if api:
             routes.extend(http_routes(self))

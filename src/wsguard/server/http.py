@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from wsguard import ids
 from wsguard.backends import BackendUnavailable
+from wsguard.logs import log_context
 from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
@@ -99,7 +100,8 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         if not isinstance(text, str):
             raise _BadRequest("text must be a string")
         run = new_run(identity.user_id, thread_id)
-        start_demo_run(guard.hub, run, text)
+        with log_context(user_id=identity.user_id, request_id=run.request_id):
+            start_demo_run(guard.hub, run, text)
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
     async def publish(request: Request, identity: Identity) -> Response:

@@ -8,5 +8,5 @@ from wsguard.transport import Drain, TransportOptions, run
 
 def run_server(app: ASGIApp, settings: Settings, drain: Drain) -> int:
     """Serve until SIGTERM or SIGINT; ``drain`` (the guard's) runs before uvicorn shuts down."""
-    run(app, TransportOptions.from_settings(settings, log_level="warning"), drain)
+    run(app, TransportOptions.from_settings(settings), drain)
     return 0

@@ -38,7 +38,8 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do).
+    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
+    output goes to that file instead of the test's.
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         dev: bool = True,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         self.port = free_port()
         self.host = "127.0.0.1"
@@ -58,6 +60,7 @@ class ServerProcess:
         self.argv = [*base, *mode, "--host", self.host, "--port", str(self.port), *flags]
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
+        self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
 
@@ -68,7 +71,11 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the process and wait until ``/healthz`` answers 200."""
-        self.process = subprocess.Popen(self.argv, env=self._env)
+        if self._log_path is None:
+            self.process = subprocess.Popen(self.argv, env=self._env)
+        else:
+            with open(self._log_path, "ab") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stdout=log, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:

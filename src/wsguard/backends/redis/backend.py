@@ -55,6 +55,7 @@ from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery
+from wsguard.logs import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
@@ -172,18 +173,32 @@ class RedisBackend:
         await self._listener_client.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
-        """Log every change of reachability once (``wsguard_backend_up`` reads it)."""
+        """Log every change of reachability once (``wsguard_backend_up`` reads it).
+
+        Unreachable at start is not a change: the server's start-up lines say it (a WARNING).
+        """
+        if not up and error is not None:
+            self._was_down = True
         if up == self._up:
             return
         was_down, self._up = self._was_down, up
         if up:
             level = logging.WARNING if was_down else logging.INFO
             logger.log(
-                level, "redis backend up: instance %s listening on %s", self.instance_id, self.keys.events
+                level,
+                "redis backend up at %s%s: instance %s listening on %s",
+                redact_url(self.url),
+                " again" if was_down else "",
+                self.instance_id,
+                self.keys.events,
             )
         elif error is not None:
-            self._was_down = True
-            logger.error("redis backend down: %s; local connections stay up, publishing answers 503", error)
+            logger.error(
+                "redis backend down at %s: %s; local connections stay up, admission runs on the "
+                "local limit and publishing answers 503",
+                redact_url(self.url),
+                error,
+            )
 
     # Admission
 
