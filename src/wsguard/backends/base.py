@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery
+from wsguard.runtime.presence import ClusterDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +123,11 @@ class Backend(Protocol):
 
     @property
     def thread_log_count(self) -> int: ...
+
+    @property
+    def directory(self) -> ClusterDirectory | None:
+        """The cluster's presence and instances; None on one process (the hub's registry is all)."""
+        ...
 
     @property
     def entry_count(self) -> int:

@@ -22,6 +22,10 @@ class MemoryBackend:
         return True
 
     @property
+    def directory(self) -> None:
+        return None
+
+    @property
     def epoch(self) -> str:
         return self._logs.epoch
 

@@ -6,9 +6,11 @@ socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the s
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -16,13 +18,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
+from wsguard import ids
+from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.runtime import close
 from wsguard.runtime.connection import Connection, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
+from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
@@ -50,6 +54,8 @@ class Hub:
             message_rate=settings.message_rate_per_connection,
         )
         self.draining = False
+        directory = backend.directory
+        self.instance_id = directory.instance_id if directory is not None else ids.new_id("inst")
         self._connections: dict[str, Connection] = {}
         self._threads: dict[ThreadKey, dict[str, Connection]] = {}
         self._runs: set[asyncio.Task[None]] = set()
@@ -310,6 +316,45 @@ class Hub:
         task = asyncio.create_task(body(), name=f"run {run.run_id}")
         self._runs.add(task)
         task.add_done_callback(self._runs.discard)
+
+    # Presence
+
+    async def presence(self, user_id: str) -> Presence:
+        """How many connections the user holds, per instance: the cluster's leases when there
+        are any and Redis answers, else this instance's registry."""
+        directory = self.backend.directory
+        if directory is not None and self.backend.up:
+            with contextlib.suppress(BackendUnavailable):
+                leases = await directory.leases_of(user_id)
+                return presence_of(user_id, Counter(lease.instance_id for lease in leases))
+        return presence_of(user_id, {self.instance_id: len(self.registry.handles_of(user_id))})
+
+    async def online_users(self) -> list[Presence]:
+        """Every user online (cluster-wide on Redis), most connections first."""
+        directory = self.backend.directory
+        counts: dict[str, dict[str, int]] | None = None
+        if directory is not None and self.backend.up:
+            with contextlib.suppress(BackendUnavailable):
+                counts = await directory.lease_counts()
+        if counts is None:
+            counts = {}
+            for handle in self.registry.handles():
+                mine = counts.setdefault(handle.user_id, {self.instance_id: 0})
+                mine[self.instance_id] += 1
+        found = [presence_of(user_id, instances) for user_id, instances in counts.items()]
+        return sorted(found, key=lambda p: (-p.connections, p.user_id))
+
+    def connection(self, connection_id: str) -> Connection | None:
+        """One open connection of this instance."""
+        return self._connections.get(connection_id)
+
+    def disconnect(self, connection_id: str) -> bool:
+        """Close one connection of this instance with 4003; False when it is not here."""
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        connection.request_close(close.DISCONNECTED_BY_SERVER)
+        return True
 
     # Observation
 

@@ -32,9 +32,12 @@ from wsguard.runtime import close
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
+from wsguard.server.admin import admin_routes
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
 from wsguard.server.banner import log_backend, log_start
+from wsguard.server.feed import Sampler
 from wsguard.server.http import http_routes
+from wsguard.server.instances import InstanceReporter
 from wsguard.server.refusals import refusal
 from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
@@ -64,6 +67,8 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
+        self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
+        self.sampler = Sampler(self.hub)
         self.tickets = Tickets(settings.ticket_ttl)
         secret = (settings.jwt_secret or dev_secret).encode()
         self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
@@ -89,10 +94,14 @@ class WSGuard:
         await self.hub.start()
         log_backend(self.settings, self.backend)
         self.sweeper.start()
+        self.sampler.start()
+        self.reporter.start()
         try:
             yield
         finally:
             await self.drain()
+            await self.reporter.stop()
+            await self.sampler.stop()
             await self.sweeper.stop()
             await self.hub.close()
 
@@ -140,6 +149,7 @@ class WSGuard:
             opened_at=time.time(),
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
+            user_agent=websocket.headers.get("user-agent"),
         )
         with log_context(
             connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
@@ -199,11 +209,13 @@ class WSGuard:
         return app
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
-        """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
+        """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4 and
+        the admin dashboard (``/admin``) with its endpoints."""
         self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
         if api:
             routes.extend(http_routes(self))
+            routes.extend(admin_routes(self))
         return routes
 
 

@@ -51,6 +51,7 @@ from wsguard.backends.redis.decisions import (
     parse_stream_read,
     renewal_args,
 )
+from wsguard.backends.redis.directory import RedisDirectory
 from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
@@ -105,6 +106,7 @@ class RedisBackend:
         )
         """Pub/sub never reconnects behind the listener's back: every reconnect is seen, logged
         and followed by a lease renewal and a backfill."""
+        self._directory = RedisDirectory(self.client, self.keys, self.instance_id)
         self._admit = self.client.register_script(scripts.ADMIT)
         self._renew = self.client.register_script(scripts.RENEW)
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
@@ -468,6 +470,10 @@ class RedisBackend:
     @property
     def thread_log_count(self) -> int:
         return 0
+
+    @property
+    def directory(self) -> RedisDirectory:
+        return self._directory
 
     @property
     def entry_count(self) -> int:
