@@ -175,7 +175,7 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
         async def frames() -> AsyncIterator[str]:
             history = [sample.as_json() for sample in guard.sampler.samples]
             yield f"event: history\ndata: {json.dumps(history)}\n\n"
-            while True:
+            while not guard.hub.draining:  # a drain ends the stream, so shutdown need not wait for it
                 yield f"data: {json.dumps(await overview(guard, online))}\n\n"
                 await asyncio.sleep(guard.sampler.interval)
 
