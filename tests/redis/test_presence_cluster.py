@@ -4,6 +4,7 @@ within the TTL."""
 import asyncio
 import time
 
+from tests.redis.cluster_clients import close_code
 from tests.redis.conftest import LEASE_TTL, StartInstance
 from wsguard.testing import eventually
 from wsguard.testing.clients import open_socket
@@ -45,6 +46,12 @@ def test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_wi
             lambda found: sum(int(str(i["connections"])) for i in found) == 3,
             timeout=LEASE_TTL * 2,
         )
+        dave = first.token("cluster-dave")
+        dave_sockets = [(await open_socket(server.ws_url, dave))[0] for server in (first, second)]
+        closed = first.http.delete("/api/admin/users/cluster-dave", headers=admin)
+        assert closed.json() == {"closed": 2}
+        for socket in dave_sockets:
+            assert await close_code(socket) == 4003
         second.kill()
         killed_at = time.monotonic()
         eventually(instances, lambda found: len(found) == 1, timeout=LEASE_TTL + 3, what="killed one gone")

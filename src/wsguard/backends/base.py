@@ -69,6 +69,10 @@ class ClusterMember(Protocol):
         """Close a connection of this instance (4002 if ``replaced``, else 4001); False if unknown."""
         ...
 
+    def disconnect(self, connection_id: str) -> bool:
+        """Close a connection of this instance with 4003 (an admin asked); False if unknown."""
+        ...
+
     def subscribed_threads(self) -> Collection[ThreadKey]:
         """The threads that connections of this instance are subscribed to."""
         ...

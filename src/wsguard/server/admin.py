@@ -18,6 +18,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from wsguard.backends.base import BackendUnavailable
 from wsguard.runtime.presence import Presence
 from wsguard.server.auth import Identity
 from wsguard.server.http import BadRequest, Endpoint, Handler, guarded
@@ -161,10 +162,35 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
         return JSONResponse(await user_view(guard, request.path_params["user_id"]))
 
     async def close_connection(request: Request, identity: Identity) -> Response:
+        """Close one connection with 4003: here, or on ``instance_id`` through Redis."""
         connection_id = request.path_params["connection_id"]
-        if not guard.hub.disconnect(connection_id):
+        if guard.hub.disconnect(connection_id):
+            return JSONResponse({"closed": 1})
+        instance_id = request.query_params.get("instance_id")
+        directory = guard.hub.backend.directory
+        if directory is None or not instance_id or instance_id == guard.hub.instance_id:
             return refusal(404, "no such connection on this instance")
+        try:
+            sent = await directory.disconnect(instance_id, connection_id)
+        except BackendUnavailable:
+            return refusal(503, "backend unavailable", retry_after=1)
+        if not sent:
+            return refusal(404, "no such instance listening")
         return JSONResponse({"closed": 1})
+
+    async def close_user(request: Request, identity: Identity) -> Response:
+        """Close every connection of the user with 4003, on every instance."""
+        user_id = request.path_params["user_id"]
+        closed = guard.hub.disconnect_user(user_id)
+        directory = guard.hub.backend.directory
+        if directory is not None and guard.hub.backend.up:
+            try:
+                for lease in await directory.leases_of(user_id):
+                    if lease.instance_id != guard.hub.instance_id:
+                        closed += await directory.disconnect(lease.instance_id, lease.connection_id)
+            except BackendUnavailable:
+                return refusal(503, "backend unavailable", retry_after=1)
+        return JSONResponse({"closed": closed})
 
     async def snapshot(request: Request, identity: Identity) -> Response:
         return JSONResponse(await overview(guard, online))
@@ -199,6 +225,7 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
         Route("/api/admin/presence", admin(presence), methods=["GET"]),
         Route("/api/admin/instances", admin(instances), methods=["GET"]),
         Route("/api/admin/users/{user_id}", admin(user), methods=["GET"]),
+        Route("/api/admin/users/{user_id}", admin(close_user), methods=["DELETE"]),
         Route("/api/admin/connections/{connection_id}", admin(close_connection), methods=["DELETE"]),
         Route("/api/admin/overview", admin(snapshot), methods=["GET"]),
         Route("/api/admin/feed", admin(feed), methods=["GET"]),

@@ -456,7 +456,10 @@ class RedisBackend:
                 self._dispatch(parse_message(message["data"]))
             elif self._member is not None:
                 control = parse_control(message["data"])
-                self._member.close_connection(control.connection_id, replaced=control.replaced)
+                if control.disconnected:
+                    self._member.disconnect(control.connection_id)
+                else:
+                    self._member.close_connection(control.connection_id, replaced=control.replaced)
         except (ValueError, KeyError, TypeError):
             logger.exception("malformed message on %s", channel)
 

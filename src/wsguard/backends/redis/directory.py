@@ -12,15 +12,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from wsguard.backends.base import BackendUnavailable
+from wsguard.backends.redis.decisions import disconnect_payload
 from wsguard.backends.redis.keys import Keys
 from wsguard.runtime.presence import InstanceInfo, LeasedConnection
 
 _DOWN = (RedisError, OSError)
 
 
-def live_leases(
-    user_id: str, fields: Mapping[bytes | str, bytes | str], now_ms: int
-) -> list[LeasedConnection]:
+def live_leases(user_id: str, fields: Mapping[bytes, bytes], now_ms: int) -> list[LeasedConnection]:
     """The leases of a user's hash that have not expired at ``now_ms``, oldest first."""
     found: list[tuple[int, LeasedConnection]] = []
     for field, value in fields.items():
@@ -55,7 +54,7 @@ class RedisDirectory:
 
     async def leases_of(self, user_id: str) -> list[LeasedConnection]:
         try:
-            fields = await self._client.hgetall(self._keys.leases(user_id))
+            fields: dict[bytes, bytes] = await self._client.hgetall(self._keys.leases(user_id))  # type: ignore[assignment]
             return live_leases(user_id, fields, await self._now_ms())
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error
@@ -110,6 +109,15 @@ class RedisDirectory:
             await self._client.delete(self._keys.instance(instance_id))
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error
+
+    async def disconnect(self, instance_id: str, connection_id: str) -> bool:
+        try:
+            listeners = await self._client.publish(
+                self._keys.control(instance_id), disconnect_payload(connection_id)
+            )
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        return bool(listeners)
 
 
 def _text(value: object) -> str:

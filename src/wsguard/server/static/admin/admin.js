@@ -268,17 +268,13 @@ async function renderUser(userId) {
   $("close-all").disabled = !view.online;
   const rows = view.connection_list.map((c) => {
     const action = document.createElement("td");
-    if (c.here) {
-      const close = document.createElement("button");
-      close.type = "button";
-      close.className = "danger";
-      close.textContent = "Close";
-      close.dataset.connection = c.connection_id;
-      close.addEventListener("click", () => closeOne(c.connection_id));
-      action.append(close);
-    } else {
-      action.textContent = "on another instance";
-    }
+    const close = document.createElement("button");
+    close.type = "button";
+    close.className = "danger";
+    close.textContent = "Close";
+    close.dataset.connection = c.connection_id;
+    close.addEventListener("click", () => closeOne(c.connection_id, c.instance_id));
+    action.append(close);
     const id = cell("");
     const code = document.createElement("code");
     code.textContent = c.connection_id;
@@ -290,10 +286,11 @@ async function renderUser(userId) {
       cell(c.user_agent ?? "–"),
       cell(c.subscriptions ? c.subscriptions.join(", ") || "none" : "–"),
       cell(c.unsent_bytes === undefined ? "–" : count(c.unsent_bytes), "num"),
-      cell(shortId(c.instance_id)),
+      cell(c.here ? shortId(c.instance_id) : `${shortId(c.instance_id)} (another instance)`),
       action,
     );
     tr.dataset.connection = c.connection_id;
+    tr.dataset.instance = c.instance_id;
     return tr;
   });
   $("connections").tBodies[0].replaceChildren(...(rows.length ? rows : [emptyRow(8, "no open connections")]));
@@ -330,20 +327,21 @@ async function act(path, method) {
   setTimeout(() => currentUser && renderUser(currentUser), 300);
 }
 
-function closeOne(connectionId) {
+function closeOne(connectionId, instanceId) {
+  const query = new URLSearchParams({ instance_id: instanceId });
   confirmThen(
     `Close connection ${connectionId}? The client receives 4003 (disconnected by server).`,
     "Close connection",
-    () => act(`/api/admin/connections/${encodeURIComponent(connectionId)}`, "DELETE"),
+    () => act(`/api/admin/connections/${encodeURIComponent(connectionId)}?${query}`, "DELETE"),
   );
 }
 
 function closeAll() {
   const userId = currentUser;
   confirmThen(
-    `Close every connection of ${userId} on this instance? Each client receives 4003.`,
+    `Close every connection of ${userId}, on every instance? Each client receives 4003.`,
     "Close all",
-    () => act(`/api/admin/users/${encodeURIComponent(userId)}/connections`, "DELETE"),
+    () => act(`/api/admin/users/${encodeURIComponent(userId)}`, "DELETE"),
   );
 }
 

@@ -40,7 +40,7 @@ function clock(seconds, span) {
 export function drawLineChart(figure, title, series, { format = String, span = 900, now = Date.now() / 1000 } = {}) {
   const start = now - span;
   const values = series.flatMap((s) => s.points.filter(([t]) => t >= start).map(([, v]) => v));
-  const top = niceCeiling(Math.max(0, ...values));
+  const top = niceCeiling(Math.max(2, ...values));
   const x = (t) => LEFT + ((t - start) / span) * (WIDTH - LEFT - RIGHT);
   const y = (v) => TOP + (1 - v / top) * (HEIGHT - TOP - BOTTOM);
 
