@@ -78,6 +78,12 @@ OPTIONS = [
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
     Option("--log-level", "log_level", str.lower, "debug, info (default), warning, error"),
     Option("--log-format", "log_format", str.lower, "text (default) or json, one object a line"),
+    Option(
+        "--leakcheck-report-dir",
+        "leakcheck_report_dir",
+        str,
+        "directory of this server's last leakcheck report (shown on /admin)",
+    ),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
 ]
 FLAGS = [

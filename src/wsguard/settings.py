@@ -58,6 +58,8 @@ class Settings:
     ticket_ttl: float = 30.0
     log_level: str = "info"
     log_format: str = "text"
+    leakcheck_report_dir: str | None = None
+    """Where ``wsguard leakcheck --report-dir`` writes for this server; the dashboard shows it."""
 
     def __post_init__(self) -> None:
         self.validate()

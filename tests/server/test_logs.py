@@ -134,8 +134,11 @@ def test_unreachable_redis_is_a_warning_within_two_seconds_then_each_change_once
 
 
 def test_json_lines_parse_carry_ids_and_hold_no_token_during_a_leak_harness_run(tmp_path: Path) -> None:
+    """Also: the harness's report, written where the server is told to look, reaches its dashboard."""
     log_path = tmp_path / "server.log"
-    flags = ("--log-format", "json", "--log-level", "debug", "--demo-step-delay", "0.005")
+    reports = tmp_path / "report"
+    flags = ("--log-format", "json", "--log-level", "debug", "--demo-step-delay", "0.005",
+             "--leakcheck-report-dir", str(reports))  # fmt: skip
     with ServerProcess(*flags, log_path=log_path) as server:
         token = server.token("log-user")
         ticket = server.http.post("/api/tickets", headers={"Authorization": f"Bearer {token}"}).json()
@@ -148,11 +151,20 @@ def test_json_lines_parse_carry_ids_and_hold_no_token_during_a_leak_harness_run(
             [
                 sys.executable, "-m", "wsguard", "leakcheck", "--target", server.ws_url,
                 "--profile", "ci", "--scenario", "multi_tab",
-                "--churn-cycles", "0", "--quiet", "--report-dir", str(tmp_path / "report"),
+                "--churn-cycles", "0", "--quiet", "--report-dir", str(reports),
             ],
             capture_output=True, text=True, timeout=240,
         )  # fmt: skip
         assert harness.returncode == 0, harness.stdout + harness.stderr
+        admin = server.auth("log-admin", admin=True)
+        summary = server.http.get("/api/admin/leakcheck", headers=admin).json()
+        assert summary["passed"] is True, summary
+        assert [(s["name"], s["verdict"]) for s in summary["scenarios"]] == [("multi_tab", "pass")]
+        page = server.http.get("/api/admin/leakcheck.html", headers=admin)
+        assert page.headers["content-type"].startswith("text/html")
+        assert page.content == (reports / "leakcheck.html").read_bytes()
+        refused = server.http.get("/api/admin/leakcheck.html", headers={"Authorization": f"Bearer {token}"})
+        assert refused.status_code == 403
     lines = log_path.read_text().splitlines()
     records = []
     for line in lines:

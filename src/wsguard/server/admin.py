@@ -22,6 +22,7 @@ from wsguard.backends.base import BackendUnavailable
 from wsguard.runtime.presence import Presence
 from wsguard.server.auth import Identity
 from wsguard.server.http import BadRequest, Endpoint, Handler, guarded
+from wsguard.server.leakcheck_report import report_html, report_summary
 from wsguard.server.refusals import refusal
 
 if TYPE_CHECKING:
@@ -211,6 +212,18 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    async def leakcheck(request: Request, identity: Identity) -> Response:
+        summary = report_summary(guard.settings.leakcheck_report_dir)
+        if summary is None:
+            return refusal(404, "no leakcheck report (see --leakcheck-report-dir)")
+        return JSONResponse(summary)
+
+    async def leakcheck_html(request: Request, identity: Identity) -> Response:
+        path = report_html(guard.settings.leakcheck_report_dir)
+        if path is None:
+            return refusal(404, "no leakcheck report (see --leakcheck-report-dir)")
+        return FileResponse(path, media_type="text/html", filename="leakcheck.html")
+
     async def about(request: Request) -> Response:
         return JSONResponse({"dev": guard.settings.dev})
 
@@ -229,6 +242,8 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
         Route("/api/admin/connections/{connection_id}", admin(close_connection), methods=["DELETE"]),
         Route("/api/admin/overview", admin(snapshot), methods=["GET"]),
         Route("/api/admin/feed", admin(feed), methods=["GET"]),
+        Route("/api/admin/leakcheck", admin(leakcheck), methods=["GET"]),
+        Route("/api/admin/leakcheck.html", admin(leakcheck_html), methods=["GET"]),
         Route("/api/admin/about", about, methods=["GET"]),
         Route("/admin", page, methods=["GET"]),
         Mount("/admin/static", app=_PageHeaders(StaticFiles(directory=STATIC)), name="admin-static"),

@@ -1,7 +1,7 @@
 // The operator's page: sign-in, the live overview, and one user's connections.
 // Every value from the server is written with textContent, never as HTML.
 
-import { Unauthorized, devAdminToken, follow, request, session } from "./api.js";
+import { Unauthorized, devAdminToken, download, follow, request, session } from "./api.js";
 import { drawLineChart } from "./charts.js";
 
 const $ = (id) => document.getElementById(id);
@@ -54,6 +54,7 @@ function show(view) {
 
 function signOut(reason = "") {
   session.token = null;
+  clearInterval(leakcheckTimer);
   if (feed) feed.abort();
   feed = null;
   lastFrame = null;
@@ -75,6 +76,9 @@ async function signIn(token) {
   $("token-input").value = "";
   $("sign-in-error").textContent = "";
   startFeed();
+  loadLeakcheck();
+  clearInterval(leakcheckTimer);
+  leakcheckTimer = setInterval(loadLeakcheck, 30000);
   route();
 }
 
@@ -244,6 +248,32 @@ function renderOverview(frame) {
   );
 }
 
+// The last leak check
+
+let leakcheckTimer = null;
+
+async function loadLeakcheck() {
+  let report;
+  try {
+    report = await request("/api/admin/leakcheck");
+  } catch (error) {
+    if (error instanceof Unauthorized) return signOut(`Refused: ${error.message}`);
+    $("leakcheck-panel").hidden = true;
+    return;
+  }
+  $("leakcheck-panel").hidden = false;
+  $("leakcheck-download").hidden = !report.html;
+  const verdict = report.passed ? "no leak" : "LEAK OR FAILURE";
+  $("leakcheck-summary").textContent =
+    `${verdict}: profile ${report.profile}, ${report.target}, written ${when(report.modified_at)}`;
+  $("leakcheck-summary").className = report.passed ? "up" : "down";
+  $("leakcheck").tBodies[0].replaceChildren(
+    ...report.scenarios.map((s) =>
+      row(cell(s.name), cell(s.verdict, s.verdict === "pass" ? "up" : "down"), cell(s.reasons.join("; "))),
+    ),
+  );
+}
+
 // One user's view
 
 let currentUser = null;
@@ -373,6 +403,13 @@ async function init() {
     }
   });
   $("sign-out").addEventListener("click", () => signOut());
+  $("leakcheck-download").addEventListener("click", async () => {
+    try {
+      await download("/api/admin/leakcheck.html", "leakcheck.html");
+    } catch (error) {
+      if (error instanceof Unauthorized) signOut(`Refused: ${error.message}`);
+    }
+  });
   $("close-all").addEventListener("click", closeAll);
   $("find-user").addEventListener("submit", (event) => {
     event.preventDefault();

@@ -36,8 +36,27 @@ export async function request(path, { method = "GET", token = session.token, bod
   if (response.status === 401 || response.status === 403) {
     throw new Unauthorized(await problem(response));
   }
-  if (!response.ok) throw new Error(await problem(response));
+  if (!response.ok) {
+    const error = new Error(await problem(response));
+    error.status = response.status;
+    throw error;
+  }
   return response.json();
+}
+
+/** Download an admin-only file: fetched with the token, saved through a temporary blob URL. */
+export async function download(path, filename) {
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` }, cache: "no-store" });
+  if (response.status === 401 || response.status === 403) throw new Unauthorized(await problem(response));
+  if (!response.ok) throw new Error(await problem(response));
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = filename;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
 
 /** A dev admin token from POST /api/dev/tokens (only a --dev server answers). */
