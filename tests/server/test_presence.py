@@ -84,6 +84,8 @@ def test_user_view_lists_each_connection_and_closes_one_with_4003(server: Server
 
 def test_instances_lists_this_one(server: ServerProcess) -> None:
     admin = server.auth("presence-admin", admin=True)
+    assert server.http.get("/api/admin/leakcheck", headers=admin).json() is None
+    assert server.http.get("/api/admin/leakcheck.html", headers=admin).status_code == 404
     instances = server.http.get("/api/admin/instances", headers=admin).json()
     assert len(instances) == 1
     assert instances[0]["pid"] == server.pid

@@ -261,7 +261,8 @@ async function loadLeakcheck() {
     $("leakcheck-panel").hidden = true;
     return;
   }
-  $("leakcheck-panel").hidden = false;
+  $("leakcheck-panel").hidden = report === null;
+  if (report === null) return;
   $("leakcheck-download").hidden = !report.html;
   const verdict = report.passed ? "no leak" : "LEAK OR FAILURE";
   $("leakcheck-summary").textContent =
