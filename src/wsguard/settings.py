@@ -3,6 +3,9 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
 
 class LimitPolicy(StrEnum):
     """What to do with a connection over the per-user limit."""
@@ -66,6 +69,10 @@ class Settings:
     max_pending_per_address: int = 256
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    leakcheck_report_dir: str | None = None
+    """Where ``wsguard leakcheck --report-dir`` writes for this server; the dashboard shows it."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -111,6 +118,10 @@ class Settings:
                 raise SettingError(name, f"must be 0 or more, got {value}")
         if not 0 <= self.port <= 65535:
             raise SettingError("port", f"must be 0 to 65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
         if self.workers < 1:

@@ -40,7 +40,8 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do).
+    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
+    output goes to that file instead of the test's.
     """
 
     def __init__(
@@ -51,10 +52,10 @@ class ServerProcess:
         ready_timeout: float = 20.0,
         dev: bool = True,
         tls_ca: str | None = None,
-        stderr_path: str | None = None,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
         """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it.
-        ``stderr_path``: write the server's standard error (its log) to this file."""
+        ``log_path``: append the server's output (its log) to this file."""
         self.host = "127.0.0.1"
         self.ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
@@ -62,8 +63,8 @@ class ServerProcess:
         self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
+        self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
-        self._stderr_path = stderr_path
         self._use_port(free_port())
 
     def _use_port(self, port: int) -> None:
@@ -85,11 +86,11 @@ class ServerProcess:
         The free port is only free when it was probed: another process may bind it first, and the
         server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
         """
-        if self._stderr_path is None:
+        if self._log_path is None:
             self.process = subprocess.Popen(self.argv, env=self._env)
         else:
-            with open(self._stderr_path, "wb") as log:
-                self.process = subprocess.Popen(self.argv, env=self._env, stderr=log)
+            with open(self._log_path, "ab") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stdout=log, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:

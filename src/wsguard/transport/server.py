@@ -16,7 +16,7 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import FrameType
 
 import uvicorn
@@ -45,6 +45,25 @@ class WSGuardServer(uvicorn.Server):
         self._on_signal = on_signal
         self._drain_requested = False
         self._drain_task: asyncio.Task[None] | None = None
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        """One line with the addresses clients use (the real port when 0 was asked for)."""
+        for listener in listeners:
+            address = listener.getsockname()
+            if not isinstance(address, tuple):
+                logger.info("listening on %s", address)
+                continue
+            host = address[0] if ":" not in address[0] else f"[{address[0]}]"
+            scheme = "https" if self.config.ssl else "http"
+            logger.info(
+                "listening on %s://%s:%d and %s://%s:%d (CTRL+C drains and stops)",
+                scheme,
+                host,
+                address[1],
+                "wss" if self.config.ssl else "ws",
+                host,
+                address[1],
+            )
 
     @property
     def draining(self) -> bool:
