@@ -179,11 +179,11 @@ class WSGuard:
                 async with self.hub.open(context, websocket, takeover=takeover) as connection:
                     self._admitting -= 1
                     admitting = False
-                if connection is None:
-                    await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                    return
-                connection.send(self._welcome(context))
-                await connection.run(partial(self.commands.handle, connection))
+                    if connection is None:
+                        await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                        return
+                    connection.send(self._welcome(context))
+                    await connection.run(partial(self.commands.handle, connection))
         finally:
             if admitting:
                 self._admitting -= 1
