@@ -41,7 +41,7 @@ def raise_soft_limit() -> tuple[int, int]:
             raised = target
         except (OSError, ValueError) as error:
             logger.warning("file descriptors: cannot raise the soft limit %d to %d: %s", soft, target, error)
-    logger.warning(
+    logger.info(
         "file descriptors: soft limit %d, raised to %d (hard limit %s); new connections are "
         "refused within %d of it",
         soft,

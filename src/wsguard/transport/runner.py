@@ -168,5 +168,6 @@ def run(
     the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
     The soft descriptor limit is raised to the hard limit first.
     """
+    config = build_config(app, options)  # configures logging, so the next line is in its format
     raise_soft_limit()
-    WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)
+    WSGuardServer(config, drain, on_signal).run(sockets=sockets)
