@@ -45,13 +45,13 @@ def edge_server(
     nofile: str | None = None,
     tls_ca: str | None = None,
     env: dict[str, str] | None = None,
-    stderr_path: str | None = None,
+    log_path: str | None = None,
 ) -> ServerProcess:
     """``wsguard serve --dev`` with ``flags``; under ``prlimit --nofile=<nofile>`` if given."""
     command = serve_command()
     if nofile is not None:
         command = ["prlimit", f"--nofile={nofile}", *command]
-    return ServerProcess(*flags, command=command, tls_ca=tls_ca, env=env, stderr_path=stderr_path)
+    return ServerProcess(*flags, command=command, tls_ca=tls_ca, env=env, log_path=log_path)
 
 
 @dataclass(frozen=True)

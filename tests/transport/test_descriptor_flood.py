@@ -55,7 +55,7 @@ def test_one_address_flooding_4200_heads_does_not_lock_out_another(tmp_path: Pat
     opening more, while clients from 127.0.0.2 connect and stream a run. (127.0.0.1, the
     tests' own HTTP client, is a trusted proxy by default.)"""
     log = tmp_path / "server.log"
-    with edge_server(nofile="4096", stderr_path=str(log)) as server:
+    with edge_server(nofile="4096", log_path=str(log)) as server:
         tokens = [server.token(f"user{index}") for index in range(20)]
         flood = open_heads(server.port, 4200, source=FLOODER)
         stop = threading.Event()
@@ -112,7 +112,7 @@ def test_near_the_descriptor_limit_new_connections_are_refused_at_once_and_ready
     """1,024 descriptors, soft limit 512 at start; the flood comes from a trusted proxy address
     (127.0.0.1 by default), so only the descriptor reserve stands in its way."""
     log = tmp_path / "server.log"
-    with edge_server("--header-timeout", "60", nofile="512:1024", stderr_path=str(log)) as server:
+    with edge_server("--header-timeout", "60", nofile="512:1024", log_path=str(log)) as server:
         assert _soft_limit_of(server) == 1024, "serve did not raise its soft limit to the hard limit"
         reserve = reserve_for(1024)
         baseline = descriptors(server)

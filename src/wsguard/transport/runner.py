@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import copy
 import math
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from wsguard.logs import formatters
 from wsguard.transport.compat import check_uvicorn_version
 from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
 from wsguard.transport.edge import Edge, EdgeLimits
@@ -37,6 +40,8 @@ class TransportOptions:
     compression: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (see :mod:`wsguard.logs`)."""
     access_log: bool = False
     send_buffer_bytes: int = 65536
     refusal_log_window: float = 10.0
@@ -53,7 +58,7 @@ class TransportOptions:
     ssl_keyfile: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, log_level: str = "info") -> TransportOptions:
+    def from_settings(cls, settings: Settings) -> TransportOptions:
         """The options of a ``wsguard serve`` process."""
         return cls(
             host=settings.host,
@@ -64,7 +69,8 @@ class TransportOptions:
             close_timeout=settings.close_timeout,
             compression=settings.compression,
             forwarded_allow_ips=settings.forwarded_allow_ips,
-            log_level=log_level,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
             header_timeout=settings.header_timeout,
             keep_alive_timeout=settings.keep_alive_timeout,
             max_pending_per_address=settings.max_pending_per_address,
@@ -82,9 +88,11 @@ class TransportOptions:
         )
 
 
-def logging_config(log_level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration, with wsguard's loggers on the same handler."""
+def logging_config(log_level: str, log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration in wsguard's format, wsguard's loggers on the same handler."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"] = formatters(log_format)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["wsguard"] = {
         "handlers": ["default"],
         "level": log_level.upper(),
@@ -137,7 +145,7 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
         ws_per_message_deflate=options.compression,
         proxy_headers=True,
         forwarded_allow_ips=options.forwarded_allow_ips,
-        log_config=logging_config(options.log_level),
+        log_config=logging_config(options.log_level, options.log_format),
         log_level=options.log_level,
         access_log=options.access_log,
         lifespan="on",
@@ -145,12 +153,20 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
     )
 
 
-def run(app: Any, options: TransportOptions, drain: Drain) -> None:
+def run(
+    app: Any,
+    options: TransportOptions,
+    drain: Drain,
+    sockets: list[socket.socket] | None = None,
+    on_signal: Callable[[], None] | None = None,
+) -> None:
     """Serve ``app`` until SIGTERM or SIGINT; ``drain`` runs first, then a normal shutdown.
 
-    Returns normally after a signal (exit status 0 is the caller's ``return 0``); a start-up
-    failure exits the process with uvicorn's status 3. The soft descriptor limit is raised to
-    the hard limit first.
+    ``sockets``: listen on these (bound by a parent that runs several workers) instead of
+    binding ``options.host`` and ``options.port``. ``on_signal`` runs inside the handler of the
+    first signal (it must only set a flag). Returns normally after a signal (exit status 0 is
+    the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
+    The soft descriptor limit is raised to the hard limit first.
     """
     raise_soft_limit()
-    WSGuardServer(build_config(app, options), drain).run()
+    WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)
