@@ -204,6 +204,10 @@ def test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivere
 
     async def scenario() -> None:
         (a, a_seen), (b, b_seen) = await _started(redis_server.url), await _started(redis_server.url)
+        for backend, connection_id in ((a, "on-a"), (b, "on-b")):
+            decision = await backend.admit("u", connection_id, "s", takeover=False)
+            assert decision is not None, "events reach instances holding the user"
+            assert decision.admitted
         published = await asyncio.gather(
             *((a if i % 2 else b).publish("u", "t", "e", {"i": i}) for i in range(50)),
             a.publish("u", None, "hello", {}),

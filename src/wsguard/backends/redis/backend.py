@@ -1,9 +1,11 @@
 """The Redis backend: cluster-wide leases, pub/sub delivery, and retention in streams.
 
-Any number of instances that share one Redis behave as one server. Three background tasks, all
-owned here and cancelled by :meth:`RedisBackend.close`: the listener (pub/sub, reconnecting with
-backoff), the renewer (the lease heartbeat) and the releaser (batched lease deletions, so that
-releasing a connection never blocks or spawns a task).
+Any number of instances that share one Redis behave as one server. Events are published on one
+channel per user, which an instance holds only while it holds a connection of that user. Four
+background tasks, all owned here and cancelled by :meth:`RedisBackend.close`: the listener
+(pub/sub, reconnecting with backoff), the channel keeper (joins and leaves users' channels as
+their connections come and go), the renewer (the lease heartbeat) and the releaser (batched
+lease deletions, so that releasing a connection never blocks or spawns a task).
 """
 
 import asyncio
@@ -25,6 +27,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsguard import ids
 from wsguard.backends.base import (
+    BackendTraffic,
     BackendUnavailable,
     ClusterDecision,
     ClusterMember,
@@ -33,6 +36,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.redis import scripts
+from wsguard.backends.redis.channels import ChannelCommand, UserChannels
 from wsguard.backends.redis.decisions import (
     LeaseTable,
     LocalLease,
@@ -70,6 +74,10 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
+_CHANNEL_TASK = "user_channels"
+_JOIN_WAIT = 5.0
+"""How long admission waits for Redis to confirm the user's channel before going on without it
+(the listener then reconnects, and its backfill delivers what the connection missed)."""
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
 
@@ -121,6 +129,11 @@ class RedisBackend:
         self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
         self._leases = LeaseTable()
+        self._channels = UserChannels()
+        self._channel_wake = asyncio.Event()
+        self._channel_change = asyncio.Event()
+        self._pubsub: PubSub | None = None
+        self._messages_received = 0
         self._marks = ThreadMarks()
         self._releases: deque[tuple[str, str]] = deque()
         self._release_wake = asyncio.Event()
@@ -154,6 +167,7 @@ class RedisBackend:
         self._deliver, self._member = deliver, member
         self._tasks = [
             asyncio.create_task(self._listen(), name="wsguard redis listener"),
+            asyncio.create_task(self._keep_channels(), name="wsguard redis user channels"),
             asyncio.create_task(self._renew_forever(), name="wsguard redis lease renewal"),
             asyncio.create_task(self._release_forever(), name="wsguard redis lease release"),
         ]
@@ -196,11 +210,12 @@ class RedisBackend:
             level = logging.WARNING if was_down else logging.INFO
             logger.log(
                 level,
-                "redis backend up at %s%s: instance %s listening on %s",
+                "redis backend up at %s%s: instance %s listening on %s* for its %d users",
                 redact_url(self.url),
                 " again" if was_down else "",
                 self.instance_id,
-                self.keys.events,
+                self.keys.user_events_prefix,
+                self._channels.wanted_count,
             )
         elif error is not None:
             logger.error(
@@ -218,6 +233,9 @@ class RedisBackend:
         """Lease the connection cluster-wide (atomic in Redis); None when Redis is unreachable."""
         lease = LocalLease(connection_id, user_id, session_id)
         self._leases.add(lease)
+        channel = self.keys.user_events(user_id)
+        self._channels.hold(connection_id, channel)
+        self._channel_wake.set()
         if not self._up:
             return None
         args = [
@@ -237,8 +255,11 @@ class RedisBackend:
         decision, admitted_us = parse_admission(reply, self.instance_id)
         if decision.admitted:
             lease.admitted_us = admitted_us
+            await self._wait_live(channel)
         else:
             self._leases.remove(connection_id)
+            self._channels.drop(connection_id)
+            self._channel_wake.set()
         remote = [c for c in decision.closes if not c.here]
         if remote:
             await self._send_control(
@@ -262,6 +283,8 @@ class RedisBackend:
     def release(self, connection_id: str) -> None:
         """Forget the lease here at once; delete it in Redis in the releaser's next batch."""
         lease = self._leases.remove(connection_id)
+        self._channels.drop(connection_id)
+        self._channel_wake.set()
         if lease is not None:
             self._releases.append((lease.user_id, connection_id))
             self._release_wake.set()
@@ -362,7 +385,8 @@ class RedisBackend:
         )
         try:
             if thread_id is None:
-                args = [_new_epoch(), template.head, template.tail, template.header_prefix, self.keys.events]
+                channel = self.keys.user_events(user_id)
+                args = [_new_epoch(), template.head, template.tail, template.header_prefix, channel]
                 epoch = await self._publish_user(keys=[self.keys.epoch], args=args)
                 return Published(None, _text(epoch))
             args = [
@@ -373,7 +397,7 @@ class RedisBackend:
                 str(self.retention_events),
                 str(self.retention_ms),
                 str(self.meta_ttl_ms),
-                self.keys.events,
+                self.keys.user_events(user_id),
             ]
             keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
             offset, epoch = await self._publish_thread(keys=keys, args=args)
@@ -444,13 +468,15 @@ class RedisBackend:
             pubsub = self._listener_client.pubsub()
             try:
                 await self._subscribe(pubsub)
+                self._pubsub = pubsub
+                self._channel_wake.set()
                 failures = 0
                 self._set_up(True, None)
                 self._first_attempt.set()
                 await self.renew()
                 await self.backfill()
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(message)
             except _DOWN as error:
@@ -459,32 +485,83 @@ class RedisBackend:
                 logger.exception("redis listener failed; reconnecting")
                 self._set_up(False, error)
             finally:
+                self._pubsub = None
+                self._channels.reset()
+                self._channels_changed()
                 self._first_attempt.set()
                 await _quietly(pubsub.aclose)
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
     async def _subscribe(self, pubsub: PubSub) -> None:
-        """Subscribe to events and to this instance's control channel, and wait for both."""
-        channels = {self.keys.events, self.keys.control(self.instance_id)}
-        await pubsub.subscribe(*channels)
-        confirmed: set[str] = set()
+        """Subscribe to this instance's control channel and to the channels of the users it
+        holds, and wait until Redis has confirmed them all."""
+        control = self.keys.control(self.instance_id)
+        self._channels.reset()
+        await pubsub.subscribe(control)
+        await self._send_channel_commands(pubsub)
+        control_confirmed = False
         async with asyncio.timeout(5.0):
-            while confirmed != channels:
+            while not (control_confirmed and self._channels.settled()):
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
-                if message["type"] == "subscribe":
-                    confirmed.add(_text(message["channel"]))
+                if message["type"] == "subscribe" and _text(message["channel"]) == control:
+                    control_confirmed = True
                 else:
                     self._on_message(message)
 
+    async def _send_channel_commands(self, pubsub: PubSub) -> None:
+        for command, channels in self._channels.pending().items():
+            if command is ChannelCommand.SUBSCRIBE:
+                await pubsub.subscribe(*channels)
+            else:
+                await pubsub.unsubscribe(*channels)
+
+    async def _keep_channels(self) -> None:
+        """Send the joins and leaves of users' channels as connections come and go; survives any
+        exception (a lost connection is the listener's to handle, anything else is counted)."""
+        while True:
+            await self._channel_wake.wait()
+            self._channel_wake.clear()
+            pubsub = self._pubsub
+            if pubsub is None:
+                continue
+            try:
+                await self._send_channel_commands(pubsub)
+            except _UNREACHABLE as error:
+                logger.info("user channel change not sent, the listener will reconnect: %s", error)
+            except Exception as error:
+                self._background_error(_CHANNEL_TASK, error)
+
+    async def _wait_live(self, channel: str) -> None:
+        """Wait until Redis delivers the channel's events here, so that nothing published after
+        admission is missed; past :data:`_JOIN_WAIT`, go on (the backfill covers threads)."""
+        try:
+            async with asyncio.timeout(_JOIN_WAIT):
+                while self._up and not self._channels.live(channel):
+                    await self._channel_change.wait()
+        except TimeoutError:
+            logger.warning("channel %s not confirmed by redis within %.0f s", channel, _JOIN_WAIT)
+
+    def _channels_changed(self) -> None:
+        """Wake every admission waiting for its channel (each then checks its own)."""
+        self._channel_change.set()
+        self._channel_change = asyncio.Event()
+
     def _on_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "message":
+        kind = message.get("type")
+        if kind in ("subscribe", "unsubscribe"):
+            self._channels.confirmed(ChannelCommand(kind), _text(message["channel"]))
+            self._channel_wake.set()
+            self._channels_changed()
+            return
+        if kind != "message":
             return
         channel = _text(message["channel"])
         try:
-            if channel == self.keys.events:
+            if channel.startswith(self.keys.user_events_prefix):
+                self._messages_received += 1
                 self._dispatch(parse_message(message["data"]))
             elif self._member is not None:
                 control = parse_control(message["data"])
@@ -512,7 +589,17 @@ class RedisBackend:
 
     @property
     def entry_count(self) -> int:
-        return len(self._leases)
+        return len(self._leases) + len(self._channels)
+
+    @property
+    def traffic(self) -> BackendTraffic:
+        return BackendTraffic(
+            messages_received=self._messages_received,
+            user_channels=self._channels.subscribed_count,
+            control_channels=1 if self._pubsub is not None else 0,
+            joins=self._channels.joins,
+            leaves=self._channels.leaves,
+        )
 
 
 def _text(value: object) -> str:

@@ -34,10 +34,14 @@ class Keys:
         """The dataset's epoch, carried by user-level events."""
         return f"{self.prefix}:epoch"
 
+    def user_events(self, user_id: str) -> str:
+        """The pub/sub channel of one user's events: held by the instances with a connection of
+        that user, and only by them."""
+        return f"{self.user_events_prefix}{_user(user_id)}"
+
     @property
-    def events(self) -> str:
-        """The pub/sub channel every instance listens to for events."""
-        return f"{self.prefix}:events"
+    def user_events_prefix(self) -> str:
+        return f"{self.prefix}:events:u:"
 
     def control(self, instance_id: str) -> str:
         """The pub/sub channel on which one instance is told to close its connections."""
