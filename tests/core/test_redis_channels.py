@@ -10,7 +10,7 @@ SUB, UNSUB = ChannelCommand.SUBSCRIBE, ChannelCommand.UNSUBSCRIBE
 
 def confirm_all(channels: UserChannels) -> dict[ChannelCommand, list[str]]:
     """Send what is pending and let Redis confirm it, in order, as it would."""
-    sent = channels.pending()
+    sent = channels.pending(0.0)
     for command, names in sent.items():
         for name in names:
             channels.confirmed(command, name)
@@ -21,14 +21,14 @@ def test_a_user_is_joined_on_the_first_connection_and_left_after_the_last() -> N
     channels = UserChannels()
     channels.hold("c1", "u:alice")
     channels.hold("c2", "u:alice")
-    assert channels.pending() == {SUB: ["u:alice"]}
+    assert channels.pending(0.0) == {SUB: ["u:alice"]}
     assert not channels.live("u:alice")
     channels.confirmed(SUB, "u:alice")
     assert channels.live("u:alice")
     channels.drop("c1")
-    assert channels.pending() == {}
+    assert channels.pending(0.0) == {}
     channels.drop("c2")
-    assert channels.pending() == {UNSUB: ["u:alice"]}
+    assert channels.pending(0.0) == {UNSUB: ["u:alice"]}
     assert channels.subscribed_count == 1
     channels.confirmed(UNSUB, "u:alice")
     assert (channels.subscribed_count, channels.joins, channels.leaves, len(channels)) == (0, 1, 1, 0)
@@ -39,13 +39,13 @@ def test_a_rejoin_while_the_leave_is_in_flight_is_not_live_until_redis_subscribe
     channels.hold("c1", "u:bob")
     confirm_all(channels)
     channels.drop("c1")
-    assert channels.pending() == {UNSUB: ["u:bob"]}
+    assert channels.pending(0.0) == {UNSUB: ["u:bob"]}
     channels.hold("c2", "u:bob")
-    assert channels.pending() == {}, "a second command while one is in flight"
+    assert channels.pending(0.0) == {}, "a second command while one is in flight"
     assert not channels.live("u:bob"), "live although Redis is about to unsubscribe"
     channels.confirmed(UNSUB, "u:bob")
     assert not channels.live("u:bob")
-    assert channels.pending() == {SUB: ["u:bob"]}
+    assert channels.pending(0.0) == {SUB: ["u:bob"]}
     channels.confirmed(SUB, "u:bob")
     assert channels.live("u:bob")
 
@@ -54,7 +54,7 @@ def test_a_confirmation_of_nothing_sent_changes_nothing() -> None:
     channels = UserChannels()
     channels.confirmed(SUB, "u:stranger")
     channels.hold("c1", "u:carol")
-    channels.pending()
+    channels.pending(0.0)
     channels.confirmed(UNSUB, "u:carol")
     assert not channels.live("u:carol")
     assert (channels.joins, channels.leaves, len(channels)) == (0, 0, 2)
@@ -66,11 +66,11 @@ def test_a_reset_resubscribes_only_the_users_still_held() -> None:
         channels.hold(f"c{n}", f"u:{n}")
     confirm_all(channels)
     channels.drop("c0")
-    channels.pending()
+    channels.pending(0.0)
     channels.reset()
     assert channels.subscribed_count == 0
     assert not channels.live("u:1")
-    assert sorted(channels.pending()[SUB]) == ["u:1", "u:2"]
+    assert sorted(channels.pending(0.0)[SUB]) == ["u:1", "u:2"]
     assert channels.settled() is False
 
 
@@ -103,7 +103,7 @@ def test_random_churn_ends_with_exactly_the_held_users_subscribed_and_nothing_el
             channels.drop(connection)
             del held[connection]
         elif action < 0.9:
-            for command, names in channels.pending().items():
+            for command, names in channels.pending(0.0).items():
                 in_flight.extend((command, name) for name in names)
         elif in_flight:
             command, name = in_flight.pop(0)
@@ -116,7 +116,7 @@ def test_random_churn_ends_with_exactly_the_held_users_subscribed_and_nothing_el
     for connection in list(held):
         channels.drop(connection)
     while True:
-        for command, names in channels.pending().items():
+        for command, names in channels.pending(0.0).items():
             in_flight.extend((command, name) for name in names)
         if not in_flight:
             break
@@ -126,3 +126,18 @@ def test_random_churn_ends_with_exactly_the_held_users_subscribed_and_nothing_el
     assert redis == set()
     assert (len(channels), channels.subscribed_count) == (0, 0)
     assert channels.joins == channels.leaves > 0
+
+
+def test_a_command_whose_confirmation_is_lost_is_sent_again_until_confirmed() -> None:
+    channels = UserChannels()
+    channels.hold("c1", "u:d")
+    assert channels.pending(10.0) == {SUB: ["u:d"]}
+    assert channels.pending(11.0) == {}, "sent again before it is overdue"
+    assert channels.pending(12.0) == {SUB: ["u:d"]}
+    channels.confirmed(SUB, "u:d")
+    channels.drop("c1")
+    assert channels.pending(13.0) == {UNSUB: ["u:d"]}
+    assert channels.pending(15.5) == {UNSUB: ["u:d"]}
+    channels.confirmed(UNSUB, "u:d")
+    assert channels.pending(20.0) == {}
+    assert (len(channels), channels.joins, channels.leaves) == (0, 1, 1)

@@ -36,7 +36,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.redis import scripts
-from wsguard.backends.redis.channels import ChannelCommand, UserChannels
+from wsguard.backends.redis.channels import RESEND_AFTER, ChannelCommand, UserChannels
 from wsguard.backends.redis.decisions import (
     LeaseTable,
     LocalLease,
@@ -512,7 +512,7 @@ class RedisBackend:
                     self._on_message(message)
 
     async def _send_channel_commands(self, pubsub: PubSub) -> None:
-        for command, channels in self._channels.pending().items():
+        for command, channels in self._channels.pending(time.monotonic()).items():
             if command is ChannelCommand.SUBSCRIBE:
                 await pubsub.subscribe(*channels)
             else:
@@ -522,7 +522,9 @@ class RedisBackend:
         """Send the joins and leaves of users' channels as connections come and go; survives any
         exception (a lost connection is the listener's to handle, anything else is counted)."""
         while True:
-            await self._channel_wake.wait()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RESEND_AFTER / 2):
+                    await self._channel_wake.wait()
             self._channel_wake.clear()
             pubsub = self._pubsub
             if pubsub is None:

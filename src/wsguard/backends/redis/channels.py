@@ -10,6 +10,9 @@ a join can never be taken for live before Redis has actually subscribed again.
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+RESEND_AFTER = 2.0
+"""Seconds without a confirmation after which a (un)subscription is sent again."""
+
 
 class ChannelCommand(StrEnum):
     SUBSCRIBE = "subscribe"
@@ -22,6 +25,7 @@ class _Channel:
     subscribed: bool = False
     """What Redis last confirmed."""
     in_flight: ChannelCommand | None = None
+    sent_at: float = 0.0
 
 
 @dataclass(slots=True)
@@ -52,17 +56,22 @@ class UserChannels:
         state.connections.discard(connection_id)
         self._forget_if_done(channel, state)
 
-    def pending(self) -> dict[ChannelCommand, list[str]]:
+    def pending(self, now: float, resend_after: float = RESEND_AFTER) -> dict[ChannelCommand, list[str]]:
         """The commands to send now, marked in flight: one per channel whose want differs from
-        what Redis confirmed and that has no command outstanding."""
+        what Redis confirmed and that has no command outstanding, and again any command whose
+        confirmation is overdue (both commands are idempotent in Redis, so a confirmation lost
+        on a loaded connection costs a resend, never a channel held or missed for good)."""
         commands: dict[ChannelCommand, list[str]] = {}
         for channel, state in self._channels.items():
             if state.in_flight is not None:
+                if now - state.sent_at >= resend_after:
+                    state.sent_at = now
+                    commands.setdefault(state.in_flight, []).append(channel)
                 continue
             wanted = bool(state.connections)
             if wanted != state.subscribed:
                 command = ChannelCommand.SUBSCRIBE if wanted else ChannelCommand.UNSUBSCRIBE
-                state.in_flight = command
+                state.in_flight, state.sent_at = command, now
                 commands.setdefault(command, []).append(channel)
         return commands
 
