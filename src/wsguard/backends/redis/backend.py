@@ -1,6 +1,7 @@
 """The Redis backend: cluster-wide leases, pub/sub delivery, and retention in streams.
 
-Any number of instances that share one Redis behave as one server. Events are published on one
+Any number of instances that share one Redis (or one Redis Cluster: the differences are in
+:mod:`wsguard.backends.redis.topology`) behave as one server. Events are published on one
 channel per user, which an instance holds only while it holds a connection of that user. Four
 background tasks, all owned here and cancelled by :meth:`RedisBackend.close`: the listener
 (pub/sub, reconnecting with backoff), the channel keeper (joins and leaves users' channels as
@@ -17,8 +18,6 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import FullJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -57,6 +56,7 @@ from wsguard.backends.redis.decisions import (
 )
 from wsguard.backends.redis.directory import RedisDirectory
 from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.topology import Client, Listener, topology_for
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
@@ -80,6 +80,11 @@ _JOIN_WAIT = 5.0
 (the listener then reconnects, and its backfill delivers what the connection missed)."""
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
+
+
+class ChannelDropped(RedisConnectionError):
+    """Redis unsubscribed the listener from a channel it holds without being asked: a cluster
+    moved the channel's slot to another node. The listener reconnects, as after any loss."""
 
 
 def _new_epoch() -> str:
@@ -109,12 +114,12 @@ class RedisBackend:
         self.retention_events = retention_events
         self.retention_ms = max(1, round(retention_seconds * 1000))
         self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
-        self.keys = Keys(prefix)
-        self.client: Redis = Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
+        self._topology = topology_for(url)
+        self.keys = Keys(prefix, hash_tags=self._topology.hash_tags)
+        self.client: Client = self._topology.client(
+            socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
-        self._listener_client: Redis = Redis.from_url(
-            url,
+        self._listener_client: Client = self._topology.client(
             socket_connect_timeout=1.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
@@ -122,7 +127,9 @@ class RedisBackend:
         )
         """Pub/sub never reconnects behind the listener's back: every reconnect is seen, logged
         and followed by a lease renewal and a backfill."""
-        self._directory = RedisDirectory(self.client, self.keys, self.instance_id)
+        self._directory = RedisDirectory(
+            self.client, self.keys, self.instance_id, self._topology.publish_command
+        )
         self._admit = self.client.register_script(scripts.ADMIT)
         self._renew = self.client.register_script(scripts.RENEW)
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
@@ -132,7 +139,7 @@ class RedisBackend:
         self._channels = UserChannels()
         self._channel_wake = asyncio.Event()
         self._channel_change = asyncio.Event()
-        self._pubsub: PubSub | None = None
+        self._pubsub: Listener | None = None
         self._messages_received = 0
         self._marks = ThreadMarks()
         self._releases: deque[tuple[str, str]] = deque()
@@ -275,7 +282,7 @@ class RedisBackend:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for channel, payload in messages:
-                    pipe.publish(channel, payload)
+                    pipe.execute_command(self._topology.publish_command, channel, payload)
                 await pipe.execute()
         except _DOWN as error:
             logger.warning("control message not sent, the holder's renewal will close it: %s", error)
@@ -337,11 +344,14 @@ class RedisBackend:
         groups = [leases for leases in self._leases.by_user().values()]
         if not groups:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for leases in groups:
-                args = renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases)
-                await self._renew(keys=[self.keys.leases(leases[0].user_id)], args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
+        calls = [
+            (
+                [self.keys.leases(leases[0].user_id)],
+                renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases),
+            )
+            for leases in groups
+        ]
+        replies = await self._topology.run_script(self.client, self._renew, calls)
         for leases, reply in zip(groups, replies, strict=True):
             try:
                 if isinstance(reply, Exception):
@@ -385,9 +395,16 @@ class RedisBackend:
         )
         try:
             if thread_id is None:
-                channel = self.keys.user_events(user_id)
-                args = [_new_epoch(), template.head, template.tail, template.header_prefix, channel]
-                epoch = await self._publish_user(keys=[self.keys.epoch], args=args)
+                args = [
+                    _new_epoch(),
+                    template.head,
+                    template.tail,
+                    template.header_prefix,
+                    self.keys.user_events(user_id),
+                    self._topology.publish_command,
+                    str(self.meta_ttl_ms) if self.keys.hash_tags else "0",
+                ]
+                epoch = await self._publish_user(keys=[self.keys.user_epoch(user_id)], args=args)
                 return Published(None, _text(epoch))
             args = [
                 _new_epoch(),
@@ -398,6 +415,7 @@ class RedisBackend:
                 str(self.retention_ms),
                 str(self.meta_ttl_ms),
                 self.keys.user_events(user_id),
+                self._topology.publish_command,
             ]
             keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
             offset, epoch = await self._publish_thread(keys=keys, args=args)
@@ -465,8 +483,9 @@ class RedisBackend:
     async def _listen(self) -> None:
         failures = 0
         while True:
-            pubsub = self._listener_client.pubsub()
+            pubsub = self._topology.listener(self._listener_client)
             try:
+                await self._topology.refresh(self._listener_client)
                 await self._subscribe(pubsub)
                 self._pubsub = pubsub
                 self._channel_wake.set()
@@ -493,7 +512,7 @@ class RedisBackend:
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
-    async def _subscribe(self, pubsub: PubSub) -> None:
+    async def _subscribe(self, pubsub: Listener) -> None:
         """Subscribe to this instance's control channel and to the channels of the users it
         holds, and wait until Redis has confirmed them all."""
         control = self.keys.control(self.instance_id)
@@ -511,7 +530,7 @@ class RedisBackend:
                 else:
                     self._on_message(message)
 
-    async def _send_channel_commands(self, pubsub: PubSub) -> None:
+    async def _send_channel_commands(self, pubsub: Listener) -> None:
         for command, channels in self._channels.pending(time.monotonic()).items():
             if command is ChannelCommand.SUBSCRIBE:
                 await pubsub.subscribe(*channels)
@@ -554,7 +573,12 @@ class RedisBackend:
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
         if kind in ("subscribe", "unsubscribe"):
-            self._channels.confirmed(ChannelCommand(kind), _text(message["channel"]))
+            channel = _text(message["channel"])
+            if kind == "unsubscribe" and (
+                channel == self.keys.control(self.instance_id) or self._channels.dropped(channel)
+            ):
+                raise ChannelDropped(f"redis dropped the subscription to {channel} (its slot moved)")
+            self._channels.confirmed(ChannelCommand(kind), channel)
             self._channel_wake.set()
             self._channels_changed()
             return

@@ -88,6 +88,14 @@ class UserChannels:
             self.leaves += 1
         self._forget_if_done(channel, state)
 
+    def dropped(self, channel: str) -> bool:
+        """An UNSUBSCRIBE confirmation for ``channel`` would be one Redis sent unasked: we hold the
+        channel and sent nothing for it (a cluster drops a channel's subscribers when its slot
+        moves to another node). A late duplicate of a resent command never looks like this: a
+        second confirmation arrives while the next command is in flight, or after a leave."""
+        state = self._channels.get(channel)
+        return state is not None and state.subscribed and state.in_flight is None
+
     def reset(self) -> None:
         """The pub/sub connection is gone, and every subscription with it."""
         for channel, state in list(self._channels.items()):
