@@ -8,14 +8,13 @@ Redis are the real ones.
 import asyncio
 from collections.abc import Callable, Collection
 
+from tests.redis.cluster_clients import AnyRedis, keys_of
 from wsguard.backends.base import Envelope
 from wsguard.backends.redis import RedisBackend
-from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import ThreadKey
 from wsguard.settings import LimitPolicy
 from wsguard.testing import eventually_async
-from wsguard.testing.redis_server import RedisServer
 
 
 class Recorder:
@@ -77,7 +76,7 @@ async def _now() -> None:
     return None
 
 
-def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis_server: RedisServer) -> None:
+def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis_server: AnyRedis) -> None:
     redis_server.client().flushall()
 
     async def scenario() -> None:
@@ -91,7 +90,7 @@ def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis
         evicted = [c.connection_id for d in decisions if d for c in d.closes]
         assert len(evicted) == 40
         assert len(set(evicted)) == 40, "each eviction decided exactly once"
-        stored: dict[bytes, bytes] = redis_server.client().hgetall(Keys().leases("crowd"))  # type: ignore[assignment]
+        stored: dict[bytes, bytes] = redis_server.client().hgetall(keys_of(redis_server).leases("crowd"))  # type: ignore[assignment]
         leases = {k.decode(): v.decode() for k, v in stored.items()}
         assert len(leases) == 20
         admitted_at = {cid: int(v.split()[1]) for cid, v in leases.items()}
@@ -119,12 +118,13 @@ def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis
             assert all(not replaced for _, replaced in recorder.closed), f"instance {index}"
         for backend in backends:
             await backend.close()
-        assert redis_server.client().hlen(Keys().leases("crowd")) == 0, "close gives every lease back"
+        crowd = keys_of(redis_server).leases("crowd")
+        assert redis_server.client().hlen(crowd) == 0, "close gives every lease back"
 
     asyncio.run(scenario())
 
 
-def test_reject_policy_and_session_takeover_across_instances(redis_server: RedisServer) -> None:
+def test_reject_policy_and_session_takeover_across_instances(redis_server: AnyRedis) -> None:
     redis_server.client().flushall()
 
     async def scenario() -> None:
@@ -149,7 +149,7 @@ def test_reject_policy_and_session_takeover_across_instances(redis_server: Redis
     asyncio.run(scenario())
 
 
-def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_server: RedisServer) -> None:
+def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 
@@ -164,21 +164,22 @@ def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_s
         await b.admit("lost", "b1", "s", takeover=False)
         await a.renew()
         assert a_seen.closed == [("a1", False)], "the oldest lost lease does not fit any more"
-        leases = client.hgetall(Keys().leases("lost"))
+        lost = keys_of(redis_server).leases("lost")
+        leases = client.hgetall(lost)
         assert sorted(leases) == [b"a2", b"a3", b"b1"]
-        assert client.pttl(Keys().leases("lost")) > 0, "the lease hash expires if nobody renews it"
+        assert client.pttl(lost) > 0, "the lease hash expires if nobody renews it"
         a.release("a1")
         for cid in ("a2", "a3"):
             a.release(cid)
         b.release("b1")
-        await _wait_for(lambda: client.hlen(Keys().leases("lost")) == 0)
+        await _wait_for(lambda: client.hlen(lost) == 0)
         await a.close()
         await b.close()
 
     asyncio.run(scenario())
 
 
-def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: RedisServer) -> None:
+def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 
@@ -189,16 +190,16 @@ def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: RedisServer
         for task in dead._tasks:
             task.cancel()
         await asyncio.gather(*dead._tasks, return_exceptions=True)
-        assert client.hlen(Keys().leases("orphan")) == 5
+        assert client.hlen(keys_of(redis_server).leases("orphan")) == 5
         await asyncio.sleep(0.7)
-        assert client.exists(Keys().leases("orphan")) == 0
+        assert client.exists(keys_of(redis_server).leases("orphan")) == 0
         await dead.client.aclose()
 
     asyncio.run(scenario())
 
 
 def test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once(
-    redis_server: RedisServer,
+    redis_server: AnyRedis,
 ) -> None:
     redis_server.client().flushall()
 
@@ -232,7 +233,7 @@ def test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivere
     asyncio.run(scenario())
 
 
-def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server: RedisServer) -> None:
+def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 

@@ -486,6 +486,7 @@ class RedisBackend:
             pubsub = self._topology.listener(self._listener_client)
             try:
                 await self._topology.refresh(self._listener_client)
+                await self._topology.ready(self.client)
                 await self._subscribe(pubsub)
                 self._pubsub = pubsub
                 self._channel_wake.set()

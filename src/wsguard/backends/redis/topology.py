@@ -12,7 +12,10 @@ answers differ:
   would be broadcast to every node of the cluster);
 - one script for many users (the lease renewal): one pipeline on a Redis; redis-py refuses
   scripts in a cluster pipeline, so there the calls go concurrently, a bounded number at a time;
-- before the listener reconnects: a cluster's slot map is read again (a failover moved slots).
+- before the listener reconnects: a cluster's slot map is read again (a failover moved slots);
+  and a cluster client learns the cluster once, before any command is sent concurrently (redis-py
+  8.1's ``RedisCluster`` initialised lazily by many concurrent first commands breaks some of their
+  connections).
 
 Listeners report subscription changes and messages with the plain kinds (``subscribe``,
 ``unsubscribe``, ``message``) whichever commands carried them.
@@ -65,6 +68,10 @@ class Topology(Protocol):
 
     def listener(self, client: Client) -> Listener: ...
 
+    async def ready(self, client: Client) -> None:
+        """Before the first commands: learn the cluster if the client has not yet (idempotent)."""
+        ...
+
     async def refresh(self, client: Client) -> None:
         """Before (re)subscribing: learn where things are now."""
         ...
@@ -93,6 +100,9 @@ class SingleRedis:
     def listener(self, client: Client) -> Listener:
         assert isinstance(client, Redis)
         return _PlainListener(client.pubsub())
+
+    async def ready(self, client: Client) -> None:
+        return None
 
     async def refresh(self, client: Client) -> None:
         return None
@@ -129,12 +139,17 @@ class ClusterRedis:
         assert isinstance(client, RedisCluster)
         return _ShardedListener(client)
 
+    async def ready(self, client: Client) -> None:
+        assert isinstance(client, RedisCluster)
+        await client.initialize()
+
     async def refresh(self, client: Client) -> None:
         assert isinstance(client, RedisCluster)
         await client.initialize()
         await client.nodes_manager.initialize()
 
     async def run_script(self, client: Client, script: AsyncScript, calls: Sequence[ScriptCall]) -> list[Any]:
+        await self.ready(client)
         room = asyncio.Semaphore(CLUSTER_SCRIPT_CONCURRENCY)
 
         async def call(keys: list[str], args: list[str]) -> Any:

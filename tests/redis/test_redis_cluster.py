@@ -1,0 +1,123 @@
+"""The backend on a private Redis Cluster of three masters (``--backend redis-cluster://``).
+
+The tests that make several instances one server on a single Redis run here again, unchanged,
+with this module's ``redis_server`` (the cluster): the per-user limit across instances,
+concurrent admissions, renewal, delivery to every connection exactly once, replay with
+``since`` after a ``kill -9``, leases of a killed instance expiring, and presence. The tests
+written here check what only a cluster has: users spread over every master, each user's keys
+and channel in one slot on one node, and sharded channels only.
+"""
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from tests.redis.cluster_clients import keys_of, no_more_frames, publish, subscribe
+from tests.redis.conftest import StartInstance, require_redis_cluster
+from tests.redis.test_backend import (
+    test_a_dead_instances_leases_expire_within_the_ttl,
+    test_concurrent_admissions_from_three_instances_keep_the_newest_twenty,
+    test_reject_policy_and_session_takeover_across_instances,
+    test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit,
+    test_retention_bound_age_and_a_lost_dataset_make_recovery_fail,
+    test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once,
+)
+from tests.redis.test_cluster import (
+    test_a_client_whose_instance_is_killed_recovers_every_event_on_another,
+    test_an_event_published_on_a_reaches_b_and_c_exactly_once,
+    test_kill_9_frees_the_dead_instances_leases_within_the_ttl,
+    test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a,
+)
+from tests.redis.test_presence_cluster import (
+    test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl,
+)
+from wsguard.testing import eventually
+from wsguard.testing.clients import Frame, open_socket, receive
+from wsguard.testing.redis_cluster import RedisClusterServers
+
+require_redis_cluster()
+
+__all__ = [
+    "test_a_client_whose_instance_is_killed_recovers_every_event_on_another",
+    "test_a_dead_instances_leases_expire_within_the_ttl",
+    "test_an_event_published_on_a_reaches_b_and_c_exactly_once",
+    "test_concurrent_admissions_from_three_instances_keep_the_newest_twenty",
+    "test_kill_9_frees_the_dead_instances_leases_within_the_ttl",
+    "test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl",
+    "test_reject_policy_and_session_takeover_across_instances",
+    "test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit",
+    "test_retention_bound_age_and_a_lost_dataset_make_recovery_fail",
+    "test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once",
+    "test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a",
+]
+
+USERS = 24
+EVENTS_PER_USER = 10
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisClusterServers]:
+    """One private cluster of three masters per module, in place of the single redis-server."""
+    with RedisClusterServers(masters=3) as cluster:
+        yield cluster
+
+
+def test_users_on_every_master_get_each_event_once_over_sharded_channels_in_their_own_slot(
+    start_instance: StartInstance, redis_server: RedisClusterServers
+) -> None:
+    a, b = start_instance(), start_instance()
+    admin = a.auth("operator", admin=True)
+    users = [f"spread-{n}" for n in range(USERS)]
+    keys = keys_of(redis_server)
+    masters = {redis_server.master_of(keys.leases(user)).port for user in users}
+    assert len(masters) == 3, f"the users' slots are on {len(masters)} of 3 masters"
+
+    async def scenario() -> None:
+        sockets = {user: [(await open_socket(i.ws_url, a.token(user)))[0] for i in (a, b)] for user in users}
+        for pair in sockets.values():
+            for socket in pair:
+                assert (await subscribe(socket, "t"))["recovered"] is False
+        for user in users:
+            node = redis_server.master_of(keys.leases(user))
+            channel = keys.user_events(user)
+            with redis_server.node_client(node.port) as client:
+                assert client.exists(keys.leases(user), keys.thread_meta(user, "t")) == 2, "on its node"
+                assert client.pubsub_numsub(channel) == [(channel.encode(), 0)], "no plain channel"
+                shard_subscribers = client.execute_command("PUBSUB SHARDNUMSUB", channel)
+                assert shard_subscribers == [(channel.encode(), 2)], "a and b, on the slot's node"
+        for n in range(1, EVENTS_PER_USER + 1):
+            for index, user in enumerate(users):
+                sender = (a, b)[index % 2]
+                assert publish(sender, admin, user, "t", "step", {"n": n, "to": user}).json() == {"offset": n}
+        publish(a, admin, users[0], None, "note", {})
+        for user, pair in sockets.items():
+            for socket in pair:
+                frames: list[Frame] = [await receive(socket) for _ in range(EVENTS_PER_USER)]
+                assert [f["offset"] for f in frames] == list(range(1, EVENTS_PER_USER + 1)), user
+                assert {f["data"]["to"] for f in frames} == {user}
+                if user == users[0]:
+                    assert (await receive(socket))["event"] == "note"
+                assert await no_more_frames(socket, quiet=0.05)
+        for user in users:
+            node = redis_server.master_of(keys.leases(user))
+            with redis_server.node_client(node.port) as client:
+                assert client.exists(keys.thread_meta(user, "t"), keys.thread_log(user, "t")) == 2
+        with redis_server.client() as client:
+            assert not client.exists("wsguard:epoch"), "no global key: the user-level epoch is the user's"
+            assert client.exists(keys.user_epoch(users[0]))
+            assert client.pttl(keys.user_epoch(users[0])) > 0, "and it expires"
+        for pair in sockets.values():
+            await asyncio.gather(*(s.close() for s in pair))
+
+    asyncio.run(scenario())
+    for instance in (a, b):
+        instance.wait_idle(timeout=10.0)
+        eventually(
+            instance.metrics,
+            lambda m: m['wsguard_backend_subscriptions{kind="user"}'] == 0,
+            timeout=5.0,
+            what="every user's channel left",
+        )
+    with redis_server.client() as client:
+        assert client.pubsub_shardchannels(f"{keys.user_events_prefix}*") == []
