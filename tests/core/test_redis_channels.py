@@ -141,3 +141,19 @@ def test_a_command_whose_confirmation_is_lost_is_sent_again_until_confirmed() ->
     channels.confirmed(UNSUB, "u:d")
     assert channels.pending(20.0) == {}
     assert (len(channels), channels.joins, channels.leaves) == (0, 1, 1)
+
+
+def test_only_an_unsubscription_redis_sends_unasked_counts_as_dropped() -> None:
+    channels = UserChannels()
+    channels.hold("c1", "u:dora")
+    assert not channels.dropped("u:dora"), "not subscribed yet"
+    channels.pending(0.0)
+    assert not channels.dropped("u:dora"), "the subscription is in flight"
+    channels.confirmed(SUB, "u:dora")
+    assert channels.dropped("u:dora"), "held, nothing sent: an unsubscription now is Redis's own"
+    channels.drop("c1")
+    assert channels.pending(0.0) == {UNSUB: ["u:dora"]}
+    assert not channels.dropped("u:dora"), "our own leave"
+    channels.confirmed(UNSUB, "u:dora")
+    assert not channels.dropped("u:dora"), "a late duplicate of a resent leave"
+    assert not channels.dropped("u:nobody")

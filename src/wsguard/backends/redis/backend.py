@@ -558,10 +558,12 @@ class RedisBackend:
 
     async def _wait_live(self, channel: str) -> None:
         """Wait until Redis delivers the channel's events here, so that nothing published after
-        admission is missed; past :data:`_JOIN_WAIT`, go on (the backfill covers threads)."""
+        admission is missed, even when the listener reconnects meanwhile (on a cluster, a
+        subscription to a slot that a failover moved makes it reconnect, in milliseconds); past
+        :data:`_JOIN_WAIT`, go on (the backfill covers threads)."""
         try:
             async with asyncio.timeout(_JOIN_WAIT):
-                while self._up and not self._channels.live(channel):
+                while not self._channels.live(channel):
                     await self._channel_change.wait()
         except TimeoutError:
             logger.warning("channel %s not confirmed by redis within %.0f s", channel, _JOIN_WAIT)

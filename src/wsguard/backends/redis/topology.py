@@ -184,8 +184,8 @@ class _ShardedListener:
     """Sharded pub/sub on a cluster: redis-py's ``ClusterPubSub`` subscribes each channel on the
     node that holds its slot (one connection per node); one reader per node feeds a queue, so a
     message from any node is handed on at once (``ClusterPubSub`` alone polls the nodes in turn,
-    waiting the whole timeout on each). A reader that loses its node puts the error in the queue,
-    and the backend's listener reconnects."""
+    waiting the whole timeout on each). A reader that loses its node, or a (un)subscription that
+    fails, puts the error in the queue, and the backend's listener reconnects."""
 
     def __init__(self, client: RedisCluster) -> None:
         self._client = client
@@ -194,7 +194,11 @@ class _ShardedListener:
         self._readers: dict[str, asyncio.Task[None]] = {}
 
     async def subscribe(self, *channels: str) -> None:
-        await self._pubsub.ssubscribe(*channels)
+        try:
+            await self._pubsub.ssubscribe(*channels)
+        except Exception as error:
+            self._fail(error)
+            raise
         for name in self._pubsub.node_pubsub_mapping:
             reader = self._readers.get(name)
             if reader is None or reader.done():
@@ -203,7 +207,17 @@ class _ShardedListener:
                 )
 
     async def unsubscribe(self, *channels: str) -> None:
-        await self._pubsub.sunsubscribe(*channels)
+        try:
+            await self._pubsub.sunsubscribe(*channels)
+        except Exception as error:
+            self._fail(error)
+            raise
+
+    def _fail(self, error: Exception) -> None:
+        """A (un)subscription failed: most likely the slot map is stale (a failover moved the
+        channel's slot while the nodes this listener reads stayed up). Hand the error to the
+        reading side too, so that the listener reconnects and reads the map again."""
+        self._queue.put_nowait(error)
 
     async def _read(self, name: str) -> None:
         """Read one node's messages for as long as something is subscribed there."""
