@@ -19,6 +19,7 @@ import httpx
 import psutil
 
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
+from wsguard.redis_cluster_url import is_cluster_url, parse_cluster_url
 from wsguard.testing.metrics import parse_metrics
 
 if TYPE_CHECKING:
@@ -53,11 +54,23 @@ def _charted(key: str) -> bool:
     return key in CHARTED or (bool(labels) and name in CHARTED)
 
 
-def _redis_client(url: str) -> redis.asyncio.Redis:
+def _redis_client(url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """Only a cluster run (with ``redis_url``) needs the redis package."""
     import redis.asyncio
+    import redis.asyncio.cluster
 
+    if is_cluster_url(url):
+        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in parse_cluster_url(url).nodes]
+        return redis.asyncio.RedisCluster(startup_nodes=nodes)
     return redis.asyncio.Redis.from_url(url)
+
+
+def _redis_ports(url: str) -> set[int]:
+    """The ports of the shared Redis, or of every node a cluster URL names."""
+    if is_cluster_url(url):
+        return {port for _, port in parse_cluster_url(url).nodes}
+    port = urlsplit(url).port
+    return set() if port is None else {port}
 
 
 class MetricsProbe:
@@ -79,7 +92,7 @@ class MetricsProbe:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._client = client
         self._redis = None if redis_url is None else _redis_client(redis_url)
-        self._redis_port = None if redis_url is None else urlsplit(redis_url).port
+        self._redis_ports = set() if redis_url is None else _redis_ports(redis_url)
         self._processes = None if pids is None else [psutil.Process(pid) for pid in pids]
 
     async def scrape(self, *, collect_garbage: bool = False) -> dict[str, float]:
@@ -105,7 +118,7 @@ class MetricsProbe:
         Its client pool grows with how many commands were ever in flight at once; those sockets
         are reused, not leaked. Every other descriptor is still held to its baseline.
         """
-        if self._processes is None or self._redis_port is None:
+        if self._processes is None or not self._redis_ports:
             return
         for process, sample in zip(self._processes, samples, strict=True):
             if FDS not in sample:
@@ -114,7 +127,7 @@ class MetricsProbe:
                 to_redis = sum(
                     1
                     for c in process.net_connections(kind="tcp")
-                    if c.raddr and c.raddr.port == self._redis_port
+                    if c.raddr and c.raddr.port in self._redis_ports
                 )
                 sample[FDS] -= to_redis
 
