@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.redis.cluster_clients import keys_of, no_more_frames, publish, subscribe
+from tests.redis.cluster_clients import keys_of, no_more_frames, publish, read_until_subscribed, subscribe
 from tests.redis.conftest import StartInstance, require_redis_cluster
 from tests.redis.test_backend import (
     test_a_dead_instances_leases_expire_within_the_ttl,
@@ -121,3 +121,49 @@ def test_users_on_every_master_get_each_event_once_over_sharded_channels_in_thei
         )
     with redis_server.client() as client:
         assert client.pubsub_shardchannels(f"{keys.user_events_prefix}*") == []
+
+
+def test_a_users_slot_moved_to_another_master_keeps_delivering_and_replaying(
+    start_instance: StartInstance, redis_server: RedisClusterServers
+) -> None:
+    a, b = start_instance(), start_instance()
+    admin = a.auth("operator", admin=True)
+    user = "moving-user"
+    keys = keys_of(redis_server)
+    source = redis_server.master_of(keys.leases(user))
+    masters = [node for node in redis_server.nodes if node.alive and node.port != source.port]
+    target = masters[0]
+
+    def publish_until_accepted(n: int) -> int:
+        """A publish that meets the slot moving may be refused (503): post it again."""
+        outcome = eventually(
+            lambda: publish(a, admin, user, "job", "step", {"n": n}),
+            lambda response: response.status_code == 200,
+            timeout=10,
+            what=f"event {n} accepted",
+        )
+        offset: int = outcome.json()["offset"]
+        return offset
+
+    async def scenario() -> None:
+        socket, _ = await open_socket(b.ws_url, b.token(user))
+        epoch = (await subscribe(socket, "job"))["epoch"]
+        assert [publish_until_accepted(n) for n in range(1, 6)] == [1, 2, 3, 4, 5]
+        assert [(await receive(socket))["data"]["n"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        redis_server.move_slot(keys.leases(user), target)
+        assert [publish_until_accepted(n) for n in range(6, 11)] == [6, 7, 8, 9, 10]
+        frames = [await receive(socket, timeout=10) for _ in range(5)]
+        assert [(f["offset"], f["data"]["n"]) for f in frames] == [(n, n) for n in range(6, 11)]
+        assert await no_more_frames(socket)
+        channel = keys.user_events(user)
+        with redis_server.node_client(target.port) as client:
+            assert client.execute_command("PUBSUB SHARDNUMSUB", channel) == [(channel.encode(), 1)]
+        with redis_server.node_client(source.port) as client:
+            assert client.execute_command("PUBSUB SHARDNUMSUB", channel) == [(channel.encode(), 0)]
+        replay, _ = await open_socket(a.ws_url, a.token(user))
+        replayed = await read_until_subscribed(replay, "job", {"epoch": epoch, "offset": 0})
+        assert replayed[-1]["recovered"] is True
+        assert [f["offset"] for f in replayed[:-1]] == list(range(1, 11)), "the stream moved with the slot"
+        await asyncio.gather(socket.close(), replay.close())
+
+    asyncio.run(scenario())

@@ -268,6 +268,37 @@ class RedisClusterServers:
         }
         return [node for node in self.nodes if node.port in ports]
 
+    def node_id(self, node: ClusterNode) -> str:
+        with self.node_client(node.port) as probe:
+            return str(probe.execute_command("CLUSTER MYID").decode())
+
+    def move_slot(self, key: str, target: ClusterNode, timeout: float = 10.0) -> int:
+        """Move ``key``'s slot, with its keys, to the master ``target`` (as resharding does:
+        IMPORTING, MIGRATING, MIGRATE, then SETSLOT NODE on every master); its number."""
+        source = self.master_of(key)
+        with self.node_client(source.port) as probe:
+            slot = int(probe.execute_command("CLUSTER KEYSLOT", key))
+        source_id, target_id = self.node_id(source), self.node_id(target)
+        with self.node_client(source.port) as src, self.node_client(target.port) as dst:
+            dst.execute_command("CLUSTER SETSLOT", slot, "IMPORTING", source_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "MIGRATING", target_id)
+            while keys := src.execute_command("CLUSTER GETKEYSINSLOT", slot, 100):
+                src.execute_command("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+            dst.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+            src.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        for node in self.nodes:
+            if node.alive and node not in (source, target):
+                with self.node_client(node.port) as probe:
+                    if probe.execute_command("ROLE")[0] == b"master":
+                        probe.execute_command("CLUSTER SETSLOT", slot, "NODE", target_id)
+        eventually(
+            lambda: self.master_of(key).port,
+            lambda port: port == target.port,
+            timeout=timeout,
+            what=f"slot {slot} served by {target.address}",
+        )
+        return slot
+
     def kill(self, node: ClusterNode) -> None:
         """SIGKILL one node: its clients see their connections reset, its data is gone."""
         if node.process is not None and node.process.poll() is None:
