@@ -9,13 +9,17 @@ and channel in one slot on one node, and sharded channels only.
 """
 
 import asyncio
+import logging
 from collections.abc import Iterator
 
 import pytest
+from redis.exceptions import RedisClusterException
 
 from tests.redis.cluster_clients import keys_of, no_more_frames, publish, read_until_subscribed, subscribe
 from tests.redis.conftest import StartInstance, require_redis_cluster
 from tests.redis.test_backend import (
+    Recorder,
+    _backend,
     test_a_dead_instances_leases_expire_within_the_ttl,
     test_concurrent_admissions_from_three_instances_keep_the_newest_twenty,
     test_reject_policy_and_session_takeover_across_instances,
@@ -32,9 +36,10 @@ from tests.redis.test_cluster import (
 from tests.redis.test_presence_cluster import (
     test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl,
 )
+from wsguard.backends.base import BackendUnavailable
 from wsguard.testing import eventually
 from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_cluster import RedisClusterServers
+from wsguard.testing.redis_cluster import RedisClusterServers, free_cluster_port
 
 require_redis_cluster()
 
@@ -167,3 +172,26 @@ def test_a_users_slot_moved_to_another_master_keeps_delivering_and_replaying(
         await asyncio.gather(socket.close(), replay.close())
 
     asyncio.run(scenario())
+
+
+def test_a_cluster_that_cannot_be_reached_is_a_backend_down_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = ",".join(f"127.0.0.1:{free_cluster_port()}" for _ in range(2))
+
+    async def scenario() -> None:
+        backend = _backend(f"redis-cluster://{dead}")
+        await backend.start(Recorder().deliver)
+        assert not backend.up
+        assert await backend.admit("u", "c1", "s", takeover=False) is None, "decided on the local limit"
+        with pytest.raises(BackendUnavailable):
+            await backend.publish("u", "t", "e", {})
+        with pytest.raises(BackendUnavailable):
+            await backend.directory.lease_counts()
+        with pytest.raises(RedisClusterException):
+            await backend.renew()  # what the renewal loop logs quietly, as unreachable
+        await backend.close()
+
+    with caplog.at_level(logging.INFO, logger="wsguard"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info], "no traceback: an unreachable cluster is an outage"

@@ -21,7 +21,7 @@ from typing import Any
 from redis.asyncio.retry import Retry
 from redis.backoff import FullJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsguard import ids
@@ -65,13 +65,15 @@ from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
 
-_DOWN = (RedisError, OSError)
+_DOWN = (RedisError, RedisClusterException, OSError)
 RECONNECT_BACKOFF = FullJitterBackoff(cap=1.0, base=0.05)
 """Between attempts to reach Redis again: up to 50 ms, doubling to a cap of 1 s, so that a
 returning Redis is found quickly and instances that lost it together do not return in step."""
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
 """Redis could not be reached: the background loops log these quietly and try again; any other
-exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
+exception (a bad reply, a key of the wrong type, a bug) is logged and counted. redis-py raises
+``RedisClusterException`` (not a ``RedisError``) when no node of a cluster answers, or a slot has
+no node."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
 _CHANNEL_TASK = "user_channels"

@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.redis.decisions import disconnect_payload
@@ -16,7 +16,7 @@ from wsguard.backends.redis.keys import Keys
 from wsguard.backends.redis.topology import Client
 from wsguard.runtime.presence import InstanceInfo, LeasedConnection
 
-_DOWN = (RedisError, OSError)
+_DOWN = (RedisError, RedisClusterException, OSError)
 
 
 def live_leases(user_id: str, fields: Mapping[bytes, bytes], now_ms: int) -> list[LeasedConnection]:
