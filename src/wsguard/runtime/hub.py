@@ -200,16 +200,17 @@ class Hub:
             del self._connections[connection.connection_id]
             label = connection.closed_label or close.CONNECTION_LOST
             self.metrics.closed.labels(label).inc()
-            context = connection.context
-            logger.debug(
-                "connection released: %s",
-                label,
-                extra={
-                    "connection_id": context.connection_id,
-                    "user_id": context.user_id,
-                    "session_id": context.session_id,
-                },
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                context = connection.context
+                logger.debug(
+                    "connection released: %s",
+                    label,
+                    extra={
+                        "connection_id": context.connection_id,
+                        "user_id": context.user_id,
+                        "session_id": context.session_id,
+                    },
+                )
             if connection.closed_label == close.HEARTBEAT_TIMEOUT.reason:
                 self.metrics.zombies_reaped.inc()
             closed_at = connection.socket_closed_at or time.monotonic()
