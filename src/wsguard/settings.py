@@ -56,6 +56,19 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
+    workers: int = 1
+    max_subscriptions_per_connection: int = 100
+    metrics_allow_gc: bool = False
+    run_rate_per_user: float = 10.0
+    max_runs_per_user: int = 10
+    ticket_rate_per_user: float = 10.0
+    max_tickets_per_user: int = 100
+    max_remembered_threads: int = 10000
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_pending_per_address: int = 256
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
     log_level: str = "info"
     log_format: str = "text"
     leakcheck_report_dir: str | None = None
@@ -79,6 +92,10 @@ class Settings:
             "retention_seconds": self.retention_seconds,
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
+            "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
+            "max_remembered_threads": self.max_remembered_threads,
+            "header_timeout": self.header_timeout,
+            "keep_alive_timeout": self.keep_alive_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -90,6 +107,11 @@ class Settings:
             "max_connections": self.max_connections,
             "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
+            "run_rate_per_user": self.run_rate_per_user,
+            "max_runs_per_user": self.max_runs_per_user,
+            "ticket_rate_per_user": self.ticket_rate_per_user,
+            "max_tickets_per_user": self.max_tickets_per_user,
+            "max_pending_per_address": self.max_pending_per_address,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -102,6 +124,16 @@ class Settings:
             raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+        if self.workers < 1:
+            raise SettingError("workers", f"must be 1 or more, got {self.workers}")
+        if self.workers > 1 and self.backend == "memory":
+            raise SettingError(
+                "workers",
+                "needs a Redis backend (--backend redis://HOST:PORT/DB): with the memory backend "
+                "each worker would keep its own limits and events",
+            )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingError("ssl_keyfile", "needs a certificate file too (--ssl-certfile)")
 
     @property
     def has_jwt_key(self) -> bool:

@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from wsguard.runtime import close
+from wsguard import close
 from wsguard.runtime.hub import Hub
 
 HISTORY_SECONDS = 900

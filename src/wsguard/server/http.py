@@ -2,6 +2,7 @@
 
 import gc
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
 from wsguard.server.refusals import refusal
+from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 
 if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard
@@ -27,6 +29,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 class BadRequest(Exception):
     """The request's input is wrong; answered 400 with the message."""
+
+
+def _edge(request: Request) -> Edge | None:
+    """The transport's HTTP edge, when wsguard's own transport serves the request."""
+    edge = request.scope.get("extensions", {}).get(EDGE_EXTENSION_KEY)
+    return edge if isinstance(edge, Edge) else None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -84,18 +92,35 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     async def readyz(request: Request) -> Response:
         if guard.hub.draining:
             return PlainTextResponse("draining", status_code=503)
+        edge = _edge(request)
+        if edge is not None and edge.descriptors_low():
+            return PlainTextResponse("file descriptors low", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
-        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts)."""
+        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts).
+
+        A full collection pauses the loop, so it is refused (403) unless ``--dev`` or
+        ``--metrics-allow-gc`` allows it: anyone who can reach the port could ask for it.
+        """
         if request.query_params.get("collect_garbage") == "1":
+            if not (guard.settings.dev or guard.settings.metrics_allow_gc):
+                return refusal(403, "collect_garbage needs --dev or --metrics-allow-gc")
             gc.collect()
-        return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
+        edge = _edge(request)
+        text = guard.hub.metrics.render() + (edge.render() if edge is not None else b"")
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
         if request.method != "POST":
             return refusal(405, "use POST")
-        return JSONResponse({"ticket": guard.tickets.issue(identity)})
+        wait = guard.ticket_requests.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many ticket requests", retry_after=wait)
+        ticket = guard.tickets.issue(identity)
+        if ticket is None:
+            return refusal(429, "too many unused tickets", retry_after=guard.settings.ticket_ttl)
+        return JSONResponse({"ticket": ticket})
 
     async def new_thread(request: Request, identity: Identity) -> Response:
         return JSONResponse({"thread_id": ids.new_id(ids.THREAD)})
@@ -107,9 +132,16 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         text = (await _json_body(request)).get("text", "")
         if not isinstance(text, str):
             raise BadRequest("text must be a string")
+        if not guard.commands.hooks.demo_runs:
+            return refusal(404, "runs are not enabled here")
+        wait = guard.run_starts.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many runs started", retry_after=wait)
         run = new_run(identity.user_id, thread_id)
         with log_context(user_id=identity.user_id, request_id=run.request_id):
-            start_demo_run(guard.hub, run, text)
+            started = start_demo_run(guard.hub, run, text)
+        if not started:
+            return refusal(429, "too many runs at once", retry_after=1)
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
     async def publish(request: Request, identity: Identity) -> Response:
