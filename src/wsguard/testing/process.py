@@ -40,8 +40,7 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
-    output goes to that file instead of the test's.
+    ``--dev`` (the deliberately broken servers of the leak tests do).
     """
 
     def __init__(
