@@ -8,6 +8,7 @@ samples (a growing list of samples would read as a leak for 15 minutes).
 
 import asyncio
 import contextlib
+import logging
 import time
 from array import array
 from dataclasses import asdict, dataclass
@@ -17,6 +18,8 @@ import psutil
 
 from wsguard import close
 from wsguard.runtime.hub import Hub
+
+logger = logging.getLogger("wsguard")
 
 HISTORY_SECONDS = 900
 P99_WINDOW_SECONDS = 60
@@ -209,7 +212,10 @@ class Sampler:
 
     async def _run(self) -> None:
         while True:
-            self.sample()
+            try:
+                self.sample()
+            except OSError as error:  # /proc unreadable, e.g. at the descriptor limit: skip a beat
+                logger.debug("dashboard sample skipped: %s", error)
             await asyncio.sleep(self.interval)
 
 
