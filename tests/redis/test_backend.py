@@ -8,10 +8,11 @@ Redis are the real ones.
 import asyncio
 from collections.abc import Callable, Collection
 
-from wsguard.backends.base import Envelope, ThreadKey
+from wsguard.backends.base import Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
+from wsguard.core.thread_log import ThreadKey
 from wsguard.settings import LimitPolicy
 from wsguard.testing import eventually_async
 from wsguard.testing.redis_server import RedisServer

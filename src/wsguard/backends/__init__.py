@@ -10,6 +10,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.memory import MemoryBackend
+from wsguard.extras import require_redis
 from wsguard.settings import Settings
 
 __all__ = [
@@ -31,6 +32,7 @@ def backend_from_settings(settings: Settings) -> Backend:
         return MemoryBackend(
             settings.retention_events, settings.retention_seconds, settings.max_remembered_threads
         )
+    require_redis()
     from wsguard.backends.redis import RedisBackend
 
     return RedisBackend.from_settings(settings)

@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery
+from wsguard.core.thread_log import Recovery, ThreadKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,6 @@ class Published:
 
 
 Deliver = Callable[[Envelope], None]
-
-ThreadKey = tuple[str, str]
-"""(user_id, thread_id)"""
 
 
 class BackendUnavailable(RuntimeError):

@@ -22,10 +22,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from wsguard.client.frames import (
+from wsguard.client.inbox import Inbox, InboxClosed
+from wsguard.client.outcome import ClientClosed, ClosedReason
+from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
+from wsguard.client.tracking import RecoveryFailed, ThreadTracker
+from wsguard.close import ABNORMAL, GOING_AWAY, NORMAL
+from wsguard.core.frames import (
     Event,
     Frame,
-    FrameError,
+    MalformedFrame,
     Position,
     ServerError,
     Subscribed,
@@ -33,17 +38,6 @@ from wsguard.client.frames import (
     Welcome,
     parse_frame,
 )
-from wsguard.client.inbox import Inbox, InboxClosed
-from wsguard.client.outcome import ClientClosed, ClosedReason
-from wsguard.client.reconnect import (
-    ABNORMAL,
-    GOING_AWAY,
-    NORMAL,
-    Decision,
-    ReconnectPolicy,
-    parse_retry_after,
-)
-from wsguard.client.tracking import RecoveryFailed, ThreadTracker
 
 logger = logging.getLogger("wsguard.client")
 
@@ -218,8 +212,8 @@ class Client:
         if live is not None:
             self._uninstall(live)
             with contextlib.suppress(Exception):
-                await live.connection.close(NORMAL)
-        reason = ClosedReason("closed by the application", code=NORMAL, by_client=True)
+                await live.connection.close(NORMAL.code)
+        reason = ClosedReason("closed by the application", code=NORMAL.code, by_client=True)
         self._finish(reason)
         return reason
 
@@ -256,7 +250,7 @@ class Client:
         live.drop_requested = True
         self._uninstall(live)
         if clean:
-            await live.connection.close(GOING_AWAY)
+            await live.connection.close(GOING_AWAY.code)
         else:
             live.connection.transport.abort()
 
@@ -416,7 +410,7 @@ class Client:
     async def _receive_welcome(self, connection: ClientConnection) -> Welcome:
         frame = parse_frame(await connection.recv())
         if not isinstance(frame, Welcome):
-            raise FrameError(f"expected 'welcome' first, got {frame!r}")
+            raise MalformedFrame(f"expected 'welcome' first, got {frame!r}")
         return frame
 
     def _refused(self, status: int, retry_after: float | None) -> _Failure:
@@ -525,7 +519,7 @@ class Client:
             async for message in live.connection:
                 try:
                     frame = parse_frame(message)
-                except FrameError as error:
+                except MalformedFrame as error:
                     logger.warning("ignoring a malformed frame: %s", error)
                     continue
                 await self._dispatch(live, frame)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wsguard.client.frames import Event, Position, Subscribed
+from wsguard.core.frames import Event, Position, Subscribed
 
 
 @dataclass(frozen=True)

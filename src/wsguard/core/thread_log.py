@@ -50,6 +50,7 @@ class _Remembered:
 
 
 ThreadKey = tuple[str, str]
+"""(user_id, thread_id): a thread is always one user's; the key of every per-thread record."""
 
 REMEMBERED_THREADS = 10_000
 """How many expired threads keep their last offset at most (the oldest is forgotten first)."""

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from wsguard import close
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import TokenBucket
 from wsguard.core.registry import Handle
-from wsguard.runtime import close
 from wsguard.transport.control import EXTENSION_KEY, TransportControl
 
 logger = logging.getLogger("wsguard")

@@ -17,18 +17,17 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
+from wsguard import close
 from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
-from wsguard.runtime import close
+from wsguard.core.thread_log import ThreadKey
 from wsguard.runtime.connection import Connection, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
-
-ThreadKey = tuple[str, str]
 
 
 class EventTooLarge(ValueError):

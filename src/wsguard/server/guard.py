@@ -21,13 +21,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wsguard import ids
+from wsguard import close, ids
 from wsguard.backends import backend_from_settings
 from wsguard.backends.base import Backend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
-from wsguard.runtime import close
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper

@@ -18,6 +18,7 @@ from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
 from wsguard.server.refusals import refusal
+from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 
 if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard
@@ -27,6 +28,12 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 class _BadRequest(Exception):
     pass
+
+
+def _edge(request: Request) -> Edge | None:
+    """The transport's HTTP edge, when wsguard's own transport serves the request."""
+    edge = request.scope.get("extensions", {}).get(EDGE_EXTENSION_KEY)
+    return edge if isinstance(edge, Edge) else None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
@@ -76,6 +83,9 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     async def readyz(request: Request) -> Response:
         if guard.hub.draining:
             return PlainTextResponse("draining", status_code=503)
+        edge = _edge(request)
+        if edge is not None and edge.descriptors_low():
+            return PlainTextResponse("file descriptors low", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
@@ -88,7 +98,9 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
             if not (guard.settings.dev or guard.settings.metrics_allow_gc):
                 return refusal(403, "collect_garbage needs --dev or --metrics-allow-gc")
             gc.collect()
-        return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
+        edge = _edge(request)
+        text = guard.hub.metrics.render() + (edge.render() if edge is not None else b"")
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
         if request.method != "POST":

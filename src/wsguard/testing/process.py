@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -49,22 +50,29 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         dev: bool = True,
+        tls_ca: str | None = None,
+        stderr_path: str | None = None,
     ) -> None:
+        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it.
+        ``stderr_path``: write the server's standard error (its log) to this file."""
         self.host = "127.0.0.1"
+        self.ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
         self._command = [*base, *(["--dev"] if dev else [])]
         self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
+        self._stderr_path = stderr_path
         self._use_port(free_port())
 
     def _use_port(self, port: int) -> None:
         self.port = port
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        secure = "s" if self.ssl_context else ""
+        self.base_url = f"http{secure}://{self.host}:{self.port}"
+        self.ws_url = f"ws{secure}://{self.host}:{self.port}/ws"
         self.argv = [*self._command, "--host", self.host, "--port", str(self.port), *self._flags]
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0, verify=self.ssl_context or True)
 
     @property
     def pid(self) -> int:
@@ -77,7 +85,11 @@ class ServerProcess:
         The free port is only free when it was probed: another process may bind it first, and the
         server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
         """
-        self.process = subprocess.Popen(self.argv, env=self._env)
+        if self._stderr_path is None:
+            self.process = subprocess.Popen(self.argv, env=self._env)
+        else:
+            with open(self._stderr_path, "wb") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,6 +13,10 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from wsguard.transport.compat import check_uvicorn_version
+from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
+from wsguard.transport.edge import Edge, EdgeLimits
+from wsguard.transport.http_limits import MAX_HEAD_BYTES
+from wsguard.transport.http_protocol import http_protocol_class
 from wsguard.transport.protocol import protocol_class, wire_logger
 from wsguard.transport.server import Drain, WSGuardServer
 
@@ -40,6 +45,14 @@ class TransportOptions:
     """Refused upgrades after the first are logged as one count per this many seconds."""
     shutdown_timeout: float = 5.0
     """Seconds the shutdown after the drain waits for leftover connections and tasks."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to complete its request head (408 and close past it)."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an HTTP connection may sit idle between requests."""
+    max_pending_per_address: int = 256
+    """Unfinished (not upgraded) connections per peer address; 0 turns the cap off."""
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, *, log_level: str = "info") -> TransportOptions:
@@ -54,6 +67,20 @@ class TransportOptions:
             compression=settings.compression,
             forwarded_allow_ips=settings.forwarded_allow_ips,
             log_level=log_level,
+            header_timeout=settings.header_timeout,
+            keep_alive_timeout=settings.keep_alive_timeout,
+            max_pending_per_address=settings.max_pending_per_address,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+        )
+
+    @property
+    def edge_limits(self) -> EdgeLimits:
+        return EdgeLimits(
+            header_timeout=self.header_timeout,
+            keep_alive_timeout=self.keep_alive_timeout,
+            max_pending_per_address=self.max_pending_per_address,
+            forwarded_allow_ips=self.forwarded_allow_ips,
         )
 
 
@@ -66,12 +93,29 @@ def logging_config(log_level: str) -> dict[str, Any]:
         "propagate": False,
     }
     config["loggers"][wire_logger.name] = {"level": "WARNING"}
+    config.setdefault("filters", {})["wsguard_invalid_requests"] = {
+        "()": "wsguard.transport.http_protocol.QuietInvalidRequests"
+    }
+    config["loggers"]["uvicorn.error"]["filters"] = ["wsguard_invalid_requests"]
     return config
 
 
-def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
-    """The ``uvicorn.Config`` for ``app``: wsguard's protocol class and WebSocket settings."""
+def accept_batch(edge: Edge) -> int:
+    """How many sockets asyncio accepts in one pass before any of them is looked at (uvicorn's
+    ``backlog``): a quarter of the descriptor reserve at most, so that the few passes whose
+    refused sockets are still closing can never run into EMFILE together. The server widens
+    the kernel's listen queue back to :data:`LISTEN_QUEUE` once it listens."""
+    return max(1, min(LISTEN_QUEUE, edge.budget.reserve // 4))
+
+
+def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) -> uvicorn.Config:
+    """The ``uvicorn.Config`` for ``app``: wsguard's protocol classes and WebSocket settings.
+
+    ``edge`` (a new one by default) is shared by every HTTP connection of the server.
+    """
     check_uvicorn_version()
+    edge = edge or Edge(options.edge_limits)
+    http = http_protocol_class(edge, close_timeout=options.close_timeout)
     ws = protocol_class(
         close_timeout=options.close_timeout,
         send_buffer_bytes=options.send_buffer_bytes,
@@ -82,7 +126,13 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
         app,
         host=options.host,
         port=options.port,
+        http=http,
         ws=ws,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        backlog=accept_batch(edge),
+        timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]
+        ssl_certfile=options.ssl_certfile,
+        ssl_keyfile=options.ssl_keyfile,
         ws_ping_interval=options.heartbeat_interval,
         ws_ping_timeout=options.heartbeat_timeout,
         ws_max_size=options.max_message_bytes,
@@ -98,12 +148,19 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
 
 
 def run(
-    app: Any, options: TransportOptions, drain: Drain, on_signal: Callable[[], None] | None = None
+    app: Any,
+    options: TransportOptions,
+    drain: Drain,
+    sockets: list[socket.socket] | None = None,
+    on_signal: Callable[[], None] | None = None,
 ) -> None:
     """Serve ``app`` until SIGTERM or SIGINT; ``drain`` runs first, then a normal shutdown.
 
-    ``on_signal`` runs inside the handler of the first signal (it must only set a flag).
-    Returns normally after a signal (exit status 0 is the caller's ``return 0``); a start-up
-    failure exits the process with uvicorn's status 3.
+    ``sockets``: listen on these (bound by a parent that runs several workers) instead of
+    binding ``options.host`` and ``options.port``. ``on_signal`` runs inside the handler of the
+    first signal (it must only set a flag). Returns normally after a signal (exit status 0 is
+    the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
+    The soft descriptor limit is raised to the hard limit first.
     """
-    WSGuardServer(build_config(app, options), drain, on_signal).run()
+    raise_soft_limit()
+    WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)

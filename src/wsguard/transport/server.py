@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Generator
 from types import FrameType
 
 import uvicorn
+
+from wsguard.transport.descriptors import LISTEN_QUEUE, widen_listen_queue
 
 logger = logging.getLogger("wsguard.transport")
 
@@ -80,6 +83,10 @@ class WSGuardServer(uvicorn.Server):
         except Exception:
             logger.exception("The drain failed; shutting down without it")
         self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        widen_listen_queue((listener for server in self.servers for listener in server.sockets), LISTEN_QUEUE)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import FullJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -31,11 +31,9 @@ from wsguard.backends.base import (
     Deliver,
     Envelope,
     Published,
-    ThreadKey,
 )
 from wsguard.backends.redis import scripts
 from wsguard.backends.redis.decisions import (
-    Backoff,
     LeaseTable,
     LocalLease,
     Message,
@@ -56,12 +54,15 @@ from wsguard.backends.redis.decisions import (
 from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery
+from wsguard.core.thread_log import Recovery, ThreadKey
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
 
 _DOWN = (RedisError, OSError)
+RECONNECT_BACKOFF = FullJitterBackoff(cap=1.0, base=0.05)
+"""Between attempts to reach Redis again: up to 50 ms, doubling to a cap of 1 s, so that a
+returning Redis is found quickly and instances that lost it together do not return in step."""
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Redis could not be reached: the background loops log these quietly and try again; any other
 exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
@@ -421,12 +422,12 @@ class RedisBackend:
     # The listener
 
     async def _listen(self) -> None:
-        backoff = Backoff()
+        failures = 0
         while True:
             pubsub = self._listener_client.pubsub()
             try:
                 await self._subscribe(pubsub)
-                backoff.reset()
+                failures = 0
                 self._set_up(True, None)
                 self._first_attempt.set()
                 await self.renew()
@@ -443,7 +444,8 @@ class RedisBackend:
             finally:
                 self._first_attempt.set()
                 await _quietly(pubsub.aclose)
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
+            failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe to events and to this instance's control channel, and wait for both."""
