@@ -32,7 +32,7 @@ def fresh_user(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    flags = ("--demo-step-delay", "0.001", "--connect-rate-per-user", "0")
+    flags = ("--demo-step-delay", "0.001", "--connect-rate-per-user", "0", "--run-rate-per-user", "0")
     with ServerProcess(*flags, "--retention-events", "10000") as process:
         yield process
 
