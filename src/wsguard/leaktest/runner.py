@@ -60,7 +60,7 @@ def managed_servers(
     @contextlib.contextmanager
     def start() -> Iterator[Target]:
         with ServerProcess(*profile.server_flags(), *extra_flags, command=command) as server:
-            yield _target_of(server)
+            yield target_of(server)
 
     return start
 
@@ -92,13 +92,13 @@ def managed_cluster(
                 stack.callback(server.stop)
             with ThreadPoolExecutor(max_workers=instances) as starting:
                 list(starting.map(ServerProcess.start, servers))
-            first, *others = (_target_of(server) for server in servers)
+            first, *others = (target_of(server) for server in servers)
             yield replace(first, peers=tuple(others), redis_url=redis_server.url)
 
     return start
 
 
-def _target_of(server: ServerProcess) -> Target:
+def target_of(server: ServerProcess) -> Target:
     return Target(
         ws_url=server.ws_url,
         metrics_url=f"{server.base_url}/metrics",
