@@ -4,6 +4,10 @@ A round is followed by the settle check: once its clients are gone, the connecti
 registry counts must reach 0, and tasks and file descriptors their baseline, within the
 profile's cleanup bound. After each measured round the memory gauges are read; their slope per
 connection cycle is the second signal.
+
+Every round also measures its own load (:mod:`wsguard.leaktest.load`): when the generator's loop
+lagged past its allowance the round is inconclusive, with the figures; a count still off its
+mark after the profile's settle timeout stays a leak even then.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from datetime import UTC, datetime
 import httpx
 
 from wsguard.leaktest.client import Api, Target
+from wsguard.leaktest.load import LoadMonitor, lag_allowance_s, starve_generator
 from wsguard.leaktest.probes import PSUTIL_RSS, MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.profiles import Profile
 from wsguard.leaktest.progress import Progress
@@ -120,8 +125,13 @@ def run_leakcheck(
     target_label: str,
     fresh_servers: bool,
     progress: Progress | None = None,
+    starve_generator_s: float = 0.0,
 ) -> RunReport:
-    """Run ``scenarios`` in order, each on a server from ``servers``; never raises for a verdict."""
+    """Run ``scenarios`` in order, each on a server from ``servers``; never raises for a verdict.
+
+    ``starve_generator_s`` blocks the harness's own event loop that long once a second (a
+    deliberately overloaded generator, to show that its rounds come out inconclusive).
+    """
     progress = progress or Progress()
     report = RunReport(
         profile=profile.name,
@@ -135,7 +145,9 @@ def run_leakcheck(
         progress.line(f"{name}: {profile.warmup_rounds} warm-up + {profile.rounds} measured rounds")
         try:
             with servers() as target:
-                outcome = asyncio.run(run_scenario(name, profile, target, fresh_servers, progress))
+                outcome = asyncio.run(
+                    run_scenario(name, profile, target, fresh_servers, progress, starve_generator_s)
+                )
         except Exception as error:
             outcome = ScenarioReport(
                 name=name, description=SCENARIOS[name].description, fresh_server=fresh_servers
@@ -151,7 +163,12 @@ def run_leakcheck(
 
 
 async def run_scenario(
-    name: str, profile: Profile, target: Target, fresh_server: bool, progress: Progress
+    name: str,
+    profile: Profile,
+    target: Target,
+    fresh_server: bool,
+    progress: Progress,
+    starve_generator_s: float = 0.0,
 ) -> ScenarioReport:
     """Warm-up and measured rounds of one scenario, then its churn rounds, each followed by the
     settle check."""
@@ -173,6 +190,7 @@ async def run_scenario(
         report.baseline = baseline
         sampler.start(name)
         runner = _Rounds(name, profile, target, sampler, fresh_server, baseline, progress, report)
+        starving = asyncio.create_task(starve_generator(starve_generator_s)) if starve_generator_s else None
         try:
             user_id = f"lt-{name}"
             ok = await runner.phase(
@@ -190,6 +208,10 @@ async def run_scenario(
         except Exception as error:
             report.errors.append(f"{type(error).__name__}: {error}")
         finally:
+            if starving is not None:
+                starving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starving
             await sampler.stop()
             await probe.close()
         report.final = runner.last
@@ -252,7 +274,7 @@ class _Rounds:
             record = await self._one_round(phase, number, number < self.profile.warmup_rounds, play)
             self.report.rounds.append(record)
             self.progress.line(_round_line(self.name, record))
-            if record.leaks or record.failures:
+            if record.leaks or record.failures or record.overload:
                 return False
         return True
 
@@ -261,6 +283,8 @@ class _Rounds:
         self.index += 1
         label = ("churn " if phase == CHURN else "") + f"round {index}" + (" (warm-up)" if warmup else "")
         started = time.monotonic()
+        monitor = LoadMonitor([i.base_url for i in self.target.instances], self.target.pids)
+        monitor.start()
         async with httpx.AsyncClient(timeout=10.0) as api_http:
             api = Api(self.target, api_http, self.tokens)
             ctx = ScenarioContext(
@@ -277,7 +301,22 @@ class _Rounds:
                 with contextlib.suppress(asyncio.CancelledError):
                     await live
         gone = time.monotonic()
-        sample, leaks, settle_s = await _settle(self.sampler.metrics, self.baseline, gone, self.profile)
+        probe, profile = self.sampler.metrics, self.profile
+        sample, leaks, settle_s = await _settle(probe, self.baseline, gone, profile.cleanup_bound_s)
+        load = await monitor.stop()
+        failures = list(outcome.failures)
+        allowance = lag_allowance_s(profile.cleanup_bound_s, profile.heartbeat_timeout_s)
+        overload = None
+        if load.generator_lag_max_s > allowance:
+            overload = (
+                f"INCONCLUSIVE: the load generator could not keep its schedule: {load.describe()}; "
+                f"its allowance is {allowance * 1000:.0f} ms of loop lag"
+            )
+            if leaks:
+                late = ", ".join(leak.describe() for leak in leaks)
+                sample, leaks, settle_s = await _settle(probe, self.baseline, gone, profile.settle_timeout_s)
+                if not leaks:
+                    failures.append(f"counts settled only after the cleanup bound: {late}")
         memory_blocks: float | None = None
         memory_rss: float | None = None
         if not leaks:
@@ -294,13 +333,15 @@ class _Rounds:
             warmup=warmup,
             connections=outcome.connections,
             events=outcome.events,
-            failures=outcome.failures,
+            failures=failures,
             leaks=leaks,
             settle_s=settle_s,
             blocks=memory_blocks,
             rss=memory_rss,
             duration_s=time.monotonic() - started,
             phase=phase,
+            load=load,
+            overload=overload,
         )
 
 
@@ -346,10 +387,10 @@ def _slopes(
 
 
 async def _settle(
-    probe: MetricsProbe, baseline: dict[str, float], gone: float, profile: Profile
+    probe: MetricsProbe, baseline: dict[str, float], gone: float, bound_s: float
 ) -> tuple[dict[str, float], list[CountLeak], float | None]:
-    """Poll until nothing leaks or the cleanup bound after ``gone`` has passed."""
-    deadline = gone + profile.cleanup_bound_s
+    """Poll until nothing leaks or ``bound_s`` after ``gone`` has passed."""
+    deadline = gone + bound_s
     while True:
         sample = await probe.scrape()
         leaks = count_leaks(sample, baseline)
@@ -369,10 +410,13 @@ async def _show_live(progress: Progress, sampler: Sampler, name: str, label: str
 
 def _round_line(name: str, record: RoundRecord) -> str:
     settle = "never" if record.settle_s is None else f"{record.settle_s * 1000:.0f} ms"
-    verdict = "leak" if record.leaks else "fail" if record.failures else "ok"
+    verdict = (
+        "leak" if record.leaks else "inconclusive" if record.overload else "fail" if record.failures else "ok"
+    )
     phase = "churn " if record.phase == CHURN else ""
+    load = f"; {record.load.describe()}" if record.load is not None else ""
     return (
         f"  {name} {phase}round {record.index}{' (warm-up)' if record.warmup else ''}: {verdict}, "
         f"{record.connections} connections, {record.events} events, settled in {settle}, "
-        f"{record.duration_s:.2f} s"
+        f"{record.duration_s:.2f} s{load}"
     )
