@@ -8,8 +8,10 @@ own overload, not the server's failure. So every round measures:
 - the generator's event-loop lag: how late a timer of :data:`TICK_S` fires, the largest and the
   99th percentile;
 - the CPU of the generator and of the server processes, as a share of one core;
-- the server's responsiveness: ``GET /healthz`` round trips from a thread of their own, an upper
-  bound of the server's own loop lag (plus loopback and scheduling).
+- the server's responsiveness while the round's clients run: ``GET /healthz`` round trips from a
+  thread of their own, an upper bound of the server's own loop lag (plus loopback and
+  scheduling). The probe's connection is closed before the settle check, which counts the
+  server's file descriptors.
 
 A round whose generator lag passed its allowance (:func:`lag_allowance_s`) is inconclusive.
 """
@@ -153,16 +155,24 @@ class LoadMonitor:
             await asyncio.sleep(TICK_S)
             self._lags.append(max(0.0, loop.time() - before - TICK_S))
 
+    def server_latency_max_s(self) -> float | None:
+        """The largest ``/healthz`` round trip so far this round."""
+        latencies = self._probe.latencies if self._probe is not None else []
+        return max(latencies) if latencies else None
+
+    async def stop_probing_server(self) -> None:
+        """Stop the ``/healthz`` probe and close its connection (the clients are gone)."""
+        if self._probe is not None and self._probe.is_alive():
+            await asyncio.to_thread(self._probe.stop)
+
     async def stop(self) -> LoadFigures:
         duration = max(time.monotonic() - self._started, 1e-9)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        latencies: list[float] = []
-        if self._probe is not None:
-            await asyncio.to_thread(self._probe.stop)
-            latencies = self._probe.latencies
+        await self.stop_probing_server()
+        latencies = self._probe.latencies if self._probe is not None else []
         generator_now = _cpu_seconds([self._generator]) or 0.0
         server_now = _cpu_seconds(self._server) if self._server else None
         server_cpu = None

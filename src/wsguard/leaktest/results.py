@@ -36,6 +36,10 @@ class RoundRecord:
     rss: float | None
     duration_s: float
     phase: str = ROUNDS
+    violations: list[str] = field(default_factory=list)
+    """States no generator can cause (see ``RoundResult``): failures whatever the load."""
+    notes: list[str] = field(default_factory=list)
+    """Figures reported whatever the verdict (reaping delays, memory while a reader stalls)."""
     load: LoadFigures | None = None
     overload: str | None = None
     """Why the round proves nothing (the generator lagged past its allowance), or None. The
@@ -76,10 +80,14 @@ class ScenarioReport:
 
     @property
     def failures(self) -> list[str]:
-        """Failed checks of the rounds whose generator kept its schedule."""
-        return [
-            f"round {r.index}: {failure}" for r in self.rounds if r.overload is None for failure in r.failures
-        ]
+        """Violations of every round, and failed checks of the rounds whose generator kept its
+        schedule."""
+        found: list[str] = []
+        for r in self.rounds:
+            found.extend(f"round {r.index}: {violation}" for violation in r.violations)
+            if r.overload is None:
+                found.extend(f"round {r.index}: {failure}" for failure in r.failures)
+        return found
 
     @property
     def inconclusive(self) -> list[str]:

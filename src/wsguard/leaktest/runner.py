@@ -269,12 +269,18 @@ class _Rounds:
         self.index = 0
 
     async def phase(self, phase: str, play: PlayRound) -> bool:
-        """Warm-up and measured rounds of ``play``; False once a round leaked or failed."""
+        """Warm-up and measured rounds of ``play``; False once a round leaked or failed.
+
+        An overloaded round does not stop the phase: the memory slopes over all its rounds hold
+        whatever the generator's load, and a later round may find what this one could not.
+        """
         for number in range(self.profile.warmup_rounds + self.profile.rounds):
             record = await self._one_round(phase, number, number < self.profile.warmup_rounds, play)
             self.report.rounds.append(record)
             self.progress.line(_round_line(self.name, record))
-            if record.leaks or record.failures or record.overload:
+            for note in record.notes:
+                self.progress.line(f"    {note}")
+            if record.leaks or record.violations or (record.failures and not record.overload):
                 return False
         return True
 
@@ -292,6 +298,7 @@ class _Rounds:
                 profile=self.profile,
                 sampler=self.sampler,
                 fresh_server=self.fresh_server and index == 0,
+                load=monitor,
             )
             live = asyncio.create_task(_show_live(self.progress, self.sampler, self.name, label))
             try:
@@ -300,6 +307,7 @@ class _Rounds:
                 live.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await live
+        await monitor.stop_probing_server()
         gone = time.monotonic()
         probe, profile = self.sampler.metrics, self.profile
         sample, leaks, settle_s = await _settle(probe, self.baseline, gone, profile.cleanup_bound_s)
@@ -334,6 +342,8 @@ class _Rounds:
             connections=outcome.connections,
             events=outcome.events,
             failures=failures,
+            violations=outcome.violations,
+            notes=outcome.notes,
             leaks=leaks,
             settle_s=settle_s,
             blocks=memory_blocks,

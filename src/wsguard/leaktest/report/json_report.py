@@ -49,6 +49,8 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
                 "connections": r.connections,
                 "events": r.events,
                 "failures": r.failures,
+                "violations": r.violations,
+                "notes": r.notes,
                 "leaks": [
                     {"name": k.name, "value": k.value, "expected": k.expected, "baseline": k.baseline}
                     for k in r.leaks
