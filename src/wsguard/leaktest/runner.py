@@ -53,6 +53,9 @@ PEAK_SERIES = (CONNECTIONS, USERS, "wsguard_user_connections_max", REGISTRY, PSU
 ServerSource = Callable[[], AbstractContextManager[Target]]
 CLUSTER_LEASE_TTL_S = 2.0
 """Short leases, so that a cluster instance that dies frees its slots within seconds."""
+API_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+"""The scenarios' HTTP client: comprehensive runs three watchers, a flood and the runs of every
+user at once, more than httpx's default pool of 100, whose wait would be the harness's own."""
 SETTLED_SCRAPES = 5
 """Garbage-collected scrapes per memory reading; their median is the reading."""
 
@@ -291,7 +294,7 @@ class _Rounds:
         started = time.monotonic()
         monitor = LoadMonitor([i.base_url for i in self.target.instances], self.target.pids)
         monitor.start()
-        async with httpx.AsyncClient(timeout=10.0) as api_http:
+        async with httpx.AsyncClient(timeout=10.0, limits=API_LIMITS) as api_http:
             api = Api(self.target, api_http, self.tokens)
             ctx = ScenarioContext(
                 api=api,
