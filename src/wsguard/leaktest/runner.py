@@ -306,6 +306,8 @@ class _Rounds:
             live = asyncio.create_task(_show_live(self.progress, self.sampler, self.name, label))
             try:
                 outcome = await play(ctx, number)
+            except Exception as error:  # a check that could not finish failed, like any other
+                outcome = RoundResult(failures=[f"the round stopped: {type(error).__name__}: {error}"])
             finally:
                 live.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

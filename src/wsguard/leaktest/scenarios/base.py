@@ -154,7 +154,7 @@ class Churning(Scenario, Protocol):
     async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult: ...
 
 
-ChurnWork = Callable[[Sequence[str], int], Awaitable[RoundResult]]
+ChurnWork = Callable[[Sequence[str], int, RoundResult], Awaitable[None]]
 
 
 async def churn_in_parallel(
@@ -162,18 +162,25 @@ async def churn_in_parallel(
 ) -> RoundResult:
     """Split ``cycles`` over :data:`CHURN_WORKERS` concurrent workers, each with its own users.
 
-    ``work(users, count)`` makes ``count`` cycles as ``users``. Spreading every worker over a few
-    users keeps each user under the server's connect rate while the cycles go as fast as it can.
+    ``work(users, count, result)`` makes ``count`` cycles as ``users``, recording them in
+    ``result`` as it goes. Spreading every worker over a few users keeps each user under the
+    server's connect rate while the cycles go as fast as it can. A worker that stops on an
+    exception (a tab the server closed under it, a timeout) is a failed check of the round, with
+    the cycles it made counted, and the other workers finish theirs.
     """
     share, extra = divmod(cycles, CHURN_WORKERS)
     shares = [share + (1 if w < extra else 0) for w in range(CHURN_WORKERS)]
     users = [[f"{user_id}-w{w}u{u}" for u in range(users_per_worker)] for w in range(CHURN_WORKERS)]
+    results = [RoundResult() for _ in range(CHURN_WORKERS)]
     outcomes = await asyncio.gather(
-        *(work(users[w], share) for w, share in enumerate(shares) if share),
+        *(work(users[w], share, results[w]) for w, share in enumerate(shares) if share),
+        return_exceptions=True,
     )
     result = RoundResult()
     for index, outcome in enumerate(outcomes):
-        result.absorb(outcome, f"churn worker {index}")
+        if isinstance(outcome, BaseException):
+            results[index].failures.append(f"stopped: {type(outcome).__name__}: {outcome}")
+        result.absorb(results[index], f"churn worker {index}")
     return result
 
 

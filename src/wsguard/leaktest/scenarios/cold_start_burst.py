@@ -93,8 +93,7 @@ class ColdStartBurst:
         The round's ``cycles`` connections include the ones that first fill each user to the limit.
         """
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             held: dict[str, deque[Tab]] = {user: deque() for user in users}
             try:
                 for user in users:
@@ -121,7 +120,6 @@ class ColdStartBurst:
                 result.check(not wrongly, f"connections other than the oldest were closed: {wrongly}")
             finally:
                 await asyncio.gather(*(t.close() for tabs in held.values() for t in tabs if not t.is_closed))
-            return result
 
         return await churn_in_parallel(cycles, user_id, work, CHURN_USERS_PER_WORKER)
 

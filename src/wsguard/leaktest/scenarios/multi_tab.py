@@ -68,8 +68,7 @@ class MultiTab:
     async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
         """A tab's life, over and over: open, subscribe, then close (even cycles) or drop TCP."""
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             for index in range(count):
                 user = users[index % len(users)]
                 tab = await open_churn_tab(ctx.api, user, f"{user}/churn{index}")
@@ -84,6 +83,5 @@ class MultiTab:
                     if not tab.is_closed:
                         tab.drop()
                 result.connections += 1
-            return result
 
         return await churn_in_parallel(cycles, user_id, work)

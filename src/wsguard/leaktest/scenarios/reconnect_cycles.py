@@ -121,8 +121,7 @@ class ReconnectCycles:
         """Reconnect with ``resume`` and ``since``, over and over, leaving the old connection in
         turn cleanly, by dropping TCP, and not at all (the new one takes over: 4002)."""
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             live: dict[str, _Resumable] = {}
             try:
                 for index in range(count):
@@ -163,6 +162,5 @@ class ReconnectCycles:
                 for resumable in live.values():
                     if not resumable.tab.is_closed:
                         await resumable.tab.close()
-            return result
 
         return await churn_in_parallel(cycles, user_id, work)
