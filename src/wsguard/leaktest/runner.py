@@ -234,11 +234,11 @@ async def run_scenario(
                 f"over the cleanup bound of {profile.cleanup_bound_s * 1000:.0f} ms"
             )
         # A cluster's blocks are the sum of its instances', and so is the noise of a short round.
-        rounds_blocks_bound = _rounds_blocks_bound(report.rounds, profile) * len(target.instances)
+        instances = len(target.instances)
+        rounds_blocks_bound = _blocks_bound(report.rounds, ROUNDS, profile.blocks_slope_bound) * instances
         report.slopes.extend(_slopes(report.rounds, ROUNDS, rounds_blocks_bound, profile.rss_slope_bound))
-        report.slopes.extend(
-            _slopes(report.rounds, CHURN, profile.churn_blocks_bound, profile.churn_rss_bound)
-        )
+        churn_blocks_bound = _blocks_bound(report.rounds, CHURN, profile.churn_blocks_bound)
+        report.slopes.extend(_slopes(report.rounds, CHURN, churn_blocks_bound, profile.churn_rss_bound))
     return report
 
 
@@ -363,14 +363,16 @@ class _Rounds:
 ROUND_NOISE_BLOCKS = 150.0
 """How far a server's garbage-collected block count wanders between rounds with no leak (measured
 on the real server: within about 150 blocks). Over rounds of few cycles that noise is a large
-slope, so the scenario rounds' bound is at least this much per cycle of a round; the churn phase,
-with its long rounds, is where one block per cycle is caught."""
+slope, so a phase's bound is at least this much per cycle of its measured rounds. The churn
+phase, with its long rounds, is where one block per cycle is caught; churn rounds cut short
+(workers stopped under an overloaded generator) get the same floor, so that their noise is never
+taken for a leak."""
 
 
-def _rounds_blocks_bound(rounds: Sequence[RoundRecord], profile: Profile) -> float:
-    measured = [r.connections for r in rounds if r.phase == ROUNDS and not r.warmup]
+def _blocks_bound(rounds: Sequence[RoundRecord], phase: str, bound: float) -> float:
+    measured = [r.connections for r in rounds if r.phase == phase and not r.warmup]
     cycles_per_round = max(1.0, sum(measured) / len(measured)) if measured else 1.0
-    return max(profile.blocks_slope_bound, ROUND_NOISE_BLOCKS / cycles_per_round)
+    return max(bound, ROUND_NOISE_BLOCKS / cycles_per_round)
 
 
 def _slopes(
