@@ -128,7 +128,7 @@ def test_a_failing_admin_listing_fails_the_at_most_2_at_once_check(tmp_path: Pat
 def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
     """Never a leak or a failure: a pass, or, on a machine too loaded for the generator to keep
     its schedule, inconclusive (exit 3), exactly when a round's figures say so."""
-    done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=400)
+    done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=280)
     report = _report(tmp_path)
     assert done.returncode == expected_exit_of_a_real_server(report), done.stdout
     assert [s["name"] for s in report["scenarios"]] == [

@@ -92,7 +92,7 @@ def test_a_starved_generator_is_inconclusive_with_exit_3_and_its_figures(tmp_pat
         "0.6",
         "--report-dir",
         str(tmp_path),
-        timeout=400,
+        timeout=280,
     )
     assert done.returncode == 3, done.stdout + done.stderr
     assert "INCONCLUSIVE (the load generator could not keep its schedule; nothing found)" in done.stdout
