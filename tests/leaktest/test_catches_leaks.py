@@ -108,7 +108,10 @@ def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp
     final = found["final"]
     for count in ("wsguard_connections_active", "wsguard_users_active", "wsguard_registry_entries"):
         assert final[count] == 0, (count, final[count])
-    assert final["wsguard_limit_evictions_total"] >= 7 * 1000 * evicting
+    # Every churn admission evicted the oldest, unless the heartbeat had reaped it first (a tab
+    # of a generator too loaded to answer its ping in time, in a round reported inconclusive).
+    reaped = final["wsguard_zombies_reaped_total"]
+    assert final["wsguard_limit_evictions_total"] + reaped >= 7 * 1000 * evicting, (final, reaped)
 
 
 def test_a_failing_admin_listing_fails_the_at_most_2_at_once_check(tmp_path: Path) -> None:
