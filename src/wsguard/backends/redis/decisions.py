@@ -5,7 +5,6 @@ Nothing here performs I/O, so it is all tested without Redis; the scripts in
 """
 
 import json
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -120,28 +119,6 @@ class RenewalSchedule:
         return max(1, round(self.ttl * 1000))
 
 
-# Reconnecting
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, capped so that a returning Redis is found quickly."""
-
-    initial: float = 0.05
-    maximum: float = 1.0
-    factor: float = 2.0
-    attempts: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempts)
-        self.attempts += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-
 # Events
 
 
@@ -209,15 +186,22 @@ def parse_message(payload: bytes | str) -> Message:
 class ControlMessage:
     connection_id: str
     replaced: bool
+    disconnected: bool = False
+    """An admin closed it (4003), rather than the limit (4001) or a takeover (4002)."""
 
 
 def control_payload(connection_id: str, replaced: bool) -> str:
     return json.dumps({"close": connection_id, "reason": "replaced" if replaced else "superseded"})
 
 
+def disconnect_payload(connection_id: str) -> str:
+    return json.dumps({"close": connection_id, "reason": "disconnected_by_server"})
+
+
 def parse_control(payload: bytes | str) -> ControlMessage:
     body = json.loads(_text(payload))
-    return ControlMessage(str(body["close"]), body.get("reason") == "replaced")
+    reason = body.get("reason")
+    return ControlMessage(str(body["close"]), reason == "replaced", reason == "disconnected_by_server")
 
 
 # Recovery

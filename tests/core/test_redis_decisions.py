@@ -7,7 +7,6 @@ import random
 import pytest
 
 from wsguard.backends.redis.decisions import (
-    Backoff,
     LeaseTable,
     LocalLease,
     RenewalOutcome,
@@ -16,6 +15,7 @@ from wsguard.backends.redis.decisions import (
     ThreadMarks,
     control_payload,
     decide_recovery,
+    disconnect_payload,
     frame_template,
     parse_admission,
     parse_control,
@@ -24,6 +24,7 @@ from wsguard.backends.redis.decisions import (
     parse_stream_read,
     renewal_args,
 )
+from wsguard.backends.redis.directory import live_leases
 from wsguard.core.frames import event_frame
 
 TRICKY_NAMES = ["plain", 'has ,"offset":null,"epoch":"" inside', 'quote " and \\n', "ünï\u2028code"]
@@ -106,19 +107,30 @@ def test_leases_are_renewed_three_times_per_ttl() -> None:
     assert schedule.ttl_ms == 2000
 
 
-def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
-    backoff = Backoff(initial=0.05, maximum=1.0, rng=random.Random(7))
-    delays = [backoff.next_delay() for _ in range(12)]
-    assert delays[0] <= 0.05
-    assert all(0 < d <= 1.0 for d in delays)
-    assert min(delays[6:]) >= 0.5, "the cap is reached, and jitter keeps at least half of it"
-    backoff.reset()
-    assert backoff.next_delay() <= 0.05
-
-
 def test_control_messages_round_trip() -> None:
     assert parse_control(control_payload("conn_1", True)).replaced
     assert parse_control(control_payload("conn_1", False)).connection_id == "conn_1"
+    assert not parse_control(control_payload("conn_1", True)).disconnected
+    disconnect = parse_control(disconnect_payload("conn_2"))
+    assert disconnect.disconnected
+    assert disconnect.connection_id == "conn_2"
+    assert not disconnect.replaced
+
+
+def test_live_leases_skip_expired_and_malformed_ones_oldest_first() -> None:
+    fields = {
+        b"conn_b": b"20000 1000002 inst_1 ses_b",
+        b"conn_a": b"20000 1000001 inst_2 ses_a",
+        b"conn_old": b"9999 1000000 inst_1 ses_c",
+        b"conn_bad": b"garbage",
+    }
+    leases = live_leases("alice", fields, now_ms=10_000)
+    assert [(lease.connection_id, lease.instance_id) for lease in leases] == [
+        ("conn_a", "inst_2"),
+        ("conn_b", "inst_1"),
+    ]
+    assert leases[0].opened_at == 1.000001
+    assert leases[0].user_id == "alice"
 
 
 def _read(last: int, events: list[tuple[int, int]], epoch: str = "e1", now_ms: int = 10_000) -> StreamRead:
@@ -161,3 +173,17 @@ def test_thread_marks_report_a_new_epoch_once_and_never_go_back() -> None:
     marks.keep_only([])
     assert len(marks) == 0
     assert key not in marks
+
+
+def test_reconnect_backoff_is_full_jitter_up_to_its_cap() -> None:
+    from wsguard.backends.redis.backend import RECONNECT_BACKOFF
+
+    random.seed(7)
+    first = [RECONNECT_BACKOFF.compute(0) for _ in range(2000)]
+    capped = [RECONNECT_BACKOFF.compute(30) for _ in range(2000)]
+    assert max(first) <= 0.05
+    assert max(capped) <= 1.0
+    # Full jitter spreads each delay over [0, ceiling]; equal jitter never goes below half of it.
+    assert min(first) < 0.05 / 4
+    assert min(capped) < 1.0 / 4
+    assert 0.4 < sum(capped) / len(capped) < 0.6

@@ -1,0 +1,154 @@
+// Types of wsguard.js, the wsguard browser client. Hand-written; keep in step with the JSDoc.
+
+export interface Position {
+  epoch: string;
+  offset: number;
+}
+
+/** An `event` frame of the wire protocol, as the server sent it. */
+export interface WsguardEvent {
+  type: "event";
+  event: string;
+  thread_id: string | null;
+  run_id: string | null;
+  request_id: string | null;
+  offset: number | null;
+  epoch: string;
+  data: Record<string, unknown>;
+  ts: string;
+}
+
+export type State = "connecting" | "open" | "closed";
+export type Role = "leader" | "follower" | "alone";
+
+export interface BackoffOptions {
+  /** ms before the first retry (half to all of it, jittered); default 100 */
+  baseDelay?: number;
+  /** default 2 */
+  factor?: number;
+  /** ms; default 10000 */
+  maxDelay?: number;
+  /** ms: the most a reconnect after 1001 going_away waits; default 5000 */
+  goingAwayDelay?: number;
+  /** consecutive failed attempts before stopping; default null (no bound) */
+  maxAttempts?: number | null;
+}
+
+export interface ConnectOptions {
+  /** A JWT, or an async provider of fresh ones: a ticket is fetched with it before every connection. */
+  token?: string | (() => Promise<string>);
+  /** An async provider of one-time tickets, instead of `token`. */
+  ticket?: () => Promise<string>;
+  /** One socket shared by every tab of the origin (default true). */
+  share?: boolean;
+  /** Tabs share a socket only with tabs of the same key: use the user id when several users may sign in on one origin. */
+  shareKey?: string;
+  /** Default: /api/tickets on the socket's host. */
+  ticketUrl?: string;
+  backoff?: BackoffOptions;
+  /** ms between application `ping`s; default the server's heartbeat interval. */
+  pingInterval?: number;
+  /** ms to wait for any frame after a `ping` before giving the socket up; default 10000. */
+  pingTimeout?: number;
+  /** ms a new leader waits for the other tabs' subscriptions before subscribing; default 1000. */
+  gatherTimeout?: number;
+}
+
+export interface RecoveryFailure {
+  threadId: string;
+  /** where this tab was */
+  asked: Position;
+  /** where the thread stands now; events continue after it */
+  position: Position;
+}
+
+export interface StopDetail {
+  /** the close code, or null when the ticket request or the provider failed */
+  code: number | null;
+  /** HTTP status of a refused ticket request */
+  status?: number;
+  reason: string;
+  /** which rule decided */
+  why: string;
+  /** what the application or the user can do */
+  action: string;
+}
+
+export interface Stats {
+  delivered: number;
+  duplicatesDropped: number;
+  replayed: number;
+  recoveryFailures: number;
+  /** sockets this tab opened */
+  connections: number;
+}
+
+interface WsguardEventMap {
+  state: CustomEvent<{ state: State }>;
+  role: CustomEvent<{ role: Role }>;
+  recoveryfailed: CustomEvent<RecoveryFailure>;
+  stopped: CustomEvent<StopDetail>;
+  userevent: CustomEvent<WsguardEvent>;
+}
+
+export declare class WsguardClient extends EventTarget {
+  constructor(url: string, options?: ConnectOptions);
+  readonly url: string;
+  readonly state: State;
+  readonly role: Role;
+  readonly sessionId: string | null;
+  readonly userId: string | null;
+  readonly stats: Stats;
+  subscribe(threadId: string, callback: (event: WsguardEvent) => void, options?: { since?: Position }): () => void;
+  position(threadId: string): Position | null;
+  close(): void;
+  addEventListener<K extends keyof WsguardEventMap>(
+    type: K,
+    listener: (event: WsguardEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof WsguardEventMap>(
+    type: K,
+    listener: (event: WsguardEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
+
+export declare function connect(url: string, options?: ConnectOptions): WsguardClient;
+
+export interface Decision {
+  reconnect: boolean;
+  delay: number;
+  why: string;
+  action?: string;
+}
+
+export declare class ReconnectPolicy {
+  constructor(options?: BackoffOptions & { random?: () => number });
+  attempts: number;
+  connected(): void;
+  afterClose(code: number, options?: { freshCredentials?: boolean }): Decision;
+  afterRefusal(status: number, retryAfter?: number | null): Decision;
+  afterNetworkError(): Decision;
+}
+
+export declare function parseRetryAfter(value: string | null | undefined, now?: number): number | null;
+
+export declare function earliest(positions: Iterable<Position | null>): Position | null;
+
+export declare class ThreadTracker {
+  duplicatesDropped: number;
+  holdLimit: number;
+  subscribe(threadId: string, since?: Position | null): void;
+  unsubscribe(threadId: string): void;
+  isSubscribed(threadId: string): boolean;
+  position(threadId: string): Position | null;
+  snapshot(): Record<string, Position | null>;
+  receive<E extends { thread_id: string | null; offset: number | null; epoch: string | null }>(event: E): E[];
+  onSubscribed(
+    frame: { thread_id: string; epoch: string; offset: number; recovered: boolean },
+    asked: Position | null,
+  ): { failure: RecoveryFailure | null; deliver: WsguardEvent[] };
+}

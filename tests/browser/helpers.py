@@ -1,0 +1,37 @@
+"""Publishing from the test, and what every tab must have received."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from wsguard.testing import ServerProcess
+
+
+class Publisher:
+    """Publishes numbered events on a user's threads and remembers the offsets the server gave."""
+
+    def __init__(self, server: ServerProcess, user: str) -> None:
+        self.server = server
+        self.user = user
+        self.headers = server.auth("publisher", admin=True)
+        self.offsets: dict[str, list[int]] = {}
+
+    def publish(self, thread: str, count: int = 1) -> None:
+        for _ in range(count):
+            body = {"user_id": self.user, "thread_id": thread, "event": "step", "data": {}}
+            response = self.server.http.post("/api/publish", json=body, headers=self.headers)
+            response.raise_for_status()
+            self.offsets.setdefault(thread, []).append(response.json()["offset"])
+
+    def everything(self, snapshots: list[dict[str, Any]]) -> bool:
+        """Every tab has every published offset of its threads (and maybe more: checked apart)."""
+        return all(
+            tab["log"].get(thread, [])[-1:] == offsets[-1:]
+            for tab in snapshots
+            for thread, offsets in self.offsets.items()
+            if thread in tab["log"]
+        )
+
+
+def metric(server: ServerProcess, name: str) -> float:
+    return server.metrics()[name]
