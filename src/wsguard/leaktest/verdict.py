@@ -6,6 +6,7 @@ No I/O here, so that what "leaked" means is unit-tested on its own.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -87,12 +88,9 @@ def least_squares_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
         raise ValueError(f"{len(xs)} x values but {len(ys)} y values")
     if len(xs) < 2:
         raise ValueError("a slope needs at least 2 points")
-    mean_x = math.fsum(xs) / len(xs)
-    mean_y = math.fsum(ys) / len(ys)
-    spread = math.fsum((x - mean_x) ** 2 for x in xs)
-    if spread == 0:
+    if len(set(xs)) == 1:
         return 0.0
-    return math.fsum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    return statistics.linear_regression(xs, ys).slope
 
 
 @dataclass(frozen=True)
