@@ -21,9 +21,14 @@ def _report(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _run_broken(bug: str, scenario: str, directory: Path, *extra: str) -> tuple[str, dict[str, Any]]:
+def _run_broken(
+    bug: str, scenario: str, directory: Path, *extra: str, slope: bool = False
+) -> tuple[str, dict[str, Any]]:
     """``leakcheck --profile ci`` on one broken server: it must exit 1 (even with rounds that
-    an overloaded machine made inconclusive); its output and the scenario's JSON report."""
+    an overloaded machine made inconclusive); its output and the scenario's JSON report.
+
+    With ``slope``, the evidence is a memory slope, which counts only when the generator kept its
+    schedule in every measured churn round: otherwise the one right outcome is exit 3."""
     done = leakcheck_cli(
         "--profile",
         "ci",
@@ -35,9 +40,25 @@ def _run_broken(bug: str, scenario: str, directory: Path, *extra: str) -> tuple[
         broken_command(bug),
         *extra,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
     (found,) = _report(directory)["scenarios"]
+    expected = 3 if slope and _churn_overloaded(found) else 1
+    assert done.returncode == expected, done.stdout + done.stderr
     return done.stdout, found
+
+
+def _churn_overloaded(found: dict[str, Any]) -> bool:
+    return any(r["overload"] for r in found["rounds"] if r["phase"] == "churn" and not r["warmup"])
+
+
+def _slope_reason(found: dict[str, Any]) -> str:
+    """The one blocks-slope reason: a leak, or unconfirmed when the churn rounds were overloaded."""
+    if not _churn_overloaded(found):
+        assert found["verdict"] == "leak"
+        (reason,) = found["leaks"]
+        return str(reason)
+    assert found["verdict"] == "inconclusive"
+    (reason,) = [r for r in found["inconclusive"] if r.startswith("unconfirmed: wsguard_python")]
+    return str(reason).removeprefix("unconfirmed: ")
 
 
 @pytest.mark.parametrize(
@@ -79,22 +100,21 @@ def test_leakcheck_fails_on_a_broken_server(
 
 
 def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Path) -> None:
-    stdout, found = _run_broken("leaks_one_object", "multi_tab", tmp_path)
-    assert found["verdict"] == "leak"
-    (reason,) = found["leaks"]
+    stdout, found = _run_broken("leaks_one_object", "multi_tab", tmp_path, slope=True)
+    reason = _slope_reason(found)
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
     assert reason in stdout
     churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
-    assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
+    if not _churn_overloaded(found):  # an overloaded server's memory follows the overload too
+        assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
     assert all(not r["leaks"] for r in found["rounds"])
     assert found["final"]["wsguard_connections_active"] == 0
 
 
 def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp_path: Path) -> None:
-    stdout, found = _run_broken("leaks_on_eviction", "cold_start_burst", tmp_path)
-    assert found["verdict"] == "leak"
-    (reason,) = found["leaks"]
+    stdout, found = _run_broken("leaks_on_eviction", "cold_start_burst", tmp_path, slope=True)
+    reason = _slope_reason(found)
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
     assert reason in stdout
@@ -102,7 +122,8 @@ def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp
     # A churn round first fills each user to the limit of 20, which evicts nothing.
     evicting = 1 - CHURN_WORKERS * CHURN_USERS_PER_WORKER * 20 / 1000
     churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
-    assert 0.8 * evicting <= churn["slope_per_cycle"] <= 1.25 * evicting, (evicting, churn)
+    if not _churn_overloaded(found):  # an overloaded server's memory follows the overload too
+        assert 0.8 * evicting <= churn["slope_per_cycle"] <= 1.25 * evicting, (evicting, churn)
     assert not found["failures"]
     assert all(not r["leaks"] for r in found["rounds"])
     final = found["final"]

@@ -75,7 +75,7 @@ class ScenarioReport:
     @property
     def leaks(self) -> list[str]:
         found = [f"round {r.index}: {leak.describe()}" for r in self.rounds for leak in r.leaks]
-        found.extend(check.describe() for check in self.slopes if not check.passed)
+        found.extend(check.describe() for check in self.slopes if not check.passed and check.confirmed)
         return found
 
     @property
@@ -97,6 +97,11 @@ class ScenarioReport:
             if r.overload is not None:
                 found.append(f"round {r.index}: {r.overload}")
                 found.extend(f"round {r.index}: unconfirmed: {failure}" for failure in r.failures)
+        found.extend(
+            f"unconfirmed: {check.describe()}, over rounds whose generator was overloaded"
+            for check in self.slopes
+            if not check.passed and not check.confirmed
+        )
         return found
 
     @property

@@ -395,12 +395,13 @@ def _slopes(
         blocks.append(record.blocks)
         if record.rss is not None:
             rss.append(record.rss)
+    overloaded = any(r.overload for r in rounds if r.phase == phase and not r.warmup)
     checks: list[SlopeCheck] = []
     if len(blocks) >= 2:
         checks.append(slope_check(BLOCKS, "blocks", cycles, blocks, blocks_bound, phase=phase))
     if len(rss) >= 2 and len(rss) == len(cycles):
         checks.append(slope_check("resident memory", "bytes", cycles, rss, rss_bound, phase=phase))
-    return checks
+    return [replace(check, confirmed=not overloaded) for check in checks]
 
 
 async def _settle(
