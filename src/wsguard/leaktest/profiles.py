@@ -145,7 +145,11 @@ class Profile:
         return max(rounds, churn) / 1_000_000
 
     def server_flags(self) -> list[str]:
-        """``wsguard serve`` flags for a server the harness starts itself."""
+        """``wsguard serve`` flags for a server the harness starts itself.
+
+        The per-user run limits are off: the scenarios start runs as fast as their rounds go,
+        which is load for the leak checks, not abuse.
+        """
         return [
             "--heartbeat-interval",
             str(self.heartbeat_interval_s),
@@ -162,6 +166,10 @@ class Profile:
             "--demo-step-delay",
             str(self.demo_step_delay_s),
             "--metrics-allow-gc",
+            "--run-rate-per-user",
+            "0",
+            "--max-runs-per-user",
+            "0",
         ]
 
 
