@@ -1,0 +1,200 @@
+"""The generic scenarios: what clients do to an application in one round.
+
+Each returns the round's :class:`RoundResult`; the runner then requires every probe count back at
+its baseline. The stalled reader also measures the application's memory while it stalls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from wsguard.leaktest.generic.peers import Peer, leave_all, open_peer
+from wsguard.leaktest.generic.target import GenericSizes, GenericTarget
+from wsguard.leaktest.generic.verdict import stall_growth_leak
+from wsguard.leaktest.probes import MetricsProbe
+from wsguard.leaktest.results import CHURN, ROUNDS
+from wsguard.leaktest.scenarios.base import RoundResult
+from wsguard.leaktest.verdict import CountLeak
+
+CHURN_WORKERS = 8
+SETTLED_SCRAPES = 3
+
+
+@dataclass
+class GenericRound:
+    """What a round may use: the target, the sizes, the probe and a source of fresh identities."""
+
+    target: GenericTarget
+    sizes: GenericSizes
+    probe: MetricsProbe
+    index: int
+    numbers: itertools.count[int] = field(default_factory=itertools.count)
+    leaks: list[CountLeak] = field(default_factory=list)
+
+    def fresh_identity(self) -> str:
+        return self.target.identity_of(f"r{self.index}c{next(self.numbers)}")
+
+
+Play = Callable[[GenericRound], Awaitable[RoundResult]]
+
+
+@dataclass(frozen=True)
+class GenericScenario:
+    name: str
+    description: str
+    play: Play
+    phase: str = ROUNDS
+
+
+async def _open_many(ctx: GenericRound, identities: list[str]) -> tuple[list[Peer], RoundResult]:
+    result = RoundResult()
+    opened = await asyncio.gather(*(open_peer(ctx.target, i) for i in identities), return_exceptions=True)
+    peers = [p for p in opened if isinstance(p, Peer)]
+    for identity, outcome in zip(identities, opened, strict=True):
+        if isinstance(outcome, BaseException):
+            result.failures.append(f"{identity} could not connect: {type(outcome).__name__}: {outcome}")
+    result.connections = len(peers)
+    return peers, result
+
+
+async def connect_close(ctx: GenericRound) -> RoundResult:
+    """Clients of their own identities connect, stay a moment, then half close, half drop TCP."""
+    peers, result = await _open_many(ctx, [ctx.fresh_identity() for _ in range(ctx.sizes.clients)])
+    await asyncio.sleep(ctx.sizes.hold_s)
+    await leave_all(peers)
+    return result
+
+
+async def same_identity(ctx: GenericRound) -> RoundResult:
+    """Many connections of one identity at once (tabs, devices, a reconnect before the old one
+    is noticed gone), then half close, half drop TCP."""
+    identity = ctx.fresh_identity()
+    peers, result = await _open_many(ctx, [identity] * ctx.sizes.clients)
+    await asyncio.sleep(ctx.sizes.hold_s)
+    await leave_all(peers)
+    return result
+
+
+async def churn(ctx: GenericRound) -> RoundResult:
+    """``churn_cycles`` connect-and-leave cycles over a few parallel clients, for the memory slope."""
+    share, extra = divmod(ctx.sizes.churn_cycles, CHURN_WORKERS)
+
+    async def work(worker: int, cycles: int) -> RoundResult:
+        done = RoundResult()
+        for cycle in range(cycles):
+            identity = ctx.fresh_identity()
+            try:
+                peer = await open_peer(ctx.target, identity)
+            except Exception as error:
+                done.failures.append(f"{identity} could not connect: {type(error).__name__}: {error}")
+                return done
+            await peer.leave(clean=(worker + cycle) % 2 == 0)
+            done.connections += 1
+        return done
+
+    outcomes = await asyncio.gather(
+        *(work(w, share + (1 if w < extra else 0)) for w in range(CHURN_WORKERS)),
+    )
+    result = RoundResult()
+    for worker, outcome in enumerate(outcomes):
+        result.absorb(outcome, f"churn worker {worker}")
+    return result
+
+
+async def stalled_reader(ctx: GenericRound) -> RoundResult:
+    """A reader stops reading while a talker makes the application send it ``stall_messages``
+    messages; the memory the application gains meanwhile must stay under its bound."""
+    sizes = ctx.sizes
+    result = RoundResult()
+    reader = await open_peer(ctx.target, ctx.fresh_identity(), receive_buffer=sizes.stall_receive_buffer)
+    talker = await open_peer(ctx.target, ctx.fresh_identity())
+    result.connections = 2
+    try:
+        reader.stall()
+        before = await ctx.probe.settled(SETTLED_SCRAPES)
+        start = talker.received
+        for number in range(sizes.stall_messages):
+            await talker.send(ctx.target.message(talker.identity, number, sizes.message_bytes))
+        if not await talker.wait_received(start + sizes.stall_messages, sizes.reply_timeout_s):
+            result.failures.append(
+                f"the talker got {talker.received - start} of the {sizes.stall_messages} messages it "
+                "sent back from the application; this scenario needs an application that sends "
+                "what a client sends to every client (a chat room): set the message with "
+                "--broadcast, or leave stalled_reader out"
+            )
+            return result
+        during = await ctx.probe.settled(SETTLED_SCRAPES)
+        result.events = talker.received - start
+        leak = stall_growth_leak(
+            before, during, sizes.stall_messages * sizes.message_bytes, sizes.stall_growth_fraction
+        )
+        if leak is not None:
+            ctx.leaks.append(leak)
+    finally:
+        reader.drop()
+        await reader.wait_closed(2.0)
+        await talker.close()
+    return result
+
+
+async def broadcast_disconnect(ctx: GenericRound) -> RoundResult:
+    """Clients send a burst that the application broadcasts, and leave at once (half close, half
+    drop TCP) while it is still broadcasting, as a talker keeps it busy."""
+    sizes = ctx.sizes
+    talker = await open_peer(ctx.target, ctx.fresh_identity())
+    leavers, result = await _open_many(ctx, [ctx.fresh_identity() for _ in range(sizes.leavers)])
+    result.connections += 1
+    stop = asyncio.Event()
+
+    async def talk() -> None:
+        number = 0
+        while not stop.is_set():
+            await talker.send(ctx.target.message(talker.identity, number, sizes.message_bytes))
+            number += 1
+            if number % 10 == 0:
+                await asyncio.sleep(0)
+
+    talking = asyncio.create_task(talk())
+    try:
+        await talker.wait_received(sizes.leaver_messages, sizes.reply_timeout_s)
+
+        async def burst_and_leave(index: int, peer: Peer) -> None:
+            for number in range(sizes.leaver_messages):
+                await peer.send(ctx.target.message(peer.identity, number, sizes.message_bytes))
+            await peer.leave(clean=index % 2 == 0)
+
+        await asyncio.gather(*(burst_and_leave(i, p) for i, p in enumerate(leavers)))
+        settled_at = talker.received
+        await talker.wait_received(settled_at + sizes.leaver_messages, sizes.reply_timeout_s)
+    finally:
+        stop.set()
+        await talking
+        result.events = talker.received
+        await talker.close()
+    return result
+
+
+GENERIC_SCENARIOS: dict[str, GenericScenario] = {
+    scenario.name: scenario
+    for scenario in (
+        GenericScenario("connect_close", "clients connect and leave, half with a close frame, half by "
+                        "dropping TCP", connect_close),
+        GenericScenario("same_identity", "many connections of one identity at once, then all leave",
+                        same_identity),
+        GenericScenario("stalled_reader", "a reader stops reading while the application sends to it",
+                        stalled_reader),
+        GenericScenario("broadcast_disconnect", "clients leave while the application broadcasts to them",
+                        broadcast_disconnect),
+        GenericScenario("churn", "hundreds of connect-and-leave cycles per round: the memory slope",
+                        churn, CHURN),
+    )
+}  # fmt: skip
+GENERIC_SCENARIO_NAMES: tuple[str, ...] = tuple(GENERIC_SCENARIOS)
+DEFAULT_GENERIC_SCENARIOS: tuple[str, ...] = tuple(n for n in GENERIC_SCENARIO_NAMES if n != "stalled_reader")
+"""What a run takes unless told otherwise. ``stalled_reader`` is asked for by name: uvicorn 0.54
+itself buffers what an application sends to a reader that stopped reading (measured: all 16 MB of
+4000 messages of 4 KB, whatever the application's own queues do), so under uvicorn it reports
+that growth for every application."""
