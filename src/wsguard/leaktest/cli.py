@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wsguard.leaktest.client import Target
+from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args
 from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profile_name, get_profile
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
@@ -91,6 +92,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_generic_arguments(parser)
 
 
 def target_from_args(args: argparse.Namespace) -> Target | None:
@@ -125,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_profiles:
         print(render_profiles())
         return EXIT_OK
+    if args.probe is not None:
+        return run_generic_from_args(args)
     try:
         profile = get_profile(args.profile or default_profile_name(os.environ))
         if args.churn_cycles is not None:
