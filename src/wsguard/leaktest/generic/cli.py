@@ -39,7 +39,7 @@ def add_generic_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=GENERIC_SCENARIO_NAMES,
         metavar="NAME",
-        help=f"generic scenarios (default: {', '.join(DEFAULT_GENERIC_SCENARIOS)}; also stalled_reader)",
+        help=f"generic scenarios (default: all): {', '.join(GENERIC_SCENARIO_NAMES)}",
     )
     group.add_argument(
         "--identity",

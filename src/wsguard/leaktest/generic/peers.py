@@ -78,7 +78,9 @@ class Peer:
 async def open_peer(
     target: GenericTarget, identity: str, *, receive_buffer: int | None = None, timeout: float = 10.0
 ) -> Peer:
-    """Connect as ``identity`` and send the target's script; the application's refusal raises."""
+    """Connect as ``identity`` and send the target's script; the application's refusal raises.
+
+    Without compression, so that the bytes a stalled reader leaves unread are the bytes sent."""
     url = target.url_for(identity)
     sock = None if receive_buffer is None else await _small_window_socket(url, receive_buffer)
     ws = await connect(
@@ -88,6 +90,7 @@ async def open_peer(
         open_timeout=timeout,
         close_timeout=1.0,
         ping_interval=None,
+        compression=None,
         max_size=None,
         max_queue=None,
     )

@@ -75,8 +75,8 @@ class GenericSizes:
     """How big the generic rounds are and the bounds they must stay under.
 
     ``stall_growth_fraction``: while a reader is stalled, the app may hold at most this fraction of
-    the bytes it was asked to send it (the kernel's buffers take some; a bounded queue a little);
-    an unbounded queue holds nearly all of it.
+    the bytes it was asked to send it, or ``stall_floor_bytes`` when that is more (the kernel's
+    buffers take some; a bounded queue a little); an unbounded queue holds nearly all of it.
     """
 
     name: str = "generic"
@@ -90,8 +90,10 @@ class GenericSizes:
     churn_rss_bound: float = 4096.0
     cleanup_bound_s: float = 2.0
     message_bytes: int = 4096
-    stall_messages: int = 4000
+    stall_messages: int = 6000
     stall_growth_fraction: float = 0.25
+    stall_floor_bytes: float = 4 * 1024 * 1024
+    stall_send_timeout_s: float = 1.0
     stall_receive_buffer: int = 4096
     leavers: int = 8
     leaver_messages: int = 20

@@ -34,13 +34,17 @@ def generic_count_leaks(sample: Mapping[str, float], baseline: Mapping[str, floa
 
 
 def stall_growth_leak(
-    before: Mapping[str, float], during: Mapping[str, float], sent_bytes: int, fraction: float
+    before: Mapping[str, float],
+    during: Mapping[str, float],
+    sent_bytes: int,
+    fraction: float,
+    floor_bytes: float,
 ) -> CountLeak | None:
-    """The resident memory the application gained while a reader stalled, when over
-    ``fraction`` of the bytes it was asked to send that reader; else ``None``."""
+    """The resident memory the application gained while a reader stalled, when over ``fraction``
+    of the bytes it was asked to send that reader and over ``floor_bytes``; else ``None``."""
     if RSS not in before or RSS not in during:
         return CountLeak(f"{RSS} while a reader stalled", during.get(RSS), 0.0, before.get(RSS))
-    allowed = before[RSS] + fraction * sent_bytes
+    allowed = before[RSS] + max(floor_bytes, fraction * sent_bytes)
     if during[RSS] <= allowed:
         return None
     return CountLeak(f"{RSS} while a reader stalled", during[RSS], allowed, before[RSS])
