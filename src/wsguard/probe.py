@@ -45,8 +45,10 @@ BLOCKS = "wsguard_python_allocated_blocks"
 """The names the leak harness reads; the last three are the names wsguard's own server uses."""
 
 _NAMED_COUNTS: dict[str, Count] = {}
-"""Counts named by every probe of the process, so that an outer probe (the one the leak harness
-adds around an application) reports the counts an inner one was given."""
+"""Counts named by every probe of the process that has been called, so that an outer probe (the
+one the leak harness adds around an application) reports the counts an inner one was given. A
+probe adds its counts on its first call (the lifespan startup or the first request), so that of
+two applications built in one module only the one being served reports."""
 
 
 def app_count_key(name: str) -> str:
@@ -112,15 +114,19 @@ class ProbeMiddleware:
         self.enabled = enabled_by_environment() if enabled is None else enabled
         self.scopes_open = 0
         self.scopes_opened = 0
-        if self.enabled:
-            _NAMED_COUNTS.update(counts or {})
+        self._counts = dict(counts or {})
+        self._counts_added = False
         self._registry = CollectorRegistry(auto_describe=False)
         self._registry.register(_Collector(self))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled:
             await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
+            return
+        if not self._counts_added:
+            _NAMED_COUNTS.update(self._counts)
+            self._counts_added = True
+        if scope["type"] == "websocket":
             self.scopes_open += 1
             self.scopes_opened += 1
             try:
