@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from wsguard.leaktest.client import Target
-from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args
+from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
 from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profile_name, get_profile
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.list_profiles:
         print(render_profiles())
         return EXIT_OK
-    if args.probe is not None:
+    if uses_generic_mode(args):
         return run_generic_from_args(args)
     try:
         profile = get_profile(args.profile or default_profile_name(os.environ))

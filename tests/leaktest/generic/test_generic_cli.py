@@ -55,6 +55,7 @@ def test_cli_names_the_leaked_count_in_the_table_and_both_reports(tmp_path: Path
     ("args", "message"),
     [
         (["--probe", "http://127.0.0.1:9/p"], "--probe needs --target"),
+        (["--target", "ws://h/ws", "--check", "churn"], "need --probe"),
         (["--probe", "http://127.0.0.1:9/p", "--target", "http://h/ws"], "ws:// or wss://"),
         (["--probe", "http://127.0.0.1:9/p", "--target", "ws://h/ws", "--header", "X"], "Name: value"),
         (["--probe", "http://127.0.0.1:9/p", "--target", "ws://h/ws", "--cluster", "2"], "--cluster"),

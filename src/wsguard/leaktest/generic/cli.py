@@ -62,6 +62,18 @@ def add_generic_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--cleanup-bound", type=float, metavar="SECONDS", help="default 2")
 
 
+def uses_generic_mode(args: argparse.Namespace) -> bool:
+    """Whether ``args`` ask for the generic mode: ``--probe`` or any option of its own."""
+    return args.probe is not None or bool(
+        args.check
+        or args.header
+        or args.send
+        or args.cleanup_bound is not None
+        or args.identity != DEFAULT_IDENTITY
+        or args.broadcast != DEFAULT_BROADCAST
+    )
+
+
 def run_generic_from_args(args: argparse.Namespace) -> int:
     """Run the generic mode with parsed ``args``; the exit status."""
     from wsguard.leaktest.cli import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
@@ -70,6 +82,10 @@ def run_generic_from_args(args: argparse.Namespace) -> int:
         given = [f"--{name.replace('_', '-')}" for name in WSGUARD_ONLY if getattr(args, name, None)]
         if given:
             raise ValueError(f"{', '.join(given)}: only with wsguard's own server, not with --probe")
+        if args.probe is None:
+            raise ValueError(
+                "--check, --identity, --header, --send, --broadcast and --cleanup-bound need --probe"
+            )
         if args.target is None:
             raise ValueError("--probe needs --target ws://HOST/PATH")
         sizes = GenericSizes()
