@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install demo test lint typecheck unit node bench clean
+.PHONY: install demo test lint typecheck unit node soak bench clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ node:
 	else echo "skipped the browser client's unit tests: install Node.js 20+ to run them"; fi
 
 test: lint typecheck unit node
+
+# Long floods and soaks (pytest marker `soak`), left out of `make test`.
+soak: install
+	$(BIN)/pytest -m soak -s
 
 bench: install
 	$(BIN)/python bench/run.py

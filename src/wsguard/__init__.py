@@ -1,12 +1,10 @@
 """wsguard: per-user isolated WebSocket sessions that cannot leak.
 
-The public names are imported on first use, so that a light submodule (``wsguard.probe``, which
-any ASGI application may wrap itself in) loads none of the server's dependencies.
+The names below are imported on first use, so that ``import wsguard.client`` on a machine with
+only ``websockets`` installed does not load the server (Starlette, uvicorn, PyJWT, Prometheus).
 """
 
-from __future__ import annotations
-
-import importlib
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,7 +15,7 @@ if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard, create_app
     from wsguard.settings import LimitPolicy, Settings
 
-_HOMES = {
+_EXPORTS = {
     "CommandHooks": "wsguard.runtime.commands",
     "ConnectionContext": "wsguard.context",
     "EventTooLarge": "wsguard.runtime.hub",
@@ -47,7 +45,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
+    """Import an exported name from its module the first time it is asked for."""
+    module = _EXPORTS.get(name)
+    if module is None:
         raise AttributeError(f"module 'wsguard' has no attribute {name!r}")
-    return getattr(importlib.import_module(home), name)
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,6 +13,7 @@ from typing import Any
 
 from jwt import PyJWKSetError
 
+from wsguard.extras import MissingExtra, require_redis
 from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
@@ -72,15 +73,33 @@ OPTIONS = [
         float,
         "inbound frames per second per connection, burst twice that; 0 = off",
     ),
+    Option(
+        "--max-subscriptions-per-connection",
+        "max_subscriptions_per_connection",
+        int,
+        "threads one connection may subscribe to at once",
+    ),
+    Option("--run-rate-per-user", "run_rate_per_user", float, "runs started/s per user; 0 = off"),
+    Option("--max-runs-per-user", "max_runs_per_user", int, "runs at once per user; 0 = off"),
+    Option("--ticket-rate-per-user", "ticket_rate_per_user", float, "tickets/s per user; 0 = off"),
+    Option("--max-tickets-per-user", "max_tickets_per_user", int, "unused tickets per user; 0 = off"),
     Option("--retention-events", "retention_events", int, "events kept per thread"),
     Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
+    Option(
+        "--max-remembered-threads",
+        "max_remembered_threads",
+        int,
+        "memory backend: expired threads whose last offset is kept",
+    ),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
+    Option("--workers", "workers", int, "worker processes on one port (needs a Redis backend)"),
 ]
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
     Option("--compression", "compression", _bool, "permessage-deflate"),
+    Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
 
@@ -100,7 +119,13 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     for option in OPTIONS:
         parser.add_argument(option.flag, dest=option.field, help=option.help)
     for option in FLAGS:
-        parser.add_argument(option.flag, dest=option.field, action="store_true", default=None)
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=f"{option.help} (--no-{option.flag[2:]} overrides {option.variable})",
+        )
     parser.add_argument(ORIGINS.flag, dest=ORIGINS.field, action="append", help=ORIGINS.help)
 
 
@@ -112,8 +137,8 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if isinstance(given, list):
             values[option.field] = tuple(o for item in given for o in _origins(item))
             continue
-        if given is True:
-            values[option.field] = True
+        if isinstance(given, bool):
+            values[option.field] = given
             continue
         raw = given if given is not None else environ.get(option.variable)
         if raw is None:
@@ -126,6 +151,11 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         settings = Settings(**values)
     except SettingError as error:
         raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+    if settings.backend != "memory":
+        try:
+            require_redis()
+        except MissingExtra as error:
+            raise UsageError(f"--backend (WSGUARD_BACKEND): {error}") from error
     for flag, path, loader in (
         ("--jwt-public-key", settings.jwt_public_key, PublicKeyFile),
         ("--jwks-file", settings.jwks_file, JwksFile),
@@ -145,11 +175,15 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
 
 def serve(settings: Settings) -> int:
     """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
+    if settings.workers > 1:
+        from wsguard.server.workers import run_workers
+
+        return run_workers(settings)
     from wsguard.server.guard import WSGuard
     from wsguard.server.run import run_server
 
     guard = WSGuard(settings)
-    return run_server(guard.app(), settings, guard.drain)
+    return run_server(guard.app(), settings, guard.drain, guard.stop_admitting)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -53,6 +53,14 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1"
     sweep_interval: float = 5.0
     ticket_ttl: float = 30.0
+    workers: int = 1
+    max_subscriptions_per_connection: int = 100
+    metrics_allow_gc: bool = False
+    run_rate_per_user: float = 10.0
+    max_runs_per_user: int = 10
+    ticket_rate_per_user: float = 10.0
+    max_tickets_per_user: int = 100
+    max_remembered_threads: int = 10000
 
     def __post_init__(self) -> None:
         self.validate()
@@ -72,6 +80,8 @@ class Settings:
             "retention_seconds": self.retention_seconds,
             "lease_ttl": self.lease_ttl,
             "sweep_interval": self.sweep_interval,
+            "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
+            "max_remembered_threads": self.max_remembered_threads,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -83,6 +93,10 @@ class Settings:
             "max_connections": self.max_connections,
             "message_rate_per_connection": self.message_rate_per_connection,
             "demo_step_delay": self.demo_step_delay,
+            "run_rate_per_user": self.run_rate_per_user,
+            "max_runs_per_user": self.max_runs_per_user,
+            "ticket_rate_per_user": self.ticket_rate_per_user,
+            "max_tickets_per_user": self.max_tickets_per_user,
         }
         for name, value in non_negative.items():
             if value < 0:
@@ -91,6 +105,14 @@ class Settings:
             raise SettingError("port", f"must be 0 to 65535, got {self.port}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+        if self.workers < 1:
+            raise SettingError("workers", f"must be 1 or more, got {self.workers}")
+        if self.workers > 1 and self.backend == "memory":
+            raise SettingError(
+                "workers",
+                "needs a Redis backend (--backend redis://HOST:PORT/DB): with the memory backend "
+                "each worker would keep its own limits and events",
+            )
 
     @property
     def has_jwt_key(self) -> bool:

@@ -7,7 +7,7 @@ import pytest
 
 from wsguard.client import (
     Event,
-    FrameError,
+    MalformedFrame,
     Pong,
     Refreshed,
     ServerError,
@@ -98,5 +98,5 @@ def test_unknown_types_are_kept_not_refused() -> None:
     ],
 )
 def test_frames_that_break_the_protocol_are_refused(text: str) -> None:
-    with pytest.raises(FrameError):
+    with pytest.raises(MalformedFrame):
         parse_frame(text)

@@ -21,6 +21,9 @@ from wsguard.testing import ServerProcess, eventually_async
 
 _users = itertools.count(1)
 
+SHORT_TTL = 4
+"""A short token's lifetime: ``exp`` is whole seconds, so it expires 3 to 4 s after it is issued."""
+
 
 def fresh_user(prefix: str) -> str:
     """A user id no other test touches, so that tests sharing a server cannot see each other."""
@@ -29,7 +32,7 @@ def fresh_user(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    flags = ("--demo-step-delay", "0.001", "--connect-rate-per-user", "0")
+    flags = ("--demo-step-delay", "0.001", "--connect-rate-per-user", "0", "--run-rate-per-user", "0")
     with ServerProcess(*flags, "--retention-events", "10000") as process:
         yield process
 
@@ -337,9 +340,16 @@ def test_two_clients_resuming_one_session_settle_instead_of_evicting_each_other_
         assert len(running) == 1, [client.closed_reason for client in clients]
         assert stopped[0].closed_reason is not None
         assert stopped[0].closed_reason.code == 4002
-        opened = running[0].connections_opened
-        await asyncio.sleep(0.3)
-        assert running[0].connections_opened == opened
+        opened = [client.connections_opened for client in clients]
+        # Settled, not just quiet for a while: the stopped client has finished for good, the
+        # survivor answers a round-trip, and the server holds exactly the survivor's socket.
+        await asyncio.wait_for(stopped[0].wait_closed(), 5.0)
+        await running[0].ping()
+        listed = await asyncio.to_thread(
+            server.http.get, f"/api/admin/users/{user}/connections", headers=server.auth("admin", admin=True)
+        )
+        assert [c["connection_id"] for c in listed.json()] == [running[0].connection_id]
+        assert [client.connections_opened for client in clients] == opened
         assert running[0].connected
         await running[0].close()
 
@@ -534,17 +544,17 @@ def test_token_expiry_stops_a_static_token_and_renews_a_token_provider() -> None
     with ServerProcess("--jwt-leeway", "0") as strict:
 
         async def fresh_token() -> str:
-            return await asyncio.to_thread(strict.token, user, ttl=2)
+            return await asyncio.to_thread(strict.token, user, ttl=SHORT_TTL)
 
         async def scenario() -> None:
-            static = wc.connect(strict.ws_url, token=strict.token(user, ttl=2))
+            static = wc.connect(strict.ws_url, token=strict.token(user, ttl=SHORT_TTL))
             renewing = wc.connect(strict.ws_url, token=fresh_token)
             await static.start()
             await renewing.start()
-            reason = await asyncio.wait_for(static.wait_closed(), 10.0)
+            reason = await asyncio.wait_for(static.wait_closed(), SHORT_TTL + 10.0)
             assert reason.code == 4401
             await eventually_async(
-                _connections_opened(renewing), lambda n: n >= 2, timeout=10.0, what="a renewal"
+                _connections_opened(renewing), lambda n: n >= 2, timeout=SHORT_TTL + 10.0, what="a renewal"
             )
             assert renewing.closed_reason is None
             await renewing.close()

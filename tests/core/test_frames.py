@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from wsguard.client.tracking import ThreadTracker
 from wsguard.core import frames
 from wsguard.core.frames import FrameError, Since, Subscribe
 
@@ -47,3 +48,37 @@ def test_registered_custom_types_pass_through() -> None:
     parsed = frames.parse_command('{"type": "typing", "x": 1}', frozenset({"typing"}))
     assert isinstance(parsed, frames.Custom)
     assert parsed.body["x"] == 1
+
+
+def test_what_the_server_encodes_the_client_parses_into_the_same_values() -> None:
+    sent = frames.event_frame(
+        event="tool_completed",
+        thread_id="t.1",
+        run_id="run_1",
+        request_id="req_1",
+        offset=7,
+        epoch="e1",
+        data={"tool": "search", "text": "é"},
+        ts=1_700_000_000.25,
+    )
+    assert frames.parse_frame(sent) == frames.Event(
+        event="tool_completed",
+        thread_id="t.1",
+        run_id="run_1",
+        request_id="req_1",
+        offset=7,
+        epoch="e1",
+        data={"tool": "search", "text": "é"},
+        ts="2023-11-14T22:13:20.250Z",
+    )
+    refusal = frames.error_frame(FrameError("bad_request", "thread_id is missing", ref=3))
+    assert frames.parse_frame(refusal) == frames.ServerError("bad_request", "thread_id is missing", 3)
+    assert frames.parse_frame(frames.encode("pong", "p1")) == frames.Pong("p1")
+
+
+def test_what_the_client_subscribes_with_the_server_parses_into_the_same_position() -> None:
+    tracker = ThreadTracker()
+    position = frames.Position("e1", 41)
+    tracker.subscribe("t.1", since=position)
+    command = tracker.subscribe_command("t.1")
+    assert frames.parse_command(json.dumps(command)) == Subscribe("t.1", position, None)

@@ -60,3 +60,35 @@ def test_without_since_nothing_is_replayed() -> None:
     assert not recovery.recovered
     assert recovery.frames == ()
     assert recovery.last_offset == 3
+
+
+def _expired_thread(logs: ThreadLogs, key: tuple[str, str], now: float) -> None:
+    logs.append(key, logs.next_offset(key), "frame", now)
+    logs.recover(key, None, None, now + logs.max_age + 1)
+
+
+def test_what_expired_logs_leave_behind_is_bounded_by_count() -> None:
+    logs = ThreadLogs("e", 10, 1.0, max_remembered=2, remember_for=1000.0)
+    keys = [("u", f"t{n}") for n in range(3)]
+    for n, key in enumerate(keys):
+        _expired_thread(logs, key, float(n))
+    assert logs.remembered_count == 2
+    assert [logs.last_offset(k) for k in keys] == [0, 1, 1]
+    assert logs.epoch_of(keys[0]) != "e", "a forgotten thread restarts in a new epoch"
+    assert logs.epoch_of(keys[1]) == "e", "a remembered thread keeps its epoch"
+    told = logs.recover(keys[0], "e", 1, now=10.0)
+    assert (told.recovered, told.last_offset) == (False, 0)
+
+
+def test_what_expired_logs_leave_behind_is_bounded_by_time() -> None:
+    logs = ThreadLogs("e", 10, 1.0, remember_for=5.0)
+    _expired_thread(logs, KEY, 0.0)
+    logs.expire_all(now=6.0)
+    assert logs.last_offset(KEY) == 1, "kept remember_for seconds after the log expired"
+    logs.expire_all(now=8.0)
+    assert logs.remembered_count == 0
+    assert logs.next_offset(KEY) == 1
+    first_epoch = logs.epoch_of(KEY)
+    assert first_epoch != "e"
+    logs.append(KEY, 1, "frame", 9.0)
+    assert logs.epoch_of(KEY) == first_epoch

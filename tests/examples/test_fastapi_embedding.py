@@ -53,7 +53,7 @@ def test_subscription_rule_custom_command_and_in_process_publish(app: ServerProc
     assert typing == {"type": "typing_ack", "user_id": "alice", "thread_id": "project-x", "ref": 2}
     assert [e["data"]["step"] for e in events] == ["queued", "building", "live"]
     assert {e["thread_id"] for e in events} == {"project-x"}
-    app.wait_idle(timeout=1.0)
+    app.wait_idle(timeout=5.0)
 
 
 def test_other_users_never_see_the_apps_events(app: ServerProcess) -> None:

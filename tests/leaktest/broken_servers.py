@@ -15,9 +15,9 @@ from dataclasses import replace
 from typing import Any
 from uuid import uuid4
 
+from wsguard import close
 from wsguard.backends.base import Envelope
 from wsguard.core.registry import Admission, Handle
-from wsguard.runtime import close
 from wsguard.runtime.connection import Connection
 from wsguard.runtime.hub import Hub
 

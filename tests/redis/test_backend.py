@@ -8,10 +8,11 @@ Redis are the real ones.
 import asyncio
 from collections.abc import Callable, Collection
 
-from wsguard.backends.base import Envelope, ThreadKey
+from wsguard.backends.base import Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
+from wsguard.core.thread_log import ThreadKey
 from wsguard.settings import LimitPolicy
 from wsguard.testing import eventually_async
 from wsguard.testing.redis_server import RedisServer
@@ -25,6 +26,7 @@ class Recorder:
         self.closed: list[tuple[str, bool]] = []
         self.threads: list[ThreadKey] = []
         self.resets: list[ThreadKey] = []
+        self.errors: list[tuple[str, BaseException]] = []
 
     def deliver(self, envelope: Envelope) -> None:
         self.delivered.append(envelope)
@@ -38,6 +40,9 @@ class Recorder:
 
     def reset_thread(self, key: ThreadKey) -> None:
         self.resets.append(key)
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        self.errors.append((task, error))
 
 
 def _backend(url: str, **overrides: object) -> RedisBackend:

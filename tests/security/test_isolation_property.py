@@ -1,7 +1,11 @@
 """Property: whatever many users do (connect, subscribe, publish, drop, reconnect), no event ever
-reaches a connection of another user or of an unsubscribed thread, and every count returns to 0."""
+reaches a connection of another user or of an unsubscribed thread, every event reaches each
+connection of its user that was subscribed when it was published and stayed open, and every count
+returns to 0."""
 
 import asyncio
+import contextlib
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,7 +18,7 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import ServerProcess
+from wsguard.testing import ServerProcess, eventually_async
 from wsguard.testing.clients import drop, open_socket, send
 
 USERS = ["u0", "u1", "u2", "u3"]
@@ -37,6 +41,10 @@ class Client:
     ever_subscribed: set[str] = field(default_factory=set)
     frames: list[dict[str, Any]] = field(default_factory=list)
     reader: asyncio.Task[None] | None = None
+    expected_steps: set[int] = field(default_factory=set)
+    """The publish steps this client must receive if it is still open at the end."""
+    settled: bool = False
+    """It answered the final ping while open: everything queued for it before has arrived."""
 
 
 async def _read_all(client: Client) -> None:
@@ -45,6 +53,18 @@ async def _read_all(client: Client) -> None:
             client.frames.append(json.loads(text))
     except ConnectionClosed:
         pass
+
+
+async def _answered(client: Client, reply_type: str, ref: str, timeout: float = 10.0) -> bool:
+    """Wait for the reply with ``ref``; False if the connection ends first (an eviction)."""
+
+    async def probe() -> bool | None:
+        if any(f["type"] == reply_type and f.get("ref") == ref for f in client.frames):
+            return True
+        return False if client.reader is None or client.reader.done() else None
+
+    answer = await eventually_async(probe, lambda seen: seen is not None, timeout=timeout, what=ref)
+    return bool(answer)
 
 
 operations = st.lists(
@@ -74,27 +94,33 @@ async def _run(
             clients.append(client)
             live.append(client)
 
+        async def publish(step: int, user_id: str, thread_id: str | None) -> None:
+            body = {
+                "user_id": user_id,
+                "thread_id": thread_id,
+                "event": "e",
+                "data": {"for": user_id, "step": step},
+            }
+            response = await http.post(
+                "/api/publish", json=body, headers={"Authorization": f"Bearer {admin}"}
+            )
+            assert response.status_code == 200
+            for client in live:
+                if client.user_id == user_id and (thread_id is None or thread_id in client.subscribed):
+                    client.expected_steps.add(step)
+
         for step, operation in enumerate(program):
             kind = operation[0]
             if kind == "connect":
                 await connect(operation[1])
             elif kind == "subscribe" and live:
                 client = live[operation[1] % len(live)]
-                client.subscribed.add(operation[2])
                 client.ever_subscribed.add(operation[2])
-                await send(client.socket, type="subscribe", thread_id=operation[2])
+                await send(client.socket, type="subscribe", thread_id=operation[2], ref=f"s{step}")
+                if await _answered(client, "subscribed", f"s{step}"):
+                    client.subscribed.add(operation[2])
             elif kind == "publish":
-                user_id, thread_id = operation[1], operation[2]
-                body = {
-                    "user_id": user_id,
-                    "thread_id": thread_id,
-                    "event": "e",
-                    "data": {"for": user_id, "step": step},
-                }
-                response = await http.post(
-                    "/api/publish", json=body, headers={"Authorization": f"Bearer {admin}"}
-                )
-                assert response.status_code == 200
+                await publish(step, operation[1], operation[2])
             elif kind == "drop" and live:
                 client = live.pop(operation[1] % len(live))
                 if operation[2]:
@@ -105,6 +131,25 @@ async def _run(
                 client = live.pop(operation[1] % len(live))
                 drop(client.socket)
                 await connect(client.user_id, resume=client.session_id)
+        # Whatever the program did, every connection still open follows the shared thread, and
+        # every user still connected gets one event per thread that any of its connections
+        # follows, and one for the user: each must reach every one of its connections.
+        final = itertools.count(len(program))
+        for client in live:
+            ref = f"s{next(final)}"
+            client.ever_subscribed.add("shared")
+            with contextlib.suppress(ConnectionClosed):
+                await send(client.socket, type="subscribe", thread_id="shared", ref=ref)
+            if await _answered(client, "subscribed", ref):
+                client.subscribed.add("shared")
+        for user_id in sorted({client.user_id for client in live}):
+            followed = set().union(*(c.subscribed for c in live if c.user_id == user_id))
+            for thread_id in [None, *sorted(followed)]:
+                await publish(next(final), user_id, thread_id)
+        for client in live:
+            with contextlib.suppress(ConnectionClosed):
+                await send(client.socket, type="ping", ref="final")
+            client.settled = await _answered(client, "pong", "final")
         for client in live:
             await client.socket.close()
         await asyncio.gather(*(c.reader for c in clients if c.reader))
@@ -114,10 +159,12 @@ async def _run(
 def test_no_event_crosses_users_and_counts_return_to_zero(iso_server: ServerProcess) -> None:
     tokens = {user: iso_server.token(user) for user in USERS}
     admin = iso_server.token("ops", admin=True)
+    delivered = 0
 
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
     @given(operations)
     def check(program: list[tuple[Any, ...]]) -> None:
+        nonlocal delivered
         clients = asyncio.run(_run(iso_server, tokens, admin, program))
         for client in clients:
             for frame in client.frames:
@@ -132,7 +179,13 @@ def test_no_event_crosses_users_and_counts_return_to_zero(iso_server: ServerProc
                     offsets.setdefault(frame["thread_id"], []).append(frame["offset"])
             for thread_id, seen in offsets.items():
                 assert seen == sorted(set(seen)), f"{thread_id}: duplicates or disorder {seen}"
-        iso_server.wait_idle(timeout=2.0)
+            if client.settled:
+                received = {f["data"]["step"] for f in client.frames if f["type"] == "event"}
+                missing = client.expected_steps - received
+                assert not missing, f"{client.user_id} never received steps {missing}: {program}"
+                delivered += len(client.expected_steps)
+        iso_server.wait_idle(timeout=5.0)
 
     check()
+    assert delivered > 0, "no example delivered anything: the property was never exercised"
     assert iso_server.metrics()["wsguard_sweeper_repairs_total"] == 0

@@ -92,6 +92,27 @@ def test_past_the_age_bound_recovery_fails_and_offsets_continue(start_server: St
     assert _publish(server, "u", "aging", 2, admin) == [4, 5]
 
 
+def test_expired_threads_are_remembered_up_to_a_count_then_restart_in_a_new_epoch(
+    start_server: StartServer,
+) -> None:
+    server = start_server("--retention-seconds", "0.3", "--max-remembered-threads", "2")
+    admin = server.auth("ops", admin=True)
+    threads = ["old", "middle", "new"]
+    for thread_id in threads:
+        assert _publish(server, "u", thread_id, 1, admin) == [1]
+    time.sleep(0.4)
+    told = [asyncio.run(_subscribe(server, "u", t, None))[1] for t in threads]
+    epoch = told[0]["epoch"]
+    assert [(f["epoch"], f["offset"]) for f in told] == [(epoch, 1)] * 3
+    _, forgotten = asyncio.run(_subscribe(server, "u", "old", {"epoch": epoch, "offset": 1}))
+    assert (forgotten["recovered"], forgotten["offset"]) == (False, 0)
+    assert forgotten["epoch"] != epoch, "numbering restarts in a new epoch"
+    _, remembered = asyncio.run(_subscribe(server, "u", "new", {"epoch": epoch, "offset": 1}))
+    assert (remembered["recovered"], remembered["offset"], remembered["epoch"]) == (True, 1, epoch)
+    assert _publish(server, "u", "new", 1, admin) == [2]
+    assert _publish(server, "u", "old", 1, admin) == [1]
+
+
 def test_after_a_restart_the_epoch_differs_and_recovery_fails() -> None:
     with ServerProcess() as before:
         _, first = asyncio.run(_subscribe(before, "u", "t", None))
@@ -136,5 +157,5 @@ def test_a_replay_larger_than_the_queue_limit_streams_instead_of_cutting_off(
     )
     assert [f["data"]["n"] for f in replayed] == list(range(200))
     assert (told["recovered"], told["replayed"]) == (True, 200)
-    metrics = server.wait_idle(timeout=1.0)
+    metrics = server.wait_idle(timeout=5.0)
     assert metrics.get('wsguard_connections_closed_total{reason="slow_consumer"}', 0) == 0

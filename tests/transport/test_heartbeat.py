@@ -44,7 +44,7 @@ async def _stop_reading_and_get_reaped(server: ServerProcess) -> None:
         eventually(
             lambda: server_sockets_to(server, port),
             lambda sockets: sockets == [],
-            timeout=1.0,
+            timeout=5.0,
             what="the server to release the socket",
         )
 

@@ -10,6 +10,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.memory import MemoryBackend
+from wsguard.extras import require_redis
 from wsguard.settings import Settings
 
 __all__ = [
@@ -28,7 +29,10 @@ __all__ = [
 def backend_from_settings(settings: Settings) -> Backend:
     """``memory``, or a Redis backend for a ``redis://`` URL (needs the ``redis`` extra)."""
     if settings.backend == "memory":
-        return MemoryBackend(settings.retention_events, settings.retention_seconds)
+        return MemoryBackend(
+            settings.retention_events, settings.retention_seconds, settings.max_remembered_threads
+        )
+    require_redis()
     from wsguard.backends.redis import RedisBackend
 
     return RedisBackend.from_settings(settings)

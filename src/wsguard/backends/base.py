@@ -6,7 +6,7 @@ from typing import Any, Protocol
 
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery
+from wsguard.core.thread_log import Recovery, ThreadKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +26,6 @@ class Published:
 
 
 Deliver = Callable[[Envelope], None]
-
-ThreadKey = tuple[str, str]
-"""(user_id, thread_id)"""
 
 
 class BackendUnavailable(RuntimeError):
@@ -74,6 +71,10 @@ class ClusterMember(Protocol):
 
     def reset_thread(self, key: ThreadKey) -> None:
         """The thread's numbering restarted (a new epoch): forget the offsets its subscribers saw."""
+        ...
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        """A background task met an unexpected exception and goes on: log it and count it."""
         ...
 
 

@@ -7,15 +7,31 @@ from typing import Any
 from wsguard.backends.base import ClusterDecision, ClusterMember, Deliver, Envelope, Published
 from wsguard.context import RunContext
 from wsguard.core.frames import Since, event_frame
-from wsguard.core.thread_log import Recovery, ThreadLogs
+from wsguard.core.thread_log import REMEMBERED_THREADS, Recovery, ThreadLogs
+
+REMEMBER_AT_LEAST = 86400.0
+"""An expired thread's epoch and last offset are kept at least a day (as the Redis backend does)."""
 
 
 class MemoryBackend:
-    """Thread logs in this process; delivery is a direct call. The epoch changes on every start."""
+    """Thread logs in this process; delivery is a direct call. The epoch changes on every start,
+    and for a thread whose expired numbering was forgotten (see :mod:`wsguard.core.thread_log`)."""
 
-    def __init__(self, retention_events: int, retention_seconds: float) -> None:
-        self._logs = ThreadLogs(secrets.token_hex(8), retention_events, retention_seconds)
+    def __init__(
+        self,
+        retention_events: int,
+        retention_seconds: float,
+        max_remembered_threads: int = REMEMBERED_THREADS,
+    ) -> None:
+        self._logs = ThreadLogs(
+            secrets.token_hex(8),
+            retention_events,
+            retention_seconds,
+            max_remembered=max_remembered_threads,
+            remember_for=max(2 * retention_seconds, REMEMBER_AT_LEAST),
+        )
         self._deliver: Deliver | None = None
+        self._member: ClusterMember | None = None
 
     @property
     def up(self) -> bool:
@@ -27,6 +43,7 @@ class MemoryBackend:
 
     async def start(self, deliver: Deliver, member: ClusterMember | None = None) -> None:
         self._deliver = deliver
+        self._member = member
 
     async def admit(
         self, user_id: str, connection_id: str, session_id: str, *, takeover: bool
@@ -39,6 +56,7 @@ class MemoryBackend:
 
     async def close(self) -> None:
         self._deliver = None
+        self._member = None
 
     async def publish(
         self,
@@ -50,13 +68,16 @@ class MemoryBackend:
     ) -> Published:
         key = (user_id, thread_id) if thread_id is not None else None
         offset = self._logs.next_offset(key) if key else None
+        epoch = self._logs.epoch_of(key) if key else self._logs.epoch
+        if key and self._member is not None and self._logs.is_new(key):
+            self._member.reset_thread(key)
         frame = event_frame(
             event=event,
             thread_id=thread_id,
             run_id=run.run_id if run else None,
             request_id=run.request_id if run else None,
             offset=offset,
-            epoch=self._logs.epoch,
+            epoch=epoch,
             data=data,
             ts=time.time(),
         )
@@ -64,7 +85,7 @@ class MemoryBackend:
             self._logs.append(key, offset, frame, time.monotonic())
         if self._deliver is not None:
             self._deliver(Envelope(user_id, thread_id, offset, frame))
-        return Published(offset, self._logs.epoch)
+        return Published(offset, epoch)
 
     async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
         epoch, after = (since.epoch, since.offset) if since else (None, None)

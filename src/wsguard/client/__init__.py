@@ -9,20 +9,6 @@ Sans-I/O parts, usable on their own: :class:`ReconnectPolicy` (reconnect or stop
 and :class:`ThreadTracker` (resubscription positions and duplicate dropping).
 """
 
-from wsguard.client.frames import (
-    Event,
-    Frame,
-    FrameError,
-    Pong,
-    Position,
-    Refreshed,
-    ServerError,
-    Subscribed,
-    UnknownFrame,
-    Unsubscribed,
-    Welcome,
-    parse_frame,
-)
 from wsguard.client.outcome import ClientClosed, ClosedReason
 from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
 from wsguard.client.session import (
@@ -35,6 +21,20 @@ from wsguard.client.session import (
 )
 from wsguard.client.tickets import http_ticket_provider
 from wsguard.client.tracking import RecoveryFailed, ThreadTracker
+from wsguard.core.frames import (
+    Event,
+    Frame,
+    MalformedFrame,
+    Pong,
+    Position,
+    Refreshed,
+    ServerError,
+    Subscribed,
+    UnknownFrame,
+    Unsubscribed,
+    Welcome,
+    parse_frame,
+)
 
 __all__ = [
     "Client",
@@ -46,8 +46,8 @@ __all__ = [
     "Decision",
     "Event",
     "Frame",
-    "FrameError",
     "Item",
+    "MalformedFrame",
     "Pong",
     "Position",
     "ReconnectPolicy",

@@ -11,34 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-NORMAL = 1000
-GOING_AWAY = 1001
-ABNORMAL = 1006
-INTERNAL_ERROR = 1011
-SUPERSEDED = 4001
-REPLACED = 4002
-DISCONNECTED_BY_SERVER = 4003
-SLOW_CONSUMER = 4008
-TOO_MANY_CONNECTIONS = 4029
-TOKEN_EXPIRED = 4401
-
-# Close codes after which the protocol says to come back with backoff. 1005 (a close frame
-# without a code) and 1012 to 1014 (restart, try again later, bad gateway) are transient too.
-_BACKOFF_CODES = frozenset({1005, ABNORMAL, INTERNAL_ERROR, 1012, 1013, 1014, SLOW_CONSUMER})
-
-# Close codes after which reconnecting would only repeat the failure or fight the server.
-_STOP_CODES: dict[int, str] = {
-    NORMAL: "the server closed the connection normally",
-    1002: "protocol error (a client bug)",
-    1003: "the server refused a binary frame",
-    1007: "invalid UTF-8 (a client bug)",
-    1008: "policy violation: too many commands",
-    1009: "a frame was larger than the server allows",
-    SUPERSEDED: "superseded: the per-user connection limit evicted this connection",
-    REPLACED: "replaced: another connection resumed this session",
-    DISCONNECTED_BY_SERVER: "disconnected by the server's administrator",
-    TOO_MANY_CONNECTIONS: "too many connections: the per-user limit refused this one",
-}
+from wsguard.close import CLIENT_RULES, OnClose
 
 # HTTP refusals of the upgrade worth retrying: rate limit, draining, overloaded proxies.
 _RETRY_STATUSES = frozenset({429, 502, 503, 504})
@@ -122,18 +95,19 @@ class ReconnectPolicy:
         ``fresh_credentials`` says whether the next attempt would carry a new token or ticket;
         only then is reconnecting after 4401 ``token_expired`` worth it.
         """
-        if code in _STOP_CODES:
-            return Decision(False, 0.0, f"{code}: {_STOP_CODES[code]}")
-        if code == GOING_AWAY:
-            delay = self._rng.uniform(0, self.going_away_delay)
-            return Decision(True, delay, "1001: the server is shutting down")
-        if code == TOKEN_EXPIRED:
+        rule = CLIENT_RULES.get(code)
+        if rule is None:
+            return Decision(False, 0.0, f"{code}: unknown close code, not retrying")
+        why = f"{code}: {rule.why}"
+        if rule.on_close is OnClose.RANDOM_DELAY:
+            return Decision(True, self._rng.uniform(0, self.going_away_delay), why)
+        if rule.on_close is OnClose.NEW_CREDENTIALS:
             if fresh_credentials:
-                return self._backoff("4401: token expired, reconnecting with fresh credentials")
-            return Decision(False, 0.0, "4401: token expired and no way to get a fresh one")
-        if code in _BACKOFF_CODES:
-            return self._backoff(f"{code}: transient")
-        return Decision(False, 0.0, f"{code}: unknown close code, not retrying")
+                return self._backoff(f"{why}, reconnecting with fresh credentials")
+            return Decision(False, 0.0, f"{why} and no way to get a fresh one")
+        if rule.on_close is OnClose.BACKOFF:
+            return self._backoff(why)
+        return Decision(False, 0.0, why)
 
     def after_refusal(self, status: int, retry_after: float | None = None) -> Decision:
         """After the server refused the upgrade with HTTP ``status`` (and maybe ``Retry-After``)."""

@@ -22,10 +22,15 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from wsguard.client.frames import (
+from wsguard.client.inbox import Inbox, InboxClosed
+from wsguard.client.outcome import ClientClosed, ClosedReason
+from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
+from wsguard.client.tracking import RecoveryFailed, ThreadTracker
+from wsguard.close import ABNORMAL, GOING_AWAY, NORMAL
+from wsguard.core.frames import (
     Event,
     Frame,
-    FrameError,
+    MalformedFrame,
     Position,
     ServerError,
     Subscribed,
@@ -33,17 +38,6 @@ from wsguard.client.frames import (
     Welcome,
     parse_frame,
 )
-from wsguard.client.inbox import Inbox, InboxClosed
-from wsguard.client.outcome import ClientClosed, ClosedReason
-from wsguard.client.reconnect import (
-    ABNORMAL,
-    GOING_AWAY,
-    NORMAL,
-    Decision,
-    ReconnectPolicy,
-    parse_retry_after,
-)
-from wsguard.client.tracking import RecoveryFailed, ThreadTracker
 
 logger = logging.getLogger("wsguard.client")
 
@@ -150,6 +144,8 @@ class Client:
         self.failed_attempts = 0
         self.last_disconnect: ClosedReason | None = None
         self.replayed_events = 0
+        self.failure: Exception | None = None
+        """The unexpected error the client stopped on, if any; iteration ends by raising it."""
 
     # ----------------------------------------------------------------- state the caller reads
 
@@ -216,8 +212,8 @@ class Client:
         if live is not None:
             self._uninstall(live)
             with contextlib.suppress(Exception):
-                await live.connection.close(NORMAL)
-        reason = ClosedReason("closed by the application", code=NORMAL, by_client=True)
+                await live.connection.close(NORMAL.code)
+        reason = ClosedReason("closed by the application", code=NORMAL.code, by_client=True)
         self._finish(reason)
         return reason
 
@@ -254,7 +250,7 @@ class Client:
         live.drop_requested = True
         self._uninstall(live)
         if clean:
-            await live.connection.close(GOING_AWAY)
+            await live.connection.close(GOING_AWAY.code)
         else:
             live.connection.transport.abort()
 
@@ -267,6 +263,8 @@ class Client:
         try:
             return await self._inbox.get()
         except InboxClosed:
+            if self.failure is not None:
+                raise self.failure from None
             raise StopAsyncIteration from None
 
     async def subscribe(
@@ -412,7 +410,7 @@ class Client:
     async def _receive_welcome(self, connection: ClientConnection) -> Welcome:
         frame = parse_frame(await connection.recv())
         if not isinstance(frame, Welcome):
-            raise FrameError(f"expected 'welcome' first, got {frame!r}")
+            raise MalformedFrame(f"expected 'welcome' first, got {frame!r}")
         return frame
 
     def _refused(self, status: int, retry_after: float | None) -> _Failure:
@@ -462,10 +460,24 @@ class Client:
         ref = next(self._refs)
         command = {**self.tracker.subscribe_command(thread_id), "ref": ref}
         self._subscribe_refs[ref] = thread_id
-        with contextlib.suppress(ConnectionClosed):
+        try:
             await live.connection.send(json.dumps(command))
+        except ConnectionClosed:
+            self._subscribe_refs.pop(ref, None)
 
     async def _supervise(self, live: _Live) -> None:
+        """Keep connected; an unexpected error stops the client and ends iteration with it."""
+        try:
+            await self._stay_connected(live)
+        except Exception as error:
+            logger.error("client failed", exc_info=error)
+            self.failure = error
+            current = self._live or live
+            self._uninstall(current)
+            current.connection.transport.abort()
+            self._finish(ClosedReason(f"client failed: {error!r}"))
+
+    async def _stay_connected(self, live: _Live) -> None:
         """Read until the connection ends, then reconnect or stop, until told to close."""
         while True:
             await self._read(live)
@@ -507,22 +519,26 @@ class Client:
             async for message in live.connection:
                 try:
                     frame = parse_frame(message)
-                except FrameError as error:
+                except MalformedFrame as error:
                     logger.warning("ignoring a malformed frame: %s", error)
                     continue
                 await self._dispatch(live, frame)
 
     async def _dispatch(self, live: _Live, frame: Frame) -> None:
         if isinstance(frame, Event):
-            if self.tracker.accept(frame):
+            unsubscribed = frame.thread_id is not None and not self.tracker.is_subscribed(frame.thread_id)
+            if not unsubscribed and self.tracker.accept(frame):
                 await self._inbox.put(frame)
             return
         if isinstance(frame, Subscribed):
+            if isinstance(frame.ref, int):
+                self._subscribe_refs.pop(frame.ref, None)
             self.replayed_events += frame.replayed
             self._acknowledged(live, frame.thread_id)
-            notice = self.tracker.on_subscribed(frame)
-            if notice is not None:
-                await self._inbox.put(notice)
+            if self.tracker.is_subscribed(frame.thread_id):
+                notice = self.tracker.on_subscribed(frame)
+                if notice is not None:
+                    await self._inbox.put(notice)
             for waiter in self._subscribe_waiters.get(frame.thread_id, []):
                 if not waiter.done():
                     waiter.set_result(frame)

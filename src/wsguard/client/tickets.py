@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import httpx
-
 from wsguard.client.reconnect import parse_retry_after
 from wsguard.client.session import CredentialsRefused, TicketProvider
 
@@ -23,6 +21,8 @@ def http_ticket_provider(
     """
 
     async def fetch_ticket() -> str:
+        import httpx  # only a client that uses tickets needs it
+
         bearer = token if isinstance(token, str) else await token()
         async with httpx.AsyncClient(base_url=base_url, timeout=timeout) as http:
             try:

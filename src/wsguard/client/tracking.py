@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from wsguard.client.frames import Event, Position, Subscribed
+from wsguard.core.frames import Event, Position, Subscribed
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,10 @@ class ThreadTracker:
     def unsubscribe(self, thread_id: str) -> None:
         """Forget ``thread_id``: it is not resubscribed, and its position is dropped."""
         self._threads.pop(thread_id, None)
+
+    def __len__(self) -> int:
+        """How many threads the tracker holds a record of."""
+        return len(self._threads)
 
     def is_subscribed(self, thread_id: str) -> bool:
         thread = self._threads.get(thread_id)

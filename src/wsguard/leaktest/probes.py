@@ -12,14 +12,17 @@ import statistics
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import httpx
 import psutil
-import redis.asyncio
 
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
 from wsguard.testing.metrics import parse_metrics
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 PSUTIL_RSS = "psutil_rss_bytes"
 PSUTIL_FDS = "psutil_open_fds"
@@ -50,6 +53,13 @@ def _charted(key: str) -> bool:
     return key in CHARTED or (bool(labels) and name in CHARTED)
 
 
+def _redis_client(url: str) -> redis.asyncio.Redis:
+    """Only a cluster run (with ``redis_url``) needs the redis package."""
+    import redis.asyncio
+
+    return redis.asyncio.Redis.from_url(url)
+
+
 class MetricsProbe:
     """Scrapes Prometheus endpoints into flat samples (see :func:`parse_metrics`).
 
@@ -68,17 +78,19 @@ class MetricsProbe:
     ) -> None:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._client = client
-        self._redis = None if redis_url is None else redis.asyncio.Redis.from_url(redis_url)
+        self._redis = None if redis_url is None else _redis_client(redis_url)
         self._redis_port = None if redis_url is None else urlsplit(redis_url).port
         self._processes = None if pids is None else [psutil.Process(pid) for pid in pids]
 
     async def scrape(self, *, collect_garbage: bool = False) -> dict[str, float]:
         """One scrape; ``collect_garbage`` asks the server to collect garbage before counting
-        its allocated blocks (``?collect_garbage=1``; a server that ignores it is still read)."""
+        its allocated blocks (``?collect_garbage=1``; a server that ignores or refuses it is still read)."""
         params = {"collect_garbage": "1"} if collect_garbage else None
         samples: list[dict[str, float]] = []
         for url in self.urls:
             response = await self._client.get(url, params=params)
+            if response.status_code == 403 and params:
+                response = await self._client.get(url)
             response.raise_for_status()
             samples.append(parse_metrics(response.text))
         self._discount_redis_pool(samples)

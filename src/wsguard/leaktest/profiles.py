@@ -130,6 +130,7 @@ class Profile:
             str(self.retention_events),
             "--demo-step-delay",
             str(self.demo_step_delay_s),
+            "--metrics-allow-gc",
         ]
 
 

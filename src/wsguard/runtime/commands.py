@@ -62,6 +62,13 @@ class Commands:
             await self._custom(connection, command)
 
     async def _subscribe(self, connection: Connection, command: Subscribe) -> None:
+        if not connection.may_subscribe(command.thread_id):
+            limit = connection.limits.max_subscriptions
+            error = FrameError(
+                "too_many_subscriptions", f"at most {limit} threads per connection", command.ref
+            )
+            connection.send(frames.error_frame(error))
+            return
         authorize = self.hooks.authorize_subscribe
         if authorize is not None and not await authorize(connection.context, command.thread_id):
             error = FrameError("unauthorized", "subscription refused", command.ref)
@@ -75,7 +82,9 @@ class Commands:
             connection.send(frames.error_frame(error))
             return
         run = new_run(connection.user_id, command.thread_id)
-        start_demo_run(self.hub, run, command.text)
+        if not start_demo_run(self.hub, run, command.text):
+            error = FrameError("rate_limited", "too many runs at once", command.ref)
+            connection.send(frames.error_frame(error))
 
     def _refresh(self, connection: Connection, command: Refresh) -> None:
         verify = self.hooks.verify_refresh

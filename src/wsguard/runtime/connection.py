@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from wsguard import close
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import TokenBucket
 from wsguard.core.registry import Handle
-from wsguard.runtime import close
 from wsguard.transport.control import EXTENSION_KEY, TransportControl
 
 logger = logging.getLogger("wsguard")
@@ -34,6 +34,7 @@ class ConnectionLimits:
     close_timeout: float
     max_message_bytes: int
     message_rate: float
+    max_subscriptions: int
 
 
 class Connection:
@@ -124,7 +125,7 @@ class Connection:
         """Queue ``frame``; over the byte limit the connection closes as a slow consumer."""
         if self.close_request is not None:
             return
-        size = len(frame)
+        size = frames.utf8_size(frame)
         if self.unsent_bytes + size > self.limits.queue_limit_bytes:
             self.request_close(close.SLOW_CONSUMER)
             return
@@ -132,7 +133,7 @@ class Connection:
 
     def _enqueue(self, frame: str) -> None:
         self._outbound.append(frame)
-        self._queued_bytes += len(frame)
+        self._queued_bytes += frames.utf8_size(frame)
         _wake_up(self._wake)
 
     def request_close(self, reason: close.Close) -> None:
@@ -157,9 +158,12 @@ class Connection:
         writer = self._writer = asyncio.create_task(self._write())
         try:
             await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            if reader.done() and not reader.cancelled() and reader.exception() is not None:
-                logger.error("connection %s failed", self.connection_id, exc_info=reader.exception())
-                self.request_close(close.INTERNAL_ERROR)
+            for task, role in ((reader, "reader"), (writer, "writer")):
+                if task.done() and not task.cancelled() and task.exception() is not None:
+                    logger.error(
+                        "connection %s %s failed", self.connection_id, role, exc_info=task.exception()
+                    )
+                    self.request_close(close.INTERNAL_ERROR)
         finally:
             must_close = self.close_request is not None and self.closed_label is None
             if self.close_request is not None and must_close:
@@ -184,7 +188,7 @@ class Connection:
             if text is None:
                 self.request_close(close.UNSUPPORTED_DATA)
                 return
-            if len(text) > self.limits.max_message_bytes:
+            if frames.utf8_size(text) > self.limits.max_message_bytes:
                 self.request_close(close.TOO_BIG)
                 return
             if self._inbound is not None and not self._inbound.take(time.monotonic()):
@@ -226,7 +230,7 @@ class Connection:
                 for frame in batch:
                     if self.close_request is not None:
                         return
-                    self._queued_bytes -= len(frame)
+                    self._queued_bytes -= frames.utf8_size(frame)
                     self._sending = True
                     async with asyncio.timeout(self.limits.write_timeout):
                         await self.socket.send_text(frame)
@@ -255,6 +259,12 @@ class Connection:
         """Threads whose history is being fetched."""
         return tuple(self._replaying)
 
+    def may_subscribe(self, thread_id: str) -> bool:
+        """A thread already subscribed (or being fetched) always; a new one while under the cap."""
+        if thread_id in self.subscriptions or thread_id in self._replaying:
+            return True
+        return len(self.subscriptions) + len(self._replaying) < self.limits.max_subscriptions
+
     def begin_subscription(self, thread_id: str) -> None:
         """Start buffering the thread's live events while its history is fetched."""
         self._replaying.setdefault(thread_id, [])
@@ -263,7 +273,7 @@ class Connection:
         """A live event of a subscribed thread: at most once per connection, in offset order."""
         pending = self._replaying.get(thread_id)
         if pending is not None:
-            self._pending_bytes += len(frame)
+            self._pending_bytes += frames.utf8_size(frame)
             if self._pending_bytes > self.limits.queue_limit_bytes:
                 self.request_close(close.SLOW_CONSUMER)
                 return
@@ -278,7 +288,7 @@ class Connection:
 
     def replay_frames(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> list[str]:
         """The frames of ``replay`` this connection has not had, in order; they count as delivered."""
-        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.get(thread_id, 0))
+        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.pop(thread_id, 0))
         frames: list[str] = []
         for offset, frame in replay:
             if offset > floor:
@@ -299,7 +309,7 @@ class Connection:
             await self._room
         if self.close_request is not None:
             return False
-        if len(frame) > self.limits.queue_limit_bytes:
+        if frames.utf8_size(frame) > self.limits.queue_limit_bytes:
             self.request_close(close.SLOW_CONSUMER)
             return False
         self._enqueue(frame)
@@ -308,16 +318,23 @@ class Connection:
     def flush_buffered(self, thread_id: str) -> None:
         """Deliver what arrived during the replay, after the ``subscribed`` frame."""
         for offset, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= len(frame)
+            self._pending_bytes -= frames.utf8_size(frame)
             self.deliver_thread_event(offset, frame, thread_id)
 
     def end_subscription(self, thread_id: str) -> None:
-        """Stop the thread; remember how far this connection got, so a resubscribe never repeats."""
+        """Stop the thread; remember how far this connection got, so a resubscribe never repeats.
+
+        Only the last ``max_subscriptions`` unsubscribed threads are remembered (the oldest is
+        forgotten first), so that subscribing and unsubscribing cannot grow the connection.
+        """
         for _, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= len(frame)
+            self._pending_bytes -= frames.utf8_size(frame)
         floor = self.subscriptions.pop(thread_id, None)
         if floor:
+            self._delivered_floor.pop(thread_id, None)
             self._delivered_floor[thread_id] = floor
+            if len(self._delivered_floor) > self.limits.max_subscriptions:
+                del self._delivered_floor[next(iter(self._delivered_floor))]
 
 
 def _wake_up(waiter: asyncio.Future[None] | None) -> None:

@@ -28,8 +28,11 @@ def demo_steps(text: str) -> list[tuple[str, dict[str, Any]]]:
     return steps
 
 
-def start_demo_run(hub: Hub, run: RunContext, text: str) -> None:
-    """Stream the run's events to its thread in the background; it outlives its connections."""
+def start_demo_run(hub: Hub, run: RunContext, text: str) -> bool:
+    """Stream the run's events to its thread in the background; it outlives its connections.
+
+    False when the user has as many runs going as the server allows (nothing is started).
+    """
 
     async def body() -> None:
         delay = hub.settings.demo_step_delay
@@ -38,4 +41,4 @@ def start_demo_run(hub: Hub, run: RunContext, text: str) -> None:
             if delay:
                 await asyncio.sleep(delay)
 
-    hub.start_run(run, body)
+    return hub.start_run(run, body)

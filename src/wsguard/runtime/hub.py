@@ -9,25 +9,25 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket
 
+from wsguard import close
 from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
-from wsguard.core.frames import Ref, Since, encode
+from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
-from wsguard.runtime import close
+from wsguard.core.thread_log import ThreadKey
 from wsguard.runtime.connection import Connection, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
-
-ThreadKey = tuple[str, str]
 
 
 class EventTooLarge(ValueError):
@@ -48,11 +48,13 @@ class Hub:
             close_timeout=settings.close_timeout,
             max_message_bytes=settings.max_message_bytes,
             message_rate=settings.message_rate_per_connection,
+            max_subscriptions=settings.max_subscriptions_per_connection,
         )
         self.draining = False
         self._connections: dict[str, Connection] = {}
         self._threads: dict[ThreadKey, dict[str, Connection]] = {}
         self._runs: set[asyncio.Task[None]] = set()
+        self._runs_by_user: dict[str, int] = {}
         self._serving = 0
         self._all_done = asyncio.Event()
         self._all_done.set()
@@ -76,7 +78,9 @@ class Hub:
         """Admit the connection for as long as the block runs; None when the limit rejected it.
 
         A clustered backend decides first, cluster-wide; the local registry then decides alone
-        when the backend leaves it to it (memory, or Redis unreachable).
+        when the backend leaves it to it (memory, or Redis unreachable). A connection whose
+        admission was still awaiting when the drain began is closed with 1001 at once, since
+        the drain's sweep over the open connections may already have passed.
         """
         try:
             decision = await self.backend.admit(
@@ -109,14 +113,25 @@ class Hub:
             on_delivered=self.metrics.events_delivered.inc,
         )
         self._connections[context.connection_id] = connection
-        self._serving += 1
-        self._all_done.clear()
         self.metrics.opened.inc()
         self._schedule_expiry(connection)
+        if self.draining:
+            connection.request_close(close.GOING_AWAY)
+        with self.serving():
+            try:
+                yield connection
+            finally:
+                self._forget(connection)
+
+    @contextmanager
+    def serving(self) -> Iterator[None]:
+        """Count a connection, or an upgrade still being admitted, until it ends: the drain
+        waits for every one, so that an upgrade in flight when it began is refused or closed."""
+        self._serving += 1
+        self._all_done.clear()
         try:
-            yield connection
+            yield
         finally:
-            self._forget(connection)
             self._serving -= 1
             if not self._serving:
                 self._all_done.set()
@@ -151,6 +166,11 @@ class Hub:
         for connection in self._threads.get(key, {}).values():
             if key[1] in connection.subscriptions:
                 connection.subscriptions[key[1]] = 0
+
+    def background_error(self, task: str, error: BaseException) -> None:
+        """A background task survived an unexpected exception: log it and count it."""
+        logger.error("%s: unexpected error, going on", task, exc_info=error)
+        self.metrics.background_errors.labels(task).inc()
 
     def _close_released(self, admission: Admission) -> None:
         for handle, reason in [
@@ -221,7 +241,7 @@ class Hub:
             async with asyncio.timeout(timeout):
                 await self._all_done.wait()
         except TimeoutError:
-            logger.warning("drain timed out with %d connections open", self._serving)
+            logger.warning("drain timed out with %d connections open", len(self._connections))
 
     # Subscriptions
 
@@ -274,7 +294,7 @@ class Hub:
         run: RunContext | None = None,
     ) -> Published:
         """Publish an event to a user (thread None) or to one of the user's threads."""
-        size = len(event) + len(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        size = utf8_size(event) + utf8_size(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
         if size > self.settings.max_message_bytes:
             raise EventTooLarge(f"event is {size} bytes, over {self.settings.max_message_bytes}")
         published = await self.backend.publish(user_id, thread_id, event, data, run)
@@ -292,11 +312,31 @@ class Hub:
             for connection in list(subscribers.values()):
                 connection.deliver_thread_event(envelope.offset, envelope.frame, envelope.thread_id)
 
-    def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-        """Run ``body`` in the background, tracked so that shutdown can stop it."""
+    def start_run(self, run: RunContext, body: Callable[[], Coroutine[Any, Any, None]]) -> bool:
+        """Run ``body`` in the background, tracked so that shutdown can stop it.
+
+        False (and nothing started) when the user already has ``max_runs_per_user`` running.
+        """
+        limit = self.settings.max_runs_per_user
+        running = self._runs_by_user.get(run.user_id, 0)
+        if limit and running >= limit:
+            return False
+        self._runs_by_user[run.user_id] = running + 1
         task = asyncio.create_task(body(), name=f"run {run.run_id}")
         self._runs.add(task)
-        task.add_done_callback(self._runs.discard)
+        task.add_done_callback(partial(self._run_ended, run))
+        return True
+
+    def _run_ended(self, run: RunContext, task: asyncio.Task[None]) -> None:
+        """Forget the run; an exception it ended with is logged, never lost."""
+        self._runs.discard(task)
+        left = self._runs_by_user.get(run.user_id, 1) - 1
+        if left > 0:
+            self._runs_by_user[run.user_id] = left
+        else:
+            self._runs_by_user.pop(run.user_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("run %s failed", run.run_id, exc_info=task.exception())
 
     # Observation
 

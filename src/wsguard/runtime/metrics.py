@@ -104,6 +104,12 @@ class Metrics:
             buckets=CLEANUP_BUCKETS,
             registry=registry,
         )
+        self.background_errors = Counter(
+            "wsguard_background_errors",
+            "Unexpected exceptions a background task survived, by task.",
+            ["task"],
+            registry=registry,
+        )
         self.events_published = Counter("wsguard_events_published", "Events published.", registry=registry)
         self.events_delivered = Counter(
             "wsguard_events_delivered", "Event frames written to connections.", registry=registry

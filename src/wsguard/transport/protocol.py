@@ -46,13 +46,9 @@ from websockets.frames import CloseCode
 from websockets.http11 import Response
 from websockets.server import ServerProtocol
 
+from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
 from wsguard.transport.control import EXTENSION_KEY, CloseListener
 from wsguard.transport.refusals import RefusalLog
-
-HEARTBEAT_TIMEOUT = (1011, "heartbeat_timeout")
-SLOW_CONSUMER = (4008, "slow_consumer")
-CONNECTION_LOST = 1006
-TOO_BIG_REASON = "too_big"
 
 logger = logging.getLogger("wsguard.transport")
 wire_logger = logging.getLogger("wsguard.transport.wire")
@@ -65,7 +61,7 @@ class _WireProtocol(ServerProtocol):
 
     def fail(self, code: CloseCode | int, reason: str = "") -> None:
         if code == CloseCode.MESSAGE_TOO_BIG:
-            reason = TOO_BIG_REASON
+            reason = TOO_BIG.reason
         super().fail(code, reason)
 
 
@@ -111,7 +107,7 @@ class _AppQueue(asyncio.Queue[Any]):
         super().put_nowait(item)
         control = self._protocol.control
         if item.get("type") == "websocket.disconnect" and control is not None:
-            control.notify_closed(item.get("code", CONNECTION_LOST), item.get("reason") or "")
+            control.notify_closed(item.get("code", ABNORMAL), item.get("reason") or "")
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -152,7 +148,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.stamp_closed()
         self.stop_keepalive()
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL})
         self.connections.discard(self)
         self.handshake_complete = True
         self.disconnected = True
@@ -213,7 +209,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_sent or self.transport.is_closing():
             return
         self.stamp_closed()
-        self.close_on_behalf_of_app(*HEARTBEAT_TIMEOUT)
+        self.close_on_behalf_of_app(HEARTBEAT_TIMEOUT.code, HEARTBEAT_TIMEOUT.reason)
         self.transport.close()
         self.drop_when_closing()
 
@@ -290,7 +286,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         except TimeoutError:
             if not self.close_sent and not self.disconnected:
                 self.stamp_closed()
-                self.close_on_behalf_of_app(*SLOW_CONSUMER)
+                self.close_on_behalf_of_app(SLOW_CONSUMER.code, SLOW_CONSUMER.reason)
             raise ClientDisconnected() from None
 
     def send_message(self, message: ASGISendEvent) -> None:
@@ -330,7 +326,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.transport.write(b"".join(self.conn.data_to_send()))
                 self.start_keepalive()
         elif message["type"] == "websocket.close":
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL})
             self.refusals.record(HTTPStatus.FORBIDDEN, client, path)
             self.conn.send_response(self.conn.reject(HTTPStatus.FORBIDDEN, ""))
             self.close_sent = True
@@ -369,7 +365,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         response_headers.setdefault("Connection", "close")
         response_headers.setdefault("Content-Length", str(len(body)))
         response_headers.setdefault("Content-Type", "text/plain; charset=utf-8")
-        self.queue.put_nowait({"type": "websocket.disconnect", "code": CONNECTION_LOST})
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL})
         self.conn.send_response(Response(status, STATUS_PHRASES[status], response_headers, body))
         # Stock uvicorn leaves this unset here and then logs an error for every refusal.
         self.handshake_complete = True

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,10 +98,18 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
     )
 
 
-def run(app: Any, options: TransportOptions, drain: Drain) -> None:
+def run(
+    app: Any,
+    options: TransportOptions,
+    drain: Drain,
+    sockets: list[socket.socket] | None = None,
+    on_signal: Callable[[], None] | None = None,
+) -> None:
     """Serve ``app`` until SIGTERM or SIGINT; ``drain`` runs first, then a normal shutdown.
 
-    Returns normally after a signal (exit status 0 is the caller's ``return 0``); a start-up
-    failure exits the process with uvicorn's status 3.
+    ``sockets``: listen on these (bound by a parent that runs several workers) instead of
+    binding ``options.host`` and ``options.port``. ``on_signal`` runs inside the handler of the
+    first signal (it must only set a flag). Returns normally after a signal (exit status 0 is
+    the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
     """
-    WSGuardServer(build_config(app, options), drain).run()
+    WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)

@@ -28,11 +28,18 @@ Drain = Callable[[], Awaitable[None]]
 
 
 class WSGuardServer(uvicorn.Server):
-    """``uvicorn.Server`` with ``drain`` awaited on the first SIGTERM or SIGINT."""
+    """``uvicorn.Server`` with ``drain`` awaited on the first SIGTERM or SIGINT.
 
-    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+    ``on_signal`` runs in the signal handler itself, before the next request is read, so that
+    readiness turns 503 the moment the signal arrives rather than on uvicorn's next tick.
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, drain: Drain, on_signal: Callable[[], None] | None = None
+    ) -> None:
         super().__init__(config)
         self._drain = drain
+        self._on_signal = on_signal
         self._drain_requested = False
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -49,6 +56,8 @@ class WSGuardServer(uvicorn.Server):
         elif not self._drain_requested:
             logger.info("Received %s: draining", signal.Signals(sig).name)
             self._drain_requested = True
+            if self._on_signal is not None:
+                self._on_signal()
         else:
             logger.warning("Received %s during the drain: shutting down now", signal.Signals(sig).name)
             self.should_exit = True

@@ -18,8 +18,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.backoff import FullJitterBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsguard import ids
 from wsguard.backends.base import (
@@ -29,11 +31,9 @@ from wsguard.backends.base import (
     Deliver,
     Envelope,
     Published,
-    ThreadKey,
 )
 from wsguard.backends.redis import scripts
 from wsguard.backends.redis.decisions import (
-    Backoff,
     LeaseTable,
     LocalLease,
     Message,
@@ -54,12 +54,20 @@ from wsguard.backends.redis.decisions import (
 from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery
+from wsguard.core.thread_log import Recovery, ThreadKey
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
 
 _DOWN = (RedisError, OSError)
+RECONNECT_BACKOFF = FullJitterBackoff(cap=1.0, base=0.05)
+"""Between attempts to reach Redis again: up to 50 ms, doubling to a cap of 1 s, so that a
+returning Redis is found quickly and instances that lost it together do not return in step."""
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Redis could not be reached: the background loops log these quietly and try again; any other
+exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
+_RENEWAL_TASK = "lease_renewal"
+_RELEASE_TASK = "lease_release"
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
 
@@ -242,13 +250,16 @@ class RedisBackend:
             self._release_wake.set()
 
     async def _release_forever(self) -> None:
+        """Delete released leases in batches; survives any exception (logged and counted)."""
         while True:
             await self._release_wake.wait()
             self._release_wake.clear()
             try:
                 await self._flush_releases()
-            except _DOWN as error:
+            except _UNREACHABLE as error:
                 logger.info("lease release not sent, the leases will expire: %s", error)
+            except Exception as error:
+                self._background_error(_RELEASE_TASK, error)
 
     async def _flush_releases(self) -> None:
         if not self._releases:
@@ -258,15 +269,28 @@ class RedisBackend:
         async with self.client.pipeline(transaction=False) as pipe:
             for user_id, connection_id in batch:
                 pipe.hdel(self.keys.leases(user_id), connection_id)
-            await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                self._background_error(_RELEASE_TASK, reply)
 
     async def _renew_forever(self) -> None:
+        """The renewal heartbeat; survives any exception (logged and counted), so that one bad
+        reply never lets this instance's leases expire."""
         while True:
             await asyncio.sleep(self.schedule.interval)
             try:
                 await self.renew()
-            except _DOWN as error:
+            except _UNREACHABLE as error:
                 logger.info("lease renewal failed: %s", error)
+            except Exception as error:
+                self._background_error(_RENEWAL_TASK, error)
+
+    def _background_error(self, task: str, error: BaseException) -> None:
+        if self._member is not None:
+            self._member.background_error(task, error)
+        else:
+            logger.error("%s: unexpected error, going on", task, exc_info=error)
 
     async def renew(self) -> None:
         """The lease heartbeat: renew each lease, re-create lost ones, close what is over the limit."""
@@ -277,9 +301,16 @@ class RedisBackend:
             for leases in groups:
                 args = renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases)
                 await self._renew(keys=[self.keys.leases(leases[0].user_id)], args=args, client=pipe)
-            replies = await pipe.execute()
+            replies = await pipe.execute(raise_on_error=False)
         for leases, reply in zip(groups, replies, strict=True):
-            for lease, outcome in parse_renewal(reply, leases):
+            try:
+                if isinstance(reply, Exception):
+                    raise reply
+                outcomes = parse_renewal(reply, leases)
+            except (ResponseError, ValueError) as error:
+                self._background_error(_RENEWAL_TASK, error)
+                continue
+            for lease, outcome in outcomes:
                 if self._leases.get(lease.connection_id) is not lease:
                     if outcome is not RenewalOutcome.OVER:
                         self._releases.append((lease.user_id, lease.connection_id))
@@ -391,12 +422,12 @@ class RedisBackend:
     # The listener
 
     async def _listen(self) -> None:
-        backoff = Backoff()
+        failures = 0
         while True:
             pubsub = self._listener_client.pubsub()
             try:
                 await self._subscribe(pubsub)
-                backoff.reset()
+                failures = 0
                 self._set_up(True, None)
                 self._first_attempt.set()
                 await self.renew()
@@ -413,7 +444,8 @@ class RedisBackend:
             finally:
                 self._first_attempt.set()
                 await _quietly(pubsub.aclose)
-            await asyncio.sleep(backoff.next_delay())
+            await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
+            failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe to events and to this instance's control channel, and wait for both."""

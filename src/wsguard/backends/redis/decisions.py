@@ -5,7 +5,6 @@ Nothing here performs I/O, so it is all tested without Redis; the scripts in
 """
 
 import json
-import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -118,28 +117,6 @@ class RenewalSchedule:
     @property
     def ttl_ms(self) -> int:
         return max(1, round(self.ttl * 1000))
-
-
-# Reconnecting
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential backoff with full jitter, capped so that a returning Redis is found quickly."""
-
-    initial: float = 0.05
-    maximum: float = 1.0
-    factor: float = 2.0
-    attempts: int = 0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempts)
-        self.attempts += 1
-        return self.rng.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 # Events

@@ -7,7 +7,6 @@ import random
 import pytest
 
 from wsguard.backends.redis.decisions import (
-    Backoff,
     LeaseTable,
     LocalLease,
     RenewalOutcome,
@@ -106,16 +105,6 @@ def test_leases_are_renewed_three_times_per_ttl() -> None:
     assert schedule.ttl_ms == 2000
 
 
-def test_backoff_grows_to_its_cap_with_jitter_and_resets() -> None:
-    backoff = Backoff(initial=0.05, maximum=1.0, rng=random.Random(7))
-    delays = [backoff.next_delay() for _ in range(12)]
-    assert delays[0] <= 0.05
-    assert all(0 < d <= 1.0 for d in delays)
-    assert min(delays[6:]) >= 0.5, "the cap is reached, and jitter keeps at least half of it"
-    backoff.reset()
-    assert backoff.next_delay() <= 0.05
-
-
 def test_control_messages_round_trip() -> None:
     assert parse_control(control_payload("conn_1", True)).replaced
     assert parse_control(control_payload("conn_1", False)).connection_id == "conn_1"
@@ -161,3 +150,17 @@ def test_thread_marks_report_a_new_epoch_once_and_never_go_back() -> None:
     marks.keep_only([])
     assert len(marks) == 0
     assert key not in marks
+
+
+def test_reconnect_backoff_is_full_jitter_up_to_its_cap() -> None:
+    from wsguard.backends.redis.backend import RECONNECT_BACKOFF
+
+    random.seed(7)
+    first = [RECONNECT_BACKOFF.compute(0) for _ in range(2000)]
+    capped = [RECONNECT_BACKOFF.compute(30) for _ in range(2000)]
+    assert max(first) <= 0.05
+    assert max(capped) <= 1.0
+    # Full jitter spreads each delay over [0, ceiling]; equal jitter never goes below half of it.
+    assert min(first) < 0.05 / 4
+    assert min(capped) < 1.0 / 4
+    assert 0.4 < sum(capped) / len(capped) < 0.6

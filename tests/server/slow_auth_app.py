@@ -1,0 +1,32 @@
+"""A server whose authentication takes as long as the ``X-Auth-Delay`` header asks (seconds),
+so that a test can start the drain while an upgrade is still being admitted."""
+
+import argparse
+import asyncio
+
+from starlette.requests import HTTPConnection
+
+from wsguard import Settings, WSGuard
+from wsguard.server.auth import Identity
+from wsguard.server.run import run_server
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dev", action="store_true")
+    parser.add_argument("--drain-timeout", type=float, default=30.0)
+    args = parser.parse_args()
+    settings = Settings(host=args.host, port=args.port, dev=args.dev, drain_timeout=args.drain_timeout)
+
+    async def slow_authenticate(connection: HTTPConnection) -> Identity:
+        await asyncio.sleep(float(connection.headers.get("x-auth-delay", "0")))
+        return await guard.tokens.authenticate(connection)
+
+    guard = WSGuard(settings, authenticate=slow_authenticate)
+    run_server(guard.app(), settings, guard.drain, guard.stop_admitting)
+
+
+if __name__ == "__main__":
+    main()
