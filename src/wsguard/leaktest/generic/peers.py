@@ -36,8 +36,14 @@ class Peer:
     def is_closed(self) -> bool:
         return self._closed.is_set()
 
-    async def send(self, text: str) -> None:
-        await self.ws.send(text)
+    async def send(self, text: str) -> bool:
+        """Send ``text``; False once the connection is closed (an application may close a client
+        it finds too slow or too chatty: a policy, not a failure)."""
+        try:
+            await self.ws.send(text)
+        except (ConnectionClosed, OSError):
+            return False
+        return True
 
     async def close(self) -> None:
         """Leave with a close frame."""

@@ -124,7 +124,8 @@ async def stalled_reader(ctx: GenericRound) -> RoundResult:
         for number in range(sizes.stall_messages):
             message = ctx.target.message(talker.identity, number, sizes.message_bytes)
             try:
-                await asyncio.wait_for(talker.send(message), sizes.stall_send_timeout_s)
+                if not await asyncio.wait_for(talker.send(message), sizes.stall_send_timeout_s):
+                    break
             except TimeoutError:
                 break
             accepted += 1
@@ -175,7 +176,8 @@ async def broadcast_disconnect(ctx: GenericRound) -> RoundResult:
     async def talk() -> None:
         number = 0
         while not stop.is_set():
-            await talker.send(ctx.target.message(talker.identity, number, sizes.message_bytes))
+            if not await talker.send(ctx.target.message(talker.identity, number, sizes.message_bytes)):
+                return
             number += 1
             if number % 10 == 0:
                 await asyncio.sleep(0)
@@ -186,7 +188,8 @@ async def broadcast_disconnect(ctx: GenericRound) -> RoundResult:
 
         async def burst_and_leave(index: int, peer: Peer) -> None:
             for number in range(sizes.leaver_messages):
-                await peer.send(ctx.target.message(peer.identity, number, sizes.message_bytes))
+                if not await peer.send(ctx.target.message(peer.identity, number, sizes.message_bytes)):
+                    break
             await peer.leave(clean=index % 2 == 0)
 
         await asyncio.gather(*(burst_and_leave(i, p) for i, p in enumerate(leavers)))
