@@ -6,6 +6,7 @@ its variable. A bad value exits with status 2 and one line naming the setting.
 
 import argparse
 import os
+import ssl
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -93,8 +94,26 @@ OPTIONS = [
     ),
     Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
     Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
+    Option("--log-level", "log_level", str.lower, "debug, info (default), warning, error"),
+    Option("--log-format", "log_format", str.lower, "text (default) or json, one object a line"),
+    Option(
+        "--leakcheck-report-dir",
+        "leakcheck_report_dir",
+        str,
+        "directory of this server's last leakcheck report (shown on /admin)",
+    ),
     Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
     Option("--workers", "workers", int, "worker processes on one port (needs a Redis backend)"),
+    Option("--header-timeout", "header_timeout", _seconds, "seconds to receive a request head"),
+    Option("--keep-alive-timeout", "keep_alive_timeout", _seconds, "seconds an idle HTTP connection stays"),
+    Option(
+        "--max-pending-per-address",
+        "max_pending_per_address",
+        int,
+        "connections per peer address not yet upgraded (0 = off; --forwarded-allow-ips exempt)",
+    ),
+    Option("--ssl-certfile", "ssl_certfile", str, "TLS certificate chain (PEM): serve wss://"),
+    Option("--ssl-keyfile", "ssl_keyfile", str, "TLS private key (PEM), if not in the certificate file"),
 ]
 FLAGS = [
     Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
@@ -165,6 +184,13 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
                 loader(path)
             except (OSError, ValueError, PyJWKSetError) as error:
                 raise UsageError(f"{flag}: cannot use {path}: {error}") from error
+    if settings.ssl_certfile:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+                settings.ssl_certfile, settings.ssl_keyfile
+            )
+        except (OSError, ssl.SSLError) as error:
+            raise UsageError(f"--ssl-certfile: cannot use {settings.ssl_certfile}: {error}") from error
     if not settings.dev and not settings.has_jwt_key:
         raise UsageError(
             "--jwt-secret (WSGUARD_JWT_SECRET) is required without --dev: "

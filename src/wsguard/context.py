@@ -13,6 +13,7 @@ class ConnectionContext:
     opened_at: float
     expires_at: float | None
     client_address: str | None
+    user_agent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,9 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+LOG_FORMATS = ("text", "json")
+
 
 class LimitPolicy(StrEnum):
     """What to do with a connection over the per-user limit."""
@@ -61,6 +64,15 @@ class Settings:
     ticket_rate_per_user: float = 10.0
     max_tickets_per_user: int = 100
     max_remembered_threads: int = 10000
+    header_timeout: float = 10.0
+    keep_alive_timeout: float = 5.0
+    max_pending_per_address: int = 256
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    leakcheck_report_dir: str | None = None
+    """Where ``wsguard leakcheck --report-dir`` writes for this server; the dashboard shows it."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -82,6 +94,8 @@ class Settings:
             "sweep_interval": self.sweep_interval,
             "max_subscriptions_per_connection": self.max_subscriptions_per_connection,
             "max_remembered_threads": self.max_remembered_threads,
+            "header_timeout": self.header_timeout,
+            "keep_alive_timeout": self.keep_alive_timeout,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -97,12 +111,17 @@ class Settings:
             "max_runs_per_user": self.max_runs_per_user,
             "ticket_rate_per_user": self.ticket_rate_per_user,
             "max_tickets_per_user": self.max_tickets_per_user,
+            "max_pending_per_address": self.max_pending_per_address,
         }
         for name, value in non_negative.items():
             if value < 0:
                 raise SettingError(name, f"must be 0 or more, got {value}")
         if not 0 <= self.port <= 65535:
             raise SettingError("port", f"must be 0 to 65535, got {self.port}")
+        if self.log_level not in LOG_LEVELS:
+            raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
         if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
         if self.workers < 1:
@@ -113,6 +132,8 @@ class Settings:
                 "needs a Redis backend (--backend redis://HOST:PORT/DB): with the memory backend "
                 "each worker would keep its own limits and events",
             )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise SettingError("ssl_keyfile", "needs a certificate file too (--ssl-certfile)")
 
     @property
     def has_jwt_key(self) -> bool:

@@ -15,6 +15,7 @@ from wsguard.backends.redis.decisions import (
     ThreadMarks,
     control_payload,
     decide_recovery,
+    disconnect_payload,
     frame_template,
     parse_admission,
     parse_control,
@@ -23,6 +24,7 @@ from wsguard.backends.redis.decisions import (
     parse_stream_read,
     renewal_args,
 )
+from wsguard.backends.redis.directory import live_leases
 from wsguard.core.frames import event_frame
 
 TRICKY_NAMES = ["plain", 'has ,"offset":null,"epoch":"" inside', 'quote " and \\n', "ünï\u2028code"]
@@ -108,6 +110,27 @@ def test_leases_are_renewed_three_times_per_ttl() -> None:
 def test_control_messages_round_trip() -> None:
     assert parse_control(control_payload("conn_1", True)).replaced
     assert parse_control(control_payload("conn_1", False)).connection_id == "conn_1"
+    assert not parse_control(control_payload("conn_1", True)).disconnected
+    disconnect = parse_control(disconnect_payload("conn_2"))
+    assert disconnect.disconnected
+    assert disconnect.connection_id == "conn_2"
+    assert not disconnect.replaced
+
+
+def test_live_leases_skip_expired_and_malformed_ones_oldest_first() -> None:
+    fields = {
+        b"conn_b": b"20000 1000002 inst_1 ses_b",
+        b"conn_a": b"20000 1000001 inst_2 ses_a",
+        b"conn_old": b"9999 1000000 inst_1 ses_c",
+        b"conn_bad": b"garbage",
+    }
+    leases = live_leases("alice", fields, now_ms=10_000)
+    assert [(lease.connection_id, lease.instance_id) for lease in leases] == [
+        ("conn_a", "inst_2"),
+        ("conn_b", "inst_1"),
+    ]
+    assert leases[0].opened_at == 1.000001
+    assert leases[0].user_id == "alice"
 
 
 def _read(last: int, events: list[tuple[int, int]], epoch: str = "e1", now_ms: int = 10_000) -> StreamRead:

@@ -24,6 +24,7 @@ class Recorder:
     def __init__(self) -> None:
         self.delivered: list[Envelope] = []
         self.closed: list[tuple[str, bool]] = []
+        self.disconnected: list[str] = []
         self.threads: list[ThreadKey] = []
         self.resets: list[ThreadKey] = []
         self.errors: list[tuple[str, BaseException]] = []
@@ -33,6 +34,10 @@ class Recorder:
 
     def close_connection(self, connection_id: str, *, replaced: bool) -> bool:
         self.closed.append((connection_id, replaced))
+        return True
+
+    def disconnect(self, connection_id: str) -> bool:
+        self.disconnected.append(connection_id)
         return True
 
     def subscribed_threads(self) -> Collection[ThreadKey]:

@@ -7,6 +7,7 @@ from typing import Any, Protocol
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
+from wsguard.runtime.presence import ClusterDirectory
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,10 @@ class ClusterMember(Protocol):
 
     def close_connection(self, connection_id: str, *, replaced: bool) -> bool:
         """Close a connection of this instance (4002 if ``replaced``, else 4001); False if unknown."""
+        ...
+
+    def disconnect(self, connection_id: str) -> bool:
+        """Close a connection of this instance with 4003 (an admin asked); False if unknown."""
         ...
 
     def subscribed_threads(self) -> Collection[ThreadKey]:
@@ -123,6 +128,11 @@ class Backend(Protocol):
 
     @property
     def thread_log_count(self) -> int: ...
+
+    @property
+    def directory(self) -> ClusterDirectory | None:
+        """The cluster's presence and instances; None on one process (the hub's registry is all)."""
+        ...
 
     @property
     def entry_count(self) -> int:

@@ -38,6 +38,10 @@ class MemoryBackend:
         return True
 
     @property
+    def directory(self) -> None:
+        return None
+
+    @property
     def epoch(self) -> str:
         return self._logs.epoch
 

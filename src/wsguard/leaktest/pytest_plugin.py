@@ -19,7 +19,7 @@ import pytest
 
 from wsguard.leaktest.client import Target
 from wsguard.leaktest.generic.asgi_app import check_asgi_app
-from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile
+from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile, machine_cores
 from wsguard.leaktest.progress import Silent
 from wsguard.leaktest.report import render_table
 from wsguard.leaktest.results import RunReport
@@ -29,7 +29,9 @@ from wsguard.testing.process import ServerProcess
 
 
 class LeakCheckFailed(AssertionError):
-    """A scenario leaked or failed; the message is the report table with every reason."""
+    """A scenario leaked or failed, or was inconclusive (the load generator could not keep its
+    schedule, which proves nothing either way); the message is the report table with every
+    reason and figure."""
 
 
 class LeakCheckAsgi(Protocol):
@@ -51,9 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def leakcheck_profile(request: pytest.FixtureRequest) -> Profile:
-    """The profile chosen by ``--leakcheck-profile``, ``WSGUARD_PROFILE`` or ``CI``."""
+    """The profile chosen by ``--leakcheck-profile``, ``WSGUARD_PROFILE`` or ``CI``, with
+    comprehensive sized to the machine as ``wsguard leakcheck`` sizes it."""
     chosen = request.config.getoption("--leakcheck-profile")
-    return get_profile(chosen or default_profile_name(os.environ))
+    return get_profile(chosen or default_profile_name(os.environ)).sized_for(machine_cores())
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the s
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import replace
@@ -17,14 +19,15 @@ from typing import Any
 
 from starlette.websockets import WebSocket
 
-from wsguard import close
-from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
+from wsguard import close, ids
+from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
 from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import ThreadKey
 from wsguard.runtime.connection import Connection, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
+from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
@@ -51,6 +54,8 @@ class Hub:
             max_subscriptions=settings.max_subscriptions_per_connection,
         )
         self.draining = False
+        directory = backend.directory
+        self.instance_id = directory.instance_id if directory is not None else ids.new_id("inst")
         self._connections: dict[str, Connection] = {}
         self._threads: dict[ThreadKey, dict[str, Connection]] = {}
         self._runs: set[asyncio.Task[None]] = set()
@@ -114,6 +119,7 @@ class Hub:
         )
         self._connections[context.connection_id] = connection
         self.metrics.opened.inc()
+        logger.debug("connection admitted from %s", context.client_address)
         self._schedule_expiry(connection)
         if self.draining:
             connection.request_close(close.GOING_AWAY)
@@ -211,7 +217,18 @@ class Hub:
             connection.end_subscription(thread_id)
         if self._connections.get(connection.connection_id) is connection:
             del self._connections[connection.connection_id]
-            self.metrics.closed.labels(connection.closed_label or close.CONNECTION_LOST).inc()
+            label = connection.closed_label or close.CONNECTION_LOST
+            self.metrics.closed.labels(label).inc()
+            context = connection.context
+            logger.debug(
+                "connection released: %s",
+                label,
+                extra={
+                    "connection_id": context.connection_id,
+                    "user_id": context.user_id,
+                    "session_id": context.session_id,
+                },
+            )
             if connection.closed_label == close.HEARTBEAT_TIMEOUT.reason:
                 self.metrics.zombies_reaped.inc()
             closed_at = connection.socket_closed_at or time.monotonic()
@@ -317,6 +334,7 @@ class Hub:
 
         False (and nothing started) when the user already has ``max_runs_per_user`` running.
         """
+        logger.debug("run %s started on thread %s", run.run_id, run.thread_id)
         limit = self.settings.max_runs_per_user
         running = self._runs_by_user.get(run.user_id, 0)
         if limit and running >= limit:
@@ -337,6 +355,45 @@ class Hub:
             self._runs_by_user.pop(run.user_id, None)
         if not task.cancelled() and task.exception() is not None:
             logger.error("run %s failed", run.run_id, exc_info=task.exception())
+
+    # Presence
+
+    async def presence(self, user_id: str) -> Presence:
+        """How many connections the user holds, per instance: the cluster's leases when there
+        are any and Redis answers, else this instance's registry."""
+        directory = self.backend.directory
+        if directory is not None and self.backend.up:
+            with contextlib.suppress(BackendUnavailable):
+                leases = await directory.leases_of(user_id)
+                return presence_of(user_id, Counter(lease.instance_id for lease in leases))
+        return presence_of(user_id, {self.instance_id: len(self.registry.handles_of(user_id))})
+
+    async def online_users(self) -> list[Presence]:
+        """Every user online (cluster-wide on Redis), most connections first."""
+        directory = self.backend.directory
+        counts: dict[str, dict[str, int]] | None = None
+        if directory is not None and self.backend.up:
+            with contextlib.suppress(BackendUnavailable):
+                counts = await directory.lease_counts()
+        if counts is None:
+            counts = {}
+            for handle in self.registry.handles():
+                mine = counts.setdefault(handle.user_id, {self.instance_id: 0})
+                mine[self.instance_id] += 1
+        found = [presence_of(user_id, instances) for user_id, instances in counts.items()]
+        return sorted(found, key=lambda p: (-p.connections, p.user_id))
+
+    def connection(self, connection_id: str) -> Connection | None:
+        """One open connection of this instance."""
+        return self._connections.get(connection_id)
+
+    def disconnect(self, connection_id: str) -> bool:
+        """Close one connection of this instance with 4003; False when it is not here."""
+        connection = self._connections.get(connection_id)
+        if connection is None:
+            return False
+        connection.request_close(close.DISCONNECTED_BY_SERVER)
+        return True
 
     # Observation
 

@@ -27,11 +27,16 @@ from wsguard.backends.base import Backend
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
+from wsguard.logs import log_context
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
+from wsguard.server.admin import admin_routes
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
+from wsguard.server.banner import log_backend, log_start
+from wsguard.server.feed import Sampler
 from wsguard.server.http import http_routes
+from wsguard.server.instances import InstanceReporter
 from wsguard.server.refusals import refusal
 from wsguard.server.static import client_routes, demo_routes
 from wsguard.server.tickets import Tickets
@@ -50,6 +55,7 @@ class WSGuard:
         backend: Backend | None = None,
     ) -> None:
         self.settings = settings
+        self.websocket_path = "/ws"
         dev_secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority.from_settings(settings, dev_secret)
         self._authenticate = authenticate or self.tokens.authenticate
@@ -62,6 +68,8 @@ class WSGuard:
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
         self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
+        self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
+        self.sampler = Sampler(self.hub)
         secret = (settings.jwt_secret or dev_secret).encode()
         self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
         self._admitting = 0
@@ -89,12 +97,18 @@ class WSGuard:
     @asynccontextmanager
     async def lifespan(self, app: object = None) -> AsyncIterator[None]:
         """Start the backend and the sweeper; on the way out, drain and stop them."""
+        log_start(self.settings, self.websocket_path)
         await self.hub.start()
+        log_backend(self.settings, self.backend)
         self.sweeper.start()
+        self.sampler.start()
+        self.reporter.start()
         try:
             yield
         finally:
             await self.drain()
+            await self.reporter.stop()
+            await self.sampler.stop()
             await self.sweeper.stop()
             await self.hub.close()
 
@@ -153,19 +167,23 @@ class WSGuard:
             opened_at=time.time(),
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
+            user_agent=websocket.headers.get("user-agent"),
         )
         self._admitting += 1
         admitting = True
         try:
-            await websocket.accept()
-            async with self.hub.open(context, websocket, takeover=takeover) as connection:
-                self._admitting -= 1
-                admitting = False
-                if connection is None:
-                    await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                    return
-                connection.send(self._welcome(context))
-                await connection.run(partial(self.commands.handle, connection))
+            with log_context(
+                connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
+            ):
+                await websocket.accept()
+                async with self.hub.open(context, websocket, takeover=takeover) as connection:
+                    self._admitting -= 1
+                    admitting = False
+                    if connection is None:
+                        await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                        return
+                    connection.send(self._welcome(context))
+                    await connection.run(partial(self.commands.handle, connection))
         finally:
             if admitting:
                 self._admitting -= 1
@@ -221,12 +239,14 @@ class WSGuard:
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
         """The WebSocket route, the browser client at ``/client/wsguard.js`` and, with ``api``,
-        the HTTP endpoints of PROTOCOL.md section 4 (and the demo page at ``/demo`` with ``--dev``).
-        """
+        the HTTP endpoints of PROTOCOL.md section 4, the admin dashboard (``/admin``) with its
+        endpoints, and the demo page at ``/demo`` with ``--dev``."""
+        self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
         routes.extend(client_routes())
         if api:
             routes.extend(http_routes(self))
+            routes.extend(admin_routes(self))
             if self.settings.dev:
                 routes.extend(demo_routes())
         return routes

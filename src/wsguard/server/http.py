@@ -14,10 +14,12 @@ from starlette.types import ASGIApp
 
 from wsguard import ids
 from wsguard.backends import BackendUnavailable
+from wsguard.logs import log_context
 from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
 from wsguard.server.refusals import refusal
+from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 
 if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard
@@ -25,17 +27,23 @@ if TYPE_CHECKING:
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-class _BadRequest(Exception):
-    pass
+class BadRequest(Exception):
+    """The request's input is wrong; answered 400 with the message."""
+
+
+def _edge(request: Request) -> Edge | None:
+    """The transport's HTTP edge, when wsguard's own transport serves the request."""
+    edge = request.scope.get("extensions", {}).get(EDGE_EXTENSION_KEY)
+    return edge if isinstance(edge, Edge) else None
 
 
 async def _json_body(request: Request) -> dict[str, Any]:
     try:
         body = json.loads(await request.body() or b"{}")
     except ValueError as error:
-        raise _BadRequest("body is not valid JSON") from error
+        raise BadRequest("body is not valid JSON") from error
     if not isinstance(body, dict):
-        raise _BadRequest("body must be a JSON object")
+        raise BadRequest("body must be a JSON object")
     return body
 
 
@@ -50,25 +58,33 @@ def _cross_origin(guard: "WSGuard", endpoint: Endpoint) -> ASGIApp:
     )
 
 
+Handler = Callable[[Request, Identity], Awaitable[Response]]
+
+
+def guarded(guard: "WSGuard", handler: Handler, *, admin: bool = False) -> Endpoint:
+    """``handler`` behind the guard's authentication: 401 without a valid token, 403 without
+    admin rights when ``admin``, 400 for a :class:`BadRequest`."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            identity = await guard.identify(request)
+        except Unauthorized as error:
+            return refusal(401, str(error))
+        if admin and not identity.admin:
+            return refusal(403, "admin token required")
+        try:
+            return await handler(request, identity)
+        except BadRequest as error:
+            return refusal(400, str(error))
+
+    return endpoint
+
+
 def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     """Bind each endpoint to ``guard``."""
 
-    def authenticated(
-        handler: Callable[[Request, Identity], Awaitable[Response]], *, admin: bool = False
-    ) -> Endpoint:
-        async def endpoint(request: Request) -> Response:
-            try:
-                identity = await guard.identify(request)
-            except Unauthorized as error:
-                return refusal(401, str(error))
-            if admin and not identity.admin:
-                return refusal(403, "admin token required")
-            try:
-                return await handler(request, identity)
-            except _BadRequest as error:
-                return refusal(400, str(error))
-
-        return endpoint
+    def authenticated(handler: Handler, *, admin: bool = False) -> Endpoint:
+        return guarded(guard, handler, admin=admin)
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
@@ -76,6 +92,9 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     async def readyz(request: Request) -> Response:
         if guard.hub.draining:
             return PlainTextResponse("draining", status_code=503)
+        edge = _edge(request)
+        if edge is not None and edge.descriptors_low():
+            return PlainTextResponse("file descriptors low", status_code=503)
         return PlainTextResponse("ready")
 
     async def metrics(request: Request) -> Response:
@@ -88,7 +107,9 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
             if not (guard.settings.dev or guard.settings.metrics_allow_gc):
                 return refusal(403, "collect_garbage needs --dev or --metrics-allow-gc")
             gc.collect()
-        return Response(guard.hub.metrics.render(), media_type="text/plain; version=0.0.4")
+        edge = _edge(request)
+        text = guard.hub.metrics.render() + (edge.render() if edge is not None else b"")
+        return Response(text, media_type="text/plain; version=0.0.4")
 
     async def tickets(request: Request, identity: Identity) -> Response:
         if request.method != "POST":
@@ -107,17 +128,19 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
     async def start_run(request: Request, identity: Identity) -> Response:
         thread_id = request.path_params["thread_id"]
         if not ids.is_thread_id(thread_id):
-            raise _BadRequest("thread_id must match [A-Za-z0-9._:-]{1,128}")
+            raise BadRequest("thread_id must match [A-Za-z0-9._:-]{1,128}")
         text = (await _json_body(request)).get("text", "")
         if not isinstance(text, str):
-            raise _BadRequest("text must be a string")
+            raise BadRequest("text must be a string")
         if not guard.commands.hooks.demo_runs:
             return refusal(404, "runs are not enabled here")
         wait = guard.run_starts.take(identity.user_id, time.monotonic())
         if wait is not None:
             return refusal(429, "too many runs started", retry_after=wait)
         run = new_run(identity.user_id, thread_id)
-        if not start_demo_run(guard.hub, run, text):
+        with log_context(user_id=identity.user_id, request_id=run.request_id):
+            started = start_demo_run(guard.hub, run, text)
+        if not started:
             return refusal(429, "too many runs at once", retry_after=1)
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
@@ -126,13 +149,13 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         user_id, thread_id = body.get("user_id"), body.get("thread_id")
         event, data = body.get("event"), body.get("data", {})
         if not isinstance(user_id, str) or not user_id:
-            raise _BadRequest("user_id must be a non-empty string")
+            raise BadRequest("user_id must be a non-empty string")
         if thread_id is not None and not ids.is_thread_id(thread_id):
-            raise _BadRequest("thread_id must be null or match [A-Za-z0-9._:-]{1,128}")
+            raise BadRequest("thread_id must be null or match [A-Za-z0-9._:-]{1,128}")
         if not isinstance(event, str) or not event:
-            raise _BadRequest("event must be a non-empty string")
+            raise BadRequest("event must be a non-empty string")
         if not isinstance(data, dict):
-            raise _BadRequest("data must be an object")
+            raise BadRequest("data must be an object")
         if not guard.backend.up:
             return refusal(503, "backend unavailable", retry_after=1)
         try:
@@ -166,7 +189,7 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
             return refusal(404, "not found")
         try:
             body = await _json_body(request)
-        except _BadRequest as error:
+        except BadRequest as error:
             return refusal(400, str(error))
         user_id, admin, ttl = body.get("user_id"), body.get("admin", False), body.get("ttl", 3600)
         if not isinstance(user_id, str) or not user_id:

@@ -15,5 +15,5 @@ def run_server(
 
     ``on_signal`` (the guard's ``stop_admitting``) runs in the signal handler itself.
     """
-    run(app, TransportOptions.from_settings(settings, log_level="warning"), drain, on_signal=on_signal)
+    run(app, TransportOptions.from_settings(settings), drain, on_signal=on_signal)
     return 0

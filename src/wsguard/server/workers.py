@@ -100,7 +100,7 @@ def serve_worker(settings: Settings, listener: socket.socket, parent_pid: int) -
 
     threading.Thread(target=_drain_when_orphaned, args=(parent_pid,), daemon=True).start()
     guard = WSGuard(settings)
-    options = TransportOptions.from_settings(settings, log_level="warning")
+    options = TransportOptions.from_settings(settings)
     run(guard.app(), options, guard.drain, sockets=[listener], on_signal=guard.stop_admitting)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,7 +40,8 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do).
+    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
+    output goes to that file instead of the test's.
     """
 
     def __init__(
@@ -50,23 +52,30 @@ class ServerProcess:
         ready_timeout: float = 20.0,
         dev: bool = True,
         ready_path: str = "/healthz",
+        tls_ca: str | None = None,
+        log_path: str | os.PathLike[str] | None = None,
     ) -> None:
+        """``tls_ca``: the server serves TLS (``--ssl-certfile``), trust this CA file to reach it.
+        ``log_path``: append the server's output (its log) to this file."""
         self.host = "127.0.0.1"
+        self.ssl_context = ssl.create_default_context(cafile=tls_ca) if tls_ca else None
         base = list(command) if command else [sys.executable, "-m", "wsguard", "serve"]
         self._command = [*base, *(["--dev"] if dev else [])]
         self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
         self._ready_path = ready_path
+        self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._use_port(free_port())
 
     def _use_port(self, port: int) -> None:
         self.port = port
-        self.base_url = f"http://{self.host}:{self.port}"
-        self.ws_url = f"ws://{self.host}:{self.port}/ws"
+        secure = "s" if self.ssl_context else ""
+        self.base_url = f"http{secure}://{self.host}:{self.port}"
+        self.ws_url = f"ws{secure}://{self.host}:{self.port}/ws"
         self.argv = [*self._command, "--host", self.host, "--port", str(self.port), *self._flags]
-        self.http = httpx.Client(base_url=self.base_url, timeout=10.0)
+        self.http = httpx.Client(base_url=self.base_url, timeout=10.0, verify=self.ssl_context or True)
 
     @property
     def pid(self) -> int:
@@ -79,7 +88,11 @@ class ServerProcess:
         The free port is only free when it was probed: another process may bind it first, and the
         server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
         """
-        self.process = subprocess.Popen(self.argv, env=self._env)
+        if self._log_path is None:
+            self.process = subprocess.Popen(self.argv, env=self._env)
+        else:
+            with open(self._log_path, "ab") as log:
+                self.process = subprocess.Popen(self.argv, env=self._env, stdout=log, stderr=log)
         deadline = time.monotonic() + self._ready_timeout
         last: object = None
         while time.monotonic() < deadline:

@@ -2,8 +2,8 @@
 
 The protocol class and the server override uvicorn internals (the sans-I/O WebSocket protocol's
 ``send``, ``keepalive_timeout``, ``connection_lost`` and close timer, which took their present
-shape in uvicorn 0.52.1; the server's ``on_tick``, ``handle_exit``, ``capture_signals``), so a
-version outside the tested range is refused rather than trusted.
+shape in uvicorn 0.52.1; the server's ``on_tick``, ``handle_exit``, ``capture_signals`` and
+``_log_started_message``), so a version outside the tested range is refused rather than trusted.
 """
 
 import re

@@ -15,6 +15,7 @@ Stock uvicorn (``websockets-sansio``) reports a heartbeat timeout as a plain dis
   transport's buffer) are nearly all the unsent bytes;
 - stamps when the server learned that the socket closed, for ``wsguard_cleanup_seconds``;
 - reports a lost TCP connection as 1006 and a frame over ``ws_max_size`` as 1009 ``too_big``;
+- answers a request head that the ``websockets`` parser refuses, and closes the connection;
 - logs accepted upgrades at debug level and summarises refusals (see :mod:`.refusals`).
 
 Each connection's :class:`~wsguard.transport.control.TransportControl` is in
@@ -48,6 +49,7 @@ from websockets.server import ServerProtocol
 
 from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
 from wsguard.transport.control import EXTENSION_KEY, CloseListener
+from wsguard.transport.http_limits import refusal_response
 from wsguard.transport.refusals import RefusalLog
 
 logger = logging.getLogger("wsguard.transport")
@@ -165,7 +167,19 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        self.refuse_unparsed_request()
         self.drop_when_closing()
+
+    def refuse_unparsed_request(self) -> None:
+        """When the ``websockets`` parser gave up on the request head, send its answer (414 or
+        431) or a 400, and close: stock uvicorn sends nothing and keeps the socket open."""
+        if self.handshake_initiated or self.conn.handshake_exc is None or self.transport.is_closing():
+            return
+        answer = b"".join(self.conn.data_to_send())
+        self.transport.write(answer or refusal_response(400, "malformed request"))
+        self.handshake_complete = True
+        self.close_sent = True
+        self.transport.close()
 
     def shutdown(self) -> None:
         self.stamp_closed()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging.config
 import math
 import socket
 from collections.abc import Callable
@@ -12,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
+from wsguard.logs import formatters
 from wsguard.transport.compat import check_uvicorn_version
+from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
+from wsguard.transport.edge import Edge, EdgeLimits
+from wsguard.transport.http_limits import MAX_HEAD_BYTES
+from wsguard.transport.http_protocol import http_protocol_class
 from wsguard.transport.protocol import protocol_class, wire_logger
 from wsguard.transport.server import Drain, WSGuardServer
 
@@ -35,15 +41,25 @@ class TransportOptions:
     compression: bool = False
     forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "info"
+    log_format: str = "text"
+    """``text`` or ``json`` (see :mod:`wsguard.logs`)."""
     access_log: bool = False
     send_buffer_bytes: int = 65536
     refusal_log_window: float = 10.0
     """Refused upgrades after the first are logged as one count per this many seconds."""
     shutdown_timeout: float = 5.0
     """Seconds the shutdown after the drain waits for leftover connections and tasks."""
+    header_timeout: float = 10.0
+    """Seconds a connection has to complete its request head (408 and close past it)."""
+    keep_alive_timeout: float = 5.0
+    """Seconds an HTTP connection may sit idle between requests."""
+    max_pending_per_address: int = 256
+    """Unfinished (not upgraded) connections per peer address; 0 turns the cap off."""
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, log_level: str = "info") -> TransportOptions:
+    def from_settings(cls, settings: Settings) -> TransportOptions:
         """The options of a ``wsguard serve`` process."""
         return cls(
             host=settings.host,
@@ -54,25 +70,59 @@ class TransportOptions:
             close_timeout=settings.close_timeout,
             compression=settings.compression,
             forwarded_allow_ips=settings.forwarded_allow_ips,
-            log_level=log_level,
+            log_level=settings.log_level,
+            log_format=settings.log_format,
+            header_timeout=settings.header_timeout,
+            keep_alive_timeout=settings.keep_alive_timeout,
+            max_pending_per_address=settings.max_pending_per_address,
+            ssl_certfile=settings.ssl_certfile,
+            ssl_keyfile=settings.ssl_keyfile,
+        )
+
+    @property
+    def edge_limits(self) -> EdgeLimits:
+        return EdgeLimits(
+            header_timeout=self.header_timeout,
+            keep_alive_timeout=self.keep_alive_timeout,
+            max_pending_per_address=self.max_pending_per_address,
+            forwarded_allow_ips=self.forwarded_allow_ips,
         )
 
 
-def logging_config(log_level: str) -> dict[str, Any]:
-    """uvicorn's logging configuration, with wsguard's loggers on the same handler."""
+def logging_config(log_level: str, log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration in wsguard's format, wsguard's loggers on the same handler."""
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"] = formatters(log_format)
+    config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     config["loggers"]["wsguard"] = {
         "handlers": ["default"],
         "level": log_level.upper(),
         "propagate": False,
     }
     config["loggers"][wire_logger.name] = {"level": "WARNING"}
+    config.setdefault("filters", {})["wsguard_invalid_requests"] = {
+        "()": "wsguard.transport.http_protocol.QuietInvalidRequests"
+    }
+    config["loggers"]["uvicorn.error"]["filters"] = ["wsguard_invalid_requests"]
     return config
 
 
-def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
-    """The ``uvicorn.Config`` for ``app``: wsguard's protocol class and WebSocket settings."""
+def accept_batch(edge: Edge) -> int:
+    """How many sockets asyncio accepts in one pass before any of them is looked at (uvicorn's
+    ``backlog``): a quarter of the descriptor reserve at most, so that the few passes whose
+    refused sockets are still closing can never run into EMFILE together. The server widens
+    the kernel's listen queue back to :data:`LISTEN_QUEUE` once it listens."""
+    return max(1, min(LISTEN_QUEUE, edge.budget.reserve // 4))
+
+
+def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) -> uvicorn.Config:
+    """The ``uvicorn.Config`` for ``app``: wsguard's protocol classes and WebSocket settings.
+
+    ``edge`` (a new one by default) is shared by every HTTP connection of the server.
+    """
     check_uvicorn_version()
+    edge = edge or Edge(options.edge_limits)
+    http = http_protocol_class(edge, close_timeout=options.close_timeout)
     ws = protocol_class(
         close_timeout=options.close_timeout,
         send_buffer_bytes=options.send_buffer_bytes,
@@ -83,14 +133,20 @@ def build_config(app: Any, options: TransportOptions) -> uvicorn.Config:
         app,
         host=options.host,
         port=options.port,
+        http=http,
         ws=ws,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        backlog=accept_batch(edge),
+        timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]
+        ssl_certfile=options.ssl_certfile,
+        ssl_keyfile=options.ssl_keyfile,
         ws_ping_interval=options.heartbeat_interval,
         ws_ping_timeout=options.heartbeat_timeout,
         ws_max_size=options.max_message_bytes,
         ws_per_message_deflate=options.compression,
         proxy_headers=True,
         forwarded_allow_ips=options.forwarded_allow_ips,
-        log_config=logging_config(options.log_level),
+        log_config=logging_config(options.log_level, options.log_format),
         log_level=options.log_level,
         access_log=options.access_log,
         lifespan="on",
@@ -111,5 +167,8 @@ def run(
     binding ``options.host`` and ``options.port``. ``on_signal`` runs inside the handler of the
     first signal (it must only set a flag). Returns normally after a signal (exit status 0 is
     the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
+    The soft descriptor limit is raised to the hard limit first.
     """
+    logging.config.dictConfig(logging_config(options.log_level, options.log_format))
+    raise_soft_limit()  # before the config, whose descriptor reserve is taken from the limit
     WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)

@@ -14,11 +14,14 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from types import FrameType
 
 import uvicorn
+
+from wsguard.transport.descriptors import LISTEN_QUEUE, widen_listen_queue
 
 logger = logging.getLogger("wsguard.transport")
 
@@ -42,6 +45,25 @@ class WSGuardServer(uvicorn.Server):
         self._on_signal = on_signal
         self._drain_requested = False
         self._drain_task: asyncio.Task[None] | None = None
+
+    def _log_started_message(self, listeners: Sequence[socket.SocketType]) -> None:
+        """One line with the addresses clients use (the real port when 0 was asked for)."""
+        for listener in listeners:
+            address = listener.getsockname()
+            if not isinstance(address, tuple):
+                logger.info("listening on %s", address)
+                continue
+            host = address[0] if ":" not in address[0] else f"[{address[0]}]"
+            scheme = "https" if self.config.ssl else "http"
+            logger.info(
+                "listening on %s://%s:%d and %s://%s:%d (CTRL+C drains and stops)",
+                scheme,
+                host,
+                address[1],
+                "wss" if self.config.ssl else "ws",
+                host,
+                address[1],
+            )
 
     @property
     def draining(self) -> bool:
@@ -80,6 +102,10 @@ class WSGuardServer(uvicorn.Server):
         except Exception:
             logger.exception("The drain failed; shutting down without it")
         self.should_exit = True
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        widen_listen_queue((listener for server in self.servers for listener in server.sockets), LISTEN_QUEUE)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:

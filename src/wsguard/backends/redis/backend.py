@@ -51,10 +51,12 @@ from wsguard.backends.redis.decisions import (
     parse_stream_read,
     renewal_args,
 )
+from wsguard.backends.redis.directory import RedisDirectory
 from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
+from wsguard.logs import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
@@ -112,6 +114,7 @@ class RedisBackend:
         )
         """Pub/sub never reconnects behind the listener's back: every reconnect is seen, logged
         and followed by a lease renewal and a backfill."""
+        self._directory = RedisDirectory(self.client, self.keys, self.instance_id)
         self._admit = self.client.register_script(scripts.ADMIT)
         self._renew = self.client.register_script(scripts.RENEW)
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
@@ -180,18 +183,32 @@ class RedisBackend:
         await self._listener_client.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
-        """Log every change of reachability once (``wsguard_backend_up`` reads it)."""
+        """Log every change of reachability once (``wsguard_backend_up`` reads it).
+
+        Unreachable at start is not a change: the server's start-up lines say it (a WARNING).
+        """
+        if not up and error is not None:
+            self._was_down = True
         if up == self._up:
             return
         was_down, self._up = self._was_down, up
         if up:
             level = logging.WARNING if was_down else logging.INFO
             logger.log(
-                level, "redis backend up: instance %s listening on %s", self.instance_id, self.keys.events
+                level,
+                "redis backend up at %s%s: instance %s listening on %s",
+                redact_url(self.url),
+                " again" if was_down else "",
+                self.instance_id,
+                self.keys.events,
             )
         elif error is not None:
-            self._was_down = True
-            logger.error("redis backend down: %s; local connections stay up, publishing answers 503", error)
+            logger.error(
+                "redis backend down at %s: %s; local connections stay up, admission runs on the "
+                "local limit and publishing answers 503",
+                redact_url(self.url),
+                error,
+            )
 
     # Admission
 
@@ -471,7 +488,10 @@ class RedisBackend:
                 self._dispatch(parse_message(message["data"]))
             elif self._member is not None:
                 control = parse_control(message["data"])
-                self._member.close_connection(control.connection_id, replaced=control.replaced)
+                if control.disconnected:
+                    self._member.disconnect(control.connection_id)
+                else:
+                    self._member.close_connection(control.connection_id, replaced=control.replaced)
         except (ValueError, KeyError, TypeError):
             logger.exception("malformed message on %s", channel)
 
@@ -485,6 +505,10 @@ class RedisBackend:
     @property
     def thread_log_count(self) -> int:
         return 0
+
+    @property
+    def directory(self) -> RedisDirectory:
+        return self._directory
 
     @property
     def entry_count(self) -> int:

@@ -186,15 +186,22 @@ def parse_message(payload: bytes | str) -> Message:
 class ControlMessage:
     connection_id: str
     replaced: bool
+    disconnected: bool = False
+    """An admin closed it (4003), rather than the limit (4001) or a takeover (4002)."""
 
 
 def control_payload(connection_id: str, replaced: bool) -> str:
     return json.dumps({"close": connection_id, "reason": "replaced" if replaced else "superseded"})
 
 
+def disconnect_payload(connection_id: str) -> str:
+    return json.dumps({"close": connection_id, "reason": "disconnected_by_server"})
+
+
 def parse_control(payload: bytes | str) -> ControlMessage:
     body = json.loads(_text(payload))
-    return ControlMessage(str(body["close"]), body.get("reason") == "replaced")
+    reason = body.get("reason")
+    return ControlMessage(str(body["close"]), reason == "replaced", reason == "disconnected_by_server")
 
 
 # Recovery

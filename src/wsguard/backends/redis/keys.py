@@ -1,7 +1,7 @@
 """Redis key and channel names. User ids are percent-encoded, so no id can reach another's keys."""
 
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 
 def _user(user_id: str) -> str:
@@ -42,3 +42,14 @@ class Keys:
     def control(self, instance_id: str) -> str:
         """The pub/sub channel on which one instance is told to close its connections."""
         return f"{self.prefix}:control:{instance_id}"
+
+    def instance(self, instance_id: str) -> str:
+        """String: one instance's JSON report, expiring unless the instance renews it."""
+        return f"{self.prefix}:instance:{instance_id}"
+
+    def instance_pattern(self) -> str:
+        return f"{self.prefix}:instance:*"
+
+    def user_of_leases(self, key: str) -> str:
+        """The user id whose lease hash ``key`` is (the inverse of :meth:`leases`)."""
+        return unquote(key[len(self.prefix) + len(":u:") : -len(":leases")])

@@ -1,0 +1,102 @@
+"""File descriptor headroom: use the whole hard limit, and refuse new sockets before it runs out.
+
+When ``accept()`` fails with EMFILE, asyncio stops accepting for a second at a time and the
+listen queue fills: every client, good or bad, waits. Instead the server keeps a reserve at the
+top of its descriptor table. The kernel always hands out the lowest free descriptor, so an
+accepted socket numbered inside the reserve proves that every descriptor below it is in use:
+that socket is closed at once (and counted), which keeps the accept loop running and leaves the
+reserve to the app (its backend connection, its files).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+logger = logging.getLogger("wsguard.transport")
+
+MIN_RESERVE = 64
+"""The fewest descriptors kept back, whatever the limit."""
+LISTEN_QUEUE = 2048
+"""The kernel's queue of connections not yet accepted (uvicorn's default backlog)."""
+
+
+def reserve_for(limit: int) -> int:
+    """Descriptors kept back under ``limit``: a sixteenth of it, at least :data:`MIN_RESERVE`."""
+    return max(MIN_RESERVE, limit // 16)
+
+
+def raise_soft_limit() -> tuple[int, int]:
+    """Raise the soft ``RLIMIT_NOFILE`` to the hard limit; log and return (before, after)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1048576)
+    raised = soft
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            raised = target
+        except (OSError, ValueError) as error:
+            logger.warning("file descriptors: cannot raise the soft limit %d to %d: %s", soft, target, error)
+    logger.info(
+        "file descriptors: soft limit %d, raised to %d (hard limit %s); new connections are "
+        "refused within %d of it",
+        soft,
+        raised,
+        "unlimited" if hard == resource.RLIM_INFINITY else hard,
+        reserve_for(raised),
+    )
+    return soft, raised
+
+
+def open_descriptors() -> int | None:
+    """How many descriptors this process holds now, or ``None`` where the OS does not say."""
+    for directory in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(directory))
+        except OSError:
+            continue
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DescriptorBudget:
+    """The process's descriptor limit and the reserve kept at its top."""
+
+    limit: int
+
+    @classmethod
+    def current(cls) -> DescriptorBudget:
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return cls(soft if soft != resource.RLIM_INFINITY else 1 << 30)
+
+    @property
+    def reserve(self) -> int:
+        return reserve_for(self.limit)
+
+    def refuses(self, descriptor: int) -> bool:
+        """True for a new socket numbered inside the reserve (all lower ones are in use)."""
+        return descriptor >= self.limit - self.reserve
+
+    def low(self, open_count: int) -> bool:
+        """True once fewer than two reserves are left: ``/readyz`` says so before refusals start."""
+        return open_count >= self.limit - 2 * self.reserve
+
+
+def widen_listen_queue(listeners: Iterable[socket.socket | object], backlog: int) -> None:
+    """Set the kernel's listen queue of each listening socket to ``backlog``.
+
+    asyncio uses one number both as the listen queue and as how many sockets it accepts in
+    one pass; wsguard keeps the pass small (:func:`wsguard.transport.runner.accept_batch`) and
+    the queue long, so that a burst waits in the kernel rather than being dropped.
+    """
+    for listener in listeners:
+        fileno = getattr(listener, "fileno", None)
+        if fileno is None:
+            continue
+        with socket.socket(fileno=os.dup(fileno())) as duplicate:
+            if duplicate.type == socket.SOCK_STREAM:
+                duplicate.listen(backlog)
