@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.leaktest.client import Target
+from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
 from wsguard.leaktest.profiles import (
     COMPREHENSIVE_USERS_PER_CORE,
     PROFILE_ENV,
@@ -110,6 +111,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_generic_arguments(parser)
 
 
 def target_from_args(args: argparse.Namespace) -> Target | None:
@@ -144,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
     if args.list_profiles:
         print(render_profiles())
         return EXIT_OK
+    if uses_generic_mode(args):
+        return run_generic_from_args(args)
     try:
         profile = get_profile(args.profile or default_profile_name(os.environ))
         if args.churn_cycles is not None:

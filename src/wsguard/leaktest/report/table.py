@@ -38,6 +38,14 @@ def _count(values: dict[str, float], name: str) -> str:
     return "?" if value is None else f"{value:g}"
 
 
+def _counts(values: dict[str, float]) -> str:
+    """Connections, users and registry entries; ``-`` for a run that has none (any app's probe)."""
+    names = (CONNECTIONS, USERS, REGISTRY)
+    if not any(name in values for name in names):
+        return "-"
+    return "/".join(_count(values, name) for name in names)
+
+
 def _largest_ms(values: Sequence[float | None]) -> str:
     known = [v for v in values if v is not None]
     return f"{max(known) * 1000:.0f} ms" if known else "-"
@@ -53,8 +61,8 @@ def scenario_row(scenario: ScenarioReport) -> list[str]:
         scenario.verdict.upper(),
         str(scenario.connections),
         str(scenario.events),
-        "/".join(_count(scenario.peaks, n) for n in (CONNECTIONS, USERS, REGISTRY)),
-        "/".join(_count(scenario.final, n) for n in (CONNECTIONS, USERS, REGISTRY)),
+        _counts(scenario.peaks),
+        _counts(scenario.final),
         "-" if p99 is None else f"{p99 * 1000:.1f} ms",
         "-" if blocks is None else f"{blocks.slope:.2f} (<={blocks.bound:.3g})",
         "-" if rss is None else f"{rss.slope:.0f} (<={rss.bound:g})",
