@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import logging.config
 import math
 import socket
 from collections.abc import Callable
@@ -168,6 +169,6 @@ def run(
     the caller's ``return 0``); a start-up failure exits the process with uvicorn's status 3.
     The soft descriptor limit is raised to the hard limit first.
     """
-    config = build_config(app, options)  # configures logging, so the next line is in its format
-    raise_soft_limit()
-    WSGuardServer(config, drain, on_signal).run(sockets=sockets)
+    logging.config.dictConfig(logging_config(options.log_level, options.log_format))
+    raise_soft_limit()  # before the config, whose descriptor reserve is taken from the limit
+    WSGuardServer(build_config(app, options), drain, on_signal).run(sockets=sockets)
