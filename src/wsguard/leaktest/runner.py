@@ -315,7 +315,7 @@ class _Rounds:
         await monitor.stop_probing_server()
         gone = time.monotonic()
         probe, profile = self.sampler.metrics, self.profile
-        sample, leaks, settle_s = await _settle(probe, self.baseline, gone, profile.cleanup_bound_s)
+        sample, leaks, settle_s = await settle(probe, self.baseline, gone, profile.cleanup_bound_s)
         load = await monitor.stop()
         failures = list(outcome.failures)
         allowance = lag_allowance_s(profile.cleanup_bound_s, profile.heartbeat_timeout_s)
@@ -327,7 +327,7 @@ class _Rounds:
             )
             if leaks:
                 late = ", ".join(leak.describe() for leak in leaks)
-                sample, leaks, settle_s = await _settle(probe, self.baseline, gone, profile.settle_timeout_s)
+                sample, leaks, settle_s = await settle(probe, self.baseline, gone, profile.settle_timeout_s)
                 if not leaks:
                     failures.append(f"counts settled only after the cleanup bound: {late}")
         memory_blocks: float | None = None
@@ -404,14 +404,19 @@ def _slopes(
     return [replace(check, confirmed=not overloaded) for check in checks]
 
 
-async def _settle(
-    probe: MetricsProbe, baseline: dict[str, float], gone: float, bound_s: float
+async def settle(
+    probe: MetricsProbe,
+    baseline: dict[str, float],
+    gone: float,
+    bound_s: float,
+    leaks_of: Callable[[dict[str, float], dict[str, float]], list[CountLeak]] = count_leaks,
 ) -> tuple[dict[str, float], list[CountLeak], float | None]:
-    """Poll until nothing leaks or ``bound_s`` after ``gone`` has passed."""
+    """Poll until nothing leaks (by ``leaks_of``) or ``bound_s`` after ``gone`` has passed;
+    the last sample, what still leaks, and how long the counts took to come back."""
     deadline = gone + bound_s
     while True:
         sample = await probe.scrape()
-        leaks = count_leaks(sample, baseline)
+        leaks = leaks_of(sample, baseline)
         now = time.monotonic()
         if not leaks:
             return sample, [], now - gone

@@ -21,7 +21,8 @@ from wsguard.leaktest.generic.verdict import PROBE_COUNTS, app_counts, generic_c
 from wsguard.leaktest.probes import MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.progress import Progress
 from wsguard.leaktest.results import CHURN, RoundRecord, RunReport, ScenarioReport
-from wsguard.leaktest.verdict import BLOCKS, RSS, CountLeak, SlopeCheck, slope_check
+from wsguard.leaktest.runner import settle
+from wsguard.leaktest.verdict import BLOCKS, RSS, SlopeCheck, slope_check
 from wsguard.probe import SCOPES_OPEN
 
 SETTLED_SCRAPES = 5
@@ -139,7 +140,9 @@ async def _one_round(
     started = time.monotonic()
     outcome = await scenario.play(ctx)
     gone = time.monotonic()
-    sample, leaks, settle_s = await _settle(ctx.probe, baseline, gone, ctx.sizes.cleanup_bound_s)
+    sample, leaks, settle_s = await settle(
+        ctx.probe, baseline, gone, ctx.sizes.cleanup_bound_s, generic_count_leaks
+    )
     blocks: float | None = None
     rss: float | None = None
     if not leaks:
@@ -160,22 +163,6 @@ async def _one_round(
         phase=scenario.phase,
     )
     return record, sample
-
-
-async def _settle(
-    probe: MetricsProbe, baseline: dict[str, float], gone: float, bound_s: float
-) -> tuple[dict[str, float], list[CountLeak], float | None]:
-    """Poll until every count is back or ``bound_s`` after ``gone`` has passed."""
-    deadline = gone + bound_s
-    while True:
-        sample = await probe.scrape()
-        leaks = generic_count_leaks(sample, baseline)
-        now = time.monotonic()
-        if not leaks:
-            return sample, [], now - gone
-        if now >= deadline:
-            return sample, leaks, None
-        await asyncio.sleep(0.01)
 
 
 def _slopes(rounds: Sequence[RoundRecord], sizes: GenericSizes) -> list[SlopeCheck]:
