@@ -45,6 +45,7 @@ class Target:
     publish_path: str
     authenticated: bool
     tokens: dict[str, str] = field(default_factory=dict)
+    tasks_per_idle_connection: list[float] = field(default_factory=list)
 
     def connect_args(self, user_id: str) -> tuple[str, dict[str, str]]:
         """URL and headers for a WebSocket of ``user_id``."""
@@ -59,6 +60,10 @@ class Target:
 
     def rss(self) -> int:
         return int(psutil.Process(self.server.pid).memory_info().rss)
+
+    def tasks_active(self) -> float | None:
+        """wsguard's ``wsguard_tasks_active`` gauge; None for a server without it."""
+        return self.server.metrics().get("wsguard_tasks_active") if self.authenticated else None
 
 
 async def _open(target: Target, user_id: str) -> ClientConnection:
@@ -105,12 +110,19 @@ async def churn_rate(target: Target, seconds: float, concurrency: int) -> float:
 
 
 async def idle_memory_per_connection(target: Target, count: int, per_user: int) -> float:
-    """Growth of the server's resident memory per idle open connection, in bytes."""
+    """Growth of the server's resident memory per idle open connection, in bytes.
+
+    For wsguard, the growth of ``wsguard_tasks_active`` per idle connection is noted as well.
+    """
     await asyncio.sleep(1.0)
     before = target.rss()
+    tasks_before = target.tasks_active()
     clients = await _open_many(target, lambda index: f"idle-{index // per_user}", count)
     await asyncio.sleep(2.0)
     after = target.rss()
+    tasks_after = target.tasks_active()
+    if tasks_before is not None and tasks_after is not None:
+        target.tasks_per_idle_connection.append((tasks_after - tasks_before) / count)
     await _close_all(clients)
     return (after - before) / count
 
@@ -293,6 +305,9 @@ def main(argv: list[str]) -> int:
             status = target.server.stop()
             print(f"[{target.name}] exit status {status}", file=sys.stderr)
     print(report(rows, ("bare", "wsguard")))
+    for target in targets:
+        for tasks in target.tasks_per_idle_connection:
+            print(f"{target.name}: {tasks:.2f} asyncio tasks per idle connection (wsguard_tasks_active)")
     print(f"wsguard flags: --dev {' '.join(wsguard_flags)}; medians of {args.rounds} rounds")
     return 0
 
