@@ -144,25 +144,40 @@ def run_leakcheck(
     started = time.monotonic()
     progress.line(f"wsguard leakcheck: profile {profile.name}, {target_label}")
     for name in scenarios:
-        scenario_started = time.monotonic()
         progress.line(f"{name}: {profile.warmup_rounds} warm-up + {profile.rounds} measured rounds")
-        try:
+
+        def play(name: str = name) -> ScenarioReport:
             with servers() as target:
-                outcome = asyncio.run(
+                return asyncio.run(
                     run_scenario(name, profile, target, fresh_servers, progress, starve_generator_s)
                 )
-        except Exception as error:
-            outcome = ScenarioReport(
-                name=name, description=SCENARIOS[name].description, fresh_server=fresh_servers
-            )
-            outcome.errors.append(f"{type(error).__name__}: {error}")
-        outcome.duration_s = time.monotonic() - scenario_started
-        report.scenarios.append(outcome)
-        summary = f"{name}: {outcome.verdict.upper()} in {outcome.duration_s:.1f} s"
-        progress.line(summary + "".join(f"\n    {reason}" for reason in outcome.reasons[:10]))
+
+        report.scenarios.append(
+            play_scenario(name, SCENARIOS[name].description, fresh_servers, play, progress)
+        )
     report.duration_s = time.monotonic() - started
     progress.done()
     return report
+
+
+def play_scenario(
+    name: str,
+    description: str,
+    fresh_server: bool,
+    play: Callable[[], ScenarioReport],
+    progress: Progress,
+) -> ScenarioReport:
+    """Play one scenario, timed and reported; an exception is the scenario's error, not the run's."""
+    started = time.monotonic()
+    try:
+        outcome = play()
+    except Exception as error:
+        outcome = ScenarioReport(name=name, description=description, fresh_server=fresh_server)
+        outcome.errors.append(f"{type(error).__name__}: {error}")
+    outcome.duration_s = time.monotonic() - started
+    summary = f"{name}: {outcome.verdict.upper()} in {outcome.duration_s:.1f} s"
+    progress.line(summary + "".join(f"\n    {reason}" for reason in outcome.reasons[:10]))
+    return outcome
 
 
 async def run_scenario(

@@ -21,7 +21,7 @@ from wsguard.leaktest.generic.verdict import PROBE_COUNTS, app_counts, generic_c
 from wsguard.leaktest.probes import MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.progress import Progress
 from wsguard.leaktest.results import CHURN, RoundRecord, RunReport, ScenarioReport
-from wsguard.leaktest.runner import settle
+from wsguard.leaktest.runner import play_scenario, settle
 from wsguard.leaktest.verdict import BLOCKS, RSS, SlopeCheck, slope_check
 from wsguard.probe import SCOPES_OPEN
 
@@ -64,16 +64,11 @@ def run_generic(
     progress.line(f"wsguard leakcheck: any ASGI app, {label}")
     for name in scenarios:
         scenario = GENERIC_SCENARIOS[name]
-        scenario_started = time.monotonic()
-        try:
-            outcome = asyncio.run(run_generic_scenario(scenario, target, sizes, progress))
-        except Exception as error:
-            outcome = ScenarioReport(name=name, description=scenario.description, fresh_server=False)
-            outcome.errors.append(f"{type(error).__name__}: {error}")
-        outcome.duration_s = time.monotonic() - scenario_started
-        report.scenarios.append(outcome)
-        summary = f"{name}: {outcome.verdict.upper()} in {outcome.duration_s:.1f} s"
-        progress.line(summary + "".join(f"\n    {reason}" for reason in outcome.reasons[:10]))
+
+        def play(scenario: GenericScenario = scenario) -> ScenarioReport:
+            return asyncio.run(run_generic_scenario(scenario, target, sizes, progress))
+
+        report.scenarios.append(play_scenario(name, scenario.description, False, play, progress))
     report.duration_s = time.monotonic() - started
     progress.done()
     return report
