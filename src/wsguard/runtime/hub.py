@@ -286,7 +286,8 @@ class Hub:
             recovered=recovery.recovered,
             replayed=len(replay),
         )
-        connection.send(subscribed)
+        if not await connection.send_when_room(subscribed):  # after a large replay, paced like it
+            return
         connection.flush_buffered(thread_id)
 
     def unsubscribe(self, connection: Connection, thread_id: str) -> None:
