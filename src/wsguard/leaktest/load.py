@@ -14,12 +14,20 @@ own overload, not the server's failure. So every round measures:
   server's file descriptors.
 
 A round whose generator lag passed its allowance (:func:`lag_allowance_s`) is inconclusive.
+
+The generator's own garbage collector would otherwise be its largest source of lag: a full
+collection walks every object the run keeps (each tab's frames, every round's records), and
+during a churn round those ran to 200 ms on a 2-core machine, twice a ``prod`` round's
+allowance (freezing the older objects did not help: the round's own connections fill the
+oldest generation). So the collector is paused while a round runs, and collects the round's
+garbage before the next one starts, outside any timing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import http.client
 import statistics
 import threading
@@ -139,8 +147,12 @@ class LoadMonitor:
         self._started = 0.0
         self._generator_cpu = 0.0
         self._server_cpu: float | None = None
+        self._collector_was_on = True
 
     def start(self) -> None:
+        self._collector_was_on = gc.isenabled()
+        gc.collect()
+        gc.disable()
         self._started = time.monotonic()
         self._generator_cpu = _cpu_seconds([self._generator]) or 0.0
         self._server_cpu = _cpu_seconds(self._server) if self._server else None
@@ -167,6 +179,8 @@ class LoadMonitor:
 
     async def stop(self) -> LoadFigures:
         duration = max(time.monotonic() - self._started, 1e-9)
+        if self._collector_was_on:
+            gc.enable()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
