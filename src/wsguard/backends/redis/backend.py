@@ -33,6 +33,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.redis import scripts
+from wsguard.backends.redis.connect import RedisTarget
 from wsguard.backends.redis.decisions import (
     LeaseTable,
     LocalLease,
@@ -102,11 +103,11 @@ class RedisBackend:
         self.retention_ms = max(1, round(retention_seconds * 1000))
         self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
         self.keys = Keys(prefix)
-        self.client: Redis = Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
+        self._target = RedisTarget(url)
+        self.client: Redis = self._target.client(
+            socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
-        self._listener_client: Redis = Redis.from_url(
-            url,
+        self._listener_client: Redis = self._target.client(
             socket_connect_timeout=1.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
@@ -181,6 +182,7 @@ class RedisBackend:
         self._deliver = self._member = None
         await self.client.aclose()
         await self._listener_client.aclose()
+        await self._target.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
         """Log every change of reachability once (``wsguard_backend_up`` reads it).
