@@ -69,10 +69,17 @@ returning Redis is found quickly and instances that lost it together do not retu
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Redis could not be reached: the background loops log these quietly and try again; any other
 exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
+MASTER_CHECK_INTERVAL = 1.0
+"""With Sentinel, seconds between asking the Sentinels which server is the master: after a
+failover that left the old master running, how long the instance may still be on it."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
+
+
+class MasterMoved(RedisConnectionError):
+    """The Sentinels name another master than the one the listener is subscribed on."""
 
 
 def _new_epoch() -> str:
@@ -451,10 +458,14 @@ class RedisBackend:
                 self._first_attempt.set()
                 await self.renew()
                 await self.backfill()
+                check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._on_message(message)
+                    if self._target.sentinel and time.monotonic() >= check_master_at:
+                        await self._follow_master(pubsub)
+                        check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
             except _DOWN as error:
                 self._set_up(False, error)
             except Exception as error:
@@ -465,6 +476,23 @@ class RedisBackend:
                 await _quietly(pubsub.aclose)
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
+
+    async def _follow_master(self, pubsub: PubSub) -> None:
+        """With Sentinel: move both clients to the master the Sentinels name now; raise
+        :class:`MasterMoved` when the listener is on another server, so that it reconnects,
+        renews and backfills as after any loss of Redis. Sentinels that cannot answer leave
+        everything where it is: the server the clients are on may well still be the master."""
+        try:
+            master = await self._target.follow_master(self.client, self._listener_client)
+        except _UNREACHABLE as error:
+            logger.info("could not ask the Sentinels for the master: %s", error)
+            return
+        connection = pubsub.connection
+        if master is not None and connection is not None and (connection.host, connection.port) != master:
+            raise MasterMoved(
+                f"the Sentinels name {master[0]}:{master[1]} as master, the listener was on "
+                f"{connection.host}:{connection.port}"
+            )
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe to events and to this instance's control channel, and wait for both."""

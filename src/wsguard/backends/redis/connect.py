@@ -11,7 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from wsguard.redis_url import is_sentinel_url, parse_sentinel_url
@@ -51,6 +51,19 @@ class RedisTarget:
             return Redis.from_url(self.url, **options)
         client: Redis = self._sentinel.master_for(self._service, **self._master_options, **options)
         return client
+
+    async def follow_master(self, *clients: Redis) -> tuple[str, int] | None:
+        """Ask the Sentinels which server is the master now, and point each client's pool there
+        (its idle connections to another server are dropped, so the next command goes to the
+        master). A Sentinel failover leaves a demoted master running, and nothing else would move
+        a connection that stays up. Returns the master's address; None without Sentinel."""
+        address: tuple[str, int] | None = None
+        for client in clients:
+            pool = client.connection_pool
+            if isinstance(pool, SentinelConnectionPool):
+                host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+                address = (str(host), int(port))
+        return address
 
     async def aclose(self) -> None:
         if self._sentinel is not None:
