@@ -128,6 +128,7 @@ class RedisBackend:
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
         self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
+        self._restart_thread = self.client.register_script(scripts.RESTART_THREAD)
         self._leases = LeaseTable()
         self._marks = ThreadMarks()
         self._releases: deque[tuple[str, str]] = deque()
@@ -419,7 +420,9 @@ class RedisBackend:
         envelope = message.envelope
         if envelope.thread_id is not None and envelope.offset is not None:
             key = (envelope.user_id, envelope.thread_id)
-            restarted = key in self._marks and self._marks.note(key, message.epoch, envelope.offset)
+            restarted = key in self._marks and self._marks.note(
+                key, message.epoch, envelope.offset, envelope.frame
+            )
             if restarted and self._member is not None:
                 self._member.reset_thread(key)
         if self._deliver is not None:
@@ -434,16 +437,38 @@ class RedisBackend:
         delivered = 0
         for key in threads:
             seen = self._marks.seen(key)
-            read = await self._read(key, seen[1] if seen else None)
+            read = await self._read(key, max(seen[1] - 1, 0) if seen else None)
             if seen is None:
                 self._marks.note(key, read.epoch, read.last_offset)
                 continue
-            if read.epoch != seen[0]:
+            after = seen[1]
+            if self._marks.diverged(key, read):
+                await self._restart(key, read.epoch)
                 read = await self._read(key, 0)
+                after = 0
+            elif read.epoch != seen[0]:
+                read = await self._read(key, 0)
+                after = 0
             for offset, _, frame in read.events:
-                self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
-                delivered += 1
+                if offset > after:
+                    self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
+                    delivered += 1
         return delivered
+
+    async def _restart(self, key: ThreadKey, epoch: str) -> None:
+        """The thread's history in Redis is not the one its subscribers here were given: start it
+        again in a new epoch, so that every subscriber and every ``since`` sees the numbering
+        restart (as after Redis lost its data) instead of having new events dropped as repeats."""
+        user_id, thread_id = key
+        keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
+        restarted = await self._restart_thread(keys=keys, args=[epoch, _new_epoch(), str(self.meta_ttl_ms)])
+        if restarted:
+            logger.warning(
+                "thread %s of %s: Redis lost events its subscribers were given (a failover or a "
+                "restart lost writes); it starts again in a new epoch",
+                thread_id,
+                user_id,
+            )
 
     # The listener
 
