@@ -85,9 +85,10 @@ class Run:
         return sorted(set(self.accepted) - set(self.live) - replayed)
 
     def resumed(self) -> float:
-        """Seconds from the promotion to the first event published after it arriving."""
-        first = min(n for n, sent_at in self.accepted.items() if sent_at > self.at["promoted"])
-        return next(at for frame, at in self.received if frame["data"]["n"] == first) - self.at["promoted"]
+        """Seconds from the promotion to the first arrival of an event published after it."""
+        promoted = self.at["promoted"]
+        arrivals = [at for frame, at in self.received if self.accepted.get(frame["data"]["n"], 0) > promoted]
+        return min(arrivals, default=float("inf")) - promoted
 
     def report(self, what: str) -> None:
         statuses = Counter(status for _, _, status in self.traffic.results)

