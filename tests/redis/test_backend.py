@@ -10,7 +10,7 @@ from collections.abc import Callable, Collection
 
 import pytest
 
-from wsguard.backends.base import Envelope
+from wsguard.backends.base import BackendUnavailable, Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
@@ -297,5 +297,25 @@ def test_backfill_restarts_a_thread_whose_history_redis_lost(redis_server: Redis
             assert not (await b.recover("u", "t", Since(epoch, 3))).recovered, "and `since` reloads"
         await a.close()
         await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_master_that_refuses_writes_makes_publishing_unavailable(redis_server: RedisServer) -> None:
+    """``min-replicas-to-write`` with no replica in sync: Redis refuses, and publishing answers
+    503 (``BackendUnavailable``) rather than an internal error; nothing is numbered."""
+    client = redis_server.client()
+    client.flushall()
+
+    async def scenario() -> None:
+        backend, _ = await _started(redis_server.url)
+        client.config_set("min-replicas-to-write", 1)
+        try:
+            with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
+                await backend.publish("u", "t", "e", {})
+        finally:
+            client.config_set("min-replicas-to-write", 0)
+        assert (await backend.publish("u", "t", "e", {})).offset == 1
+        await backend.close()
 
     asyncio.run(scenario())
