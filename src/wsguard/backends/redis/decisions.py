@@ -258,13 +258,10 @@ class ThreadMarks:
         """Record a seen offset (and the event's frame, when known); True when the epoch changed
         (the caller resets subscribers)."""
         known = self._marks.get(key)
-        digest = None if frame is None else hash(frame)
-        if known is None or known[0] != epoch:
-            self._marks[key] = (epoch, offset, digest)
-            return known is not None
-        if offset > known[1]:
-            self._marks[key] = (epoch, offset, digest)
-        return False
+        restarted = known is not None and known[0] != epoch
+        if known is None or restarted or offset > known[1]:
+            self._marks[key] = (epoch, offset, None if frame is None else hash(frame))
+        return restarted
 
     def seen(self, key: tuple[str, str]) -> tuple[str, int] | None:
         known = self._marks.get(key)
