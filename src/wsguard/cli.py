@@ -51,7 +51,12 @@ def _origins(text: str) -> tuple[str, ...]:
 OPTIONS = [
     Option("--host", "host", str, "address to listen on"),
     Option("--port", "port", int, "port to listen on (0 picks a free one)"),
-    Option("--backend", "backend", str, "memory, or redis://HOST:PORT/DB"),
+    Option(
+        "--backend",
+        "backend",
+        str,
+        "memory, redis://HOST:PORT/DB or redis-sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]",
+    ),
     Option("--max-connections-per-user", "max_connections_per_user", int, "per-user limit"),
     Option("--limit-policy", "limit_policy", LimitPolicy, "evict_oldest or reject"),
     Option("--heartbeat-interval", "heartbeat_interval", _seconds, "seconds between pings"),

@@ -40,14 +40,16 @@ def redact(text: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL fit for a log: ``redis://:secret@host/0`` becomes ``redis://:***@host/0``."""
+    """A URL fit for a log: ``redis://:secret@host/0`` becomes ``redis://:***@host/0``.
+
+    The hosts are kept as written, so that a list of them (``redis-sentinel://``) survives too.
+    """
     parts = urlsplit(url)
     if parts.password is None:
         return url
     user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    hosts = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 @contextmanager

@@ -3,6 +3,8 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
+from wsguard.redis_url import is_sentinel_url, parse_sentinel_url
+
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 
@@ -122,8 +124,16 @@ class Settings:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
             raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
-        if self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
-            raise SettingError("backend", f"must be 'memory' or a redis:// URL, got {self.backend!r}")
+        if is_sentinel_url(self.backend):
+            try:
+                parse_sentinel_url(self.backend)
+            except ValueError as error:
+                raise SettingError("backend", f"bad redis-sentinel:// URL: {error}") from error
+        elif self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
+            raise SettingError(
+                "backend",
+                f"must be 'memory', a redis:// URL or a redis-sentinel:// URL, got {self.backend!r}",
+            )
         if self.workers < 1:
             raise SettingError("workers", f"must be 1 or more, got {self.workers}")
         if self.workers > 1 and self.backend == "memory":

@@ -1,7 +1,11 @@
-"""Client-side helpers for the cluster tests: open or be refused, publish, read a thread."""
+"""Client-side helpers for the cluster tests: open or be refused, publish, read a thread, and
+keep events flowing while Redis goes away."""
 
 import asyncio
 import json
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -82,3 +86,26 @@ def lease_count(redis_server: RedisServer, user_id: str) -> int:
     with redis_server.client() as client:
         count: int = client.hlen(Keys().leases(user_id))
         return count
+
+
+@dataclass
+class Traffic:
+    """A publisher on one instance, and a sampler of every instance's ``wsguard_backend_up``."""
+
+    publisher: ServerProcess
+    watched: list[ServerProcess]
+    results: list[tuple[int, float, int]] = field(default_factory=list)
+    """(n, sent at, HTTP status)"""
+    up_samples: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        admin = self.publisher.auth("operator", admin=True)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            sent_at = time.monotonic()
+            status = publish(self.publisher, admin, "steady", "feed", "tick", {"n": n}).status_code
+            self.results.append((n, sent_at, status))
+            self.up_samples.append(min(i.metrics()["wsguard_backend_up"] for i in self.watched))
+            time.sleep(0.03)

@@ -21,6 +21,9 @@ def test_redact_hides_tokens_tickets_bearers_and_url_passwords() -> None:
     assert "redis://u:[redacted]@h:1/0" in redacted
     assert redact_url("redis://:s3cret@host:6379/2") == "redis://:***@host:6379/2"
     assert redact(redact_url("redis://:s3cret@host:6379/2")) == "redis://:***@host:6379/2"
+    sentinel = "redis-sentinel://u:s3cret@a:26379,b:26380/main/1"
+    assert redact_url(sentinel) == "redis-sentinel://u:***@a:26379,b:26380/main/1"
+    assert "s3cret" not in redact(f"backend {sentinel} down")
 
 
 def test_json_line_carries_the_context_ids_and_extras_and_no_token() -> None:

@@ -33,6 +33,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.redis import scripts
+from wsguard.backends.redis.connect import RedisTarget
 from wsguard.backends.redis.decisions import (
     LeaseTable,
     LocalLease,
@@ -68,10 +69,17 @@ returning Redis is found quickly and instances that lost it together do not retu
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 """Redis could not be reached: the background loops log these quietly and try again; any other
 exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
+MASTER_CHECK_INTERVAL = 1.0
+"""With Sentinel, seconds between asking the Sentinels which server is the master: after a
+failover that left the old master running, how long the instance may still be on it."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
+
+
+class MasterMoved(RedisConnectionError):
+    """The Sentinels name another master than the one the listener is subscribed on."""
 
 
 def _new_epoch() -> str:
@@ -102,11 +110,11 @@ class RedisBackend:
         self.retention_ms = max(1, round(retention_seconds * 1000))
         self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
         self.keys = Keys(prefix)
-        self.client: Redis = Redis.from_url(
-            url, socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
+        self._target = RedisTarget(url)
+        self.client: Redis = self._target.client(
+            socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
-        self._listener_client: Redis = Redis.from_url(
-            url,
+        self._listener_client: Redis = self._target.client(
             socket_connect_timeout=1.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
@@ -120,6 +128,7 @@ class RedisBackend:
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
         self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
+        self._restart_thread = self.client.register_script(scripts.RESTART_THREAD)
         self._leases = LeaseTable()
         self._marks = ThreadMarks()
         self._releases: deque[tuple[str, str]] = deque()
@@ -181,6 +190,7 @@ class RedisBackend:
         self._deliver = self._member = None
         await self.client.aclose()
         await self._listener_client.aclose()
+        await self._target.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
         """Log every change of reachability once (``wsguard_backend_up`` reads it).
@@ -410,7 +420,9 @@ class RedisBackend:
         envelope = message.envelope
         if envelope.thread_id is not None and envelope.offset is not None:
             key = (envelope.user_id, envelope.thread_id)
-            restarted = key in self._marks and self._marks.note(key, message.epoch, envelope.offset)
+            restarted = key in self._marks and self._marks.note(
+                key, message.epoch, envelope.offset, envelope.frame
+            )
             if restarted and self._member is not None:
                 self._member.reset_thread(key)
         if self._deliver is not None:
@@ -425,16 +437,38 @@ class RedisBackend:
         delivered = 0
         for key in threads:
             seen = self._marks.seen(key)
-            read = await self._read(key, seen[1] if seen else None)
+            read = await self._read(key, max(seen[1] - 1, 0) if seen else None)
             if seen is None:
                 self._marks.note(key, read.epoch, read.last_offset)
                 continue
-            if read.epoch != seen[0]:
+            after = seen[1]
+            if self._marks.diverged(key, read):
+                await self._restart(key, read.epoch)
                 read = await self._read(key, 0)
+                after = 0
+            elif read.epoch != seen[0]:
+                read = await self._read(key, 0)
+                after = 0
             for offset, _, frame in read.events:
-                self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
-                delivered += 1
+                if offset > after:
+                    self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
+                    delivered += 1
         return delivered
+
+    async def _restart(self, key: ThreadKey, epoch: str) -> None:
+        """The thread's history in Redis is not the one its subscribers here were given: start it
+        again in a new epoch, so that every subscriber and every ``since`` sees the numbering
+        restart (as after Redis lost its data) instead of having new events dropped as repeats."""
+        user_id, thread_id = key
+        keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
+        restarted = await self._restart_thread(keys=keys, args=[epoch, _new_epoch(), str(self.meta_ttl_ms)])
+        if restarted:
+            logger.warning(
+                "thread %s of %s: Redis lost events its subscribers were given (a failover or a "
+                "restart lost writes); it starts again in a new epoch",
+                thread_id,
+                user_id,
+            )
 
     # The listener
 
@@ -449,10 +483,14 @@ class RedisBackend:
                 self._first_attempt.set()
                 await self.renew()
                 await self.backfill()
+                check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None:
                         self._on_message(message)
+                    if self._target.sentinel and time.monotonic() >= check_master_at:
+                        await self._follow_master(pubsub)
+                        check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
             except _DOWN as error:
                 self._set_up(False, error)
             except Exception as error:
@@ -463,6 +501,23 @@ class RedisBackend:
                 await _quietly(pubsub.aclose)
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
+
+    async def _follow_master(self, pubsub: PubSub) -> None:
+        """With Sentinel: move both clients to the master the Sentinels name now; raise
+        :class:`MasterMoved` when the listener is on another server, so that it reconnects,
+        renews and backfills as after any loss of Redis. Sentinels that cannot answer leave
+        everything where it is: the server the clients are on may well still be the master."""
+        try:
+            master = await self._target.follow_master(self.client, self._listener_client)
+        except _UNREACHABLE as error:
+            logger.info("could not ask the Sentinels for the master: %s", error)
+            return
+        connection = pubsub.connection
+        if master is not None and connection is not None and (connection.host, connection.port) != master:
+            raise MasterMoved(
+                f"the Sentinels name {master[0]}:{master[1]} as master, the listener was on "
+                f"{connection.host}:{connection.port}"
+            )
 
     async def _subscribe(self, pubsub: PubSub) -> None:
         """Subscribe to events and to this instance's control channel, and wait for both."""
