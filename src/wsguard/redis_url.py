@@ -1,4 +1,5 @@
-"""The ``redis-sentinel://`` backend URL, parsed without the redis package.
+"""Backend URLs: the ``redis-sentinel://`` form parsed, and any of them redacted for logs and errors,
+without the redis package.
 
 ``redis-sentinel://[[USER]:PASSWORD@]HOST[:PORT][,HOST[:PORT]...]/SERVICE[/DB]`` names the
 Sentinels to ask and the service (the master's name in their configuration); the credentials
@@ -7,7 +8,7 @@ URL is reported at start-up, naming ``--backend``, even where the redis extra is
 """
 
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 SENTINEL_SCHEME = "redis-sentinel"
 SENTINEL_PREFIX = f"{SENTINEL_SCHEME}://"
@@ -75,3 +76,20 @@ def _host_port(item: str) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ValueError(f"bad sentinel port {port_text!r}: {SENTINEL_FORM}")
     return host, int(port_text)
+
+
+def redact_url(url: str) -> str:
+    """A URL fit for a log: ``redis://:secret@host/0`` becomes ``redis://:***@host/0``.
+
+    The hosts are kept as written, so that a list of them (``redis-sentinel://``) survives too.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "(a URL that cannot be parsed)"
+    if password is None:
+        return url
+    user = parts.username or ""
+    hosts = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))

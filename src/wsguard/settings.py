@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wsguard.redis_url import is_sentinel_url, parse_sentinel_url
+from wsguard.redis_url import is_sentinel_url, parse_sentinel_url, redact_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -132,7 +132,8 @@ class Settings:
         elif self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
             raise SettingError(
                 "backend",
-                f"must be 'memory', a redis:// URL or a redis-sentinel:// URL, got {self.backend!r}",
+                "must be 'memory', a redis:// URL or a redis-sentinel:// URL, "
+                f"got {redact_url(self.backend)!r}",
             )
         if self.workers < 1:
             raise SettingError("workers", f"must be 1 or more, got {self.workers}")

@@ -57,7 +57,7 @@ from wsguard.backends.redis.keys import Keys
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
-from wsguard.logs import redact_url
+from wsguard.redis_url import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
