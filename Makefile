@@ -42,7 +42,12 @@ test: lint typecheck unit node
 soak: install
 	$(BIN)/pytest -m soak -s
 
-bench: install
+# The benchmark's peers (python-socketio) come from the `bench` extra, installed here only.
+$(BIN)/.bench-installed: $(BIN)/.installed
+	$(BIN)/python -m pip install -q -e ".[test,bench]"
+	touch $@
+
+bench: $(BIN)/.bench-installed
 	$(BIN)/python bench/run.py
 
 clean:

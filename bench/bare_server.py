@@ -2,13 +2,15 @@
 
 It has what a first implementation has: a dict of each user's sockets, a welcome frame, and a
 publish endpoint that sends to every socket of a user in turn. No auth, no limits, no queues,
-no replay, no metrics. Compression is off, as in wsguard's default, so that the two compare
+no replay, no metrics (``GET /stats`` only reports the dict's sizes and the asyncio tasks, for
+the benchmark's cleanup figure). Compression is off, as in wsguard's default, so that the two compare
 like for like. Started by ``bench/run.py`` as ``python bare_server.py --host H --port P``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import sys
@@ -26,6 +28,17 @@ users: defaultdict[str, set[WebSocket]] = defaultdict(set)
 
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
+
+
+async def stats(request: Request) -> Response:
+    """What the server holds: every count 0 once all clients are gone (tasks: back to the baseline)."""
+    return JSONResponse(
+        {
+            "connections": sum(len(sockets) for sockets in users.values()),
+            "users": len(users),
+            "tasks": len(asyncio.all_tasks()),
+        }
+    )
 
 
 async def publish(request: Request) -> Response:
@@ -57,6 +70,7 @@ async def ws(websocket: WebSocket) -> None:
 app = Starlette(
     routes=[
         Route("/healthz", healthz),
+        Route("/stats", stats),
         Route("/publish", publish, methods=["POST"]),
         WebSocketRoute("/ws", ws),
     ]

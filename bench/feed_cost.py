@@ -20,7 +20,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import Target, _close_all, _open_many, child_environment, raise_open_files_limit
+from loadgen import Target, WsguardTarget, close_all, open_many
+from run import child_environment, raise_open_files_limit
 from wsguard.testing import ServerProcess
 
 PER_USER = 50
@@ -52,7 +53,7 @@ async def follow_feed(server: ServerProcess, token: str, frames: list[int]) -> N
 
 async def measure(target: Target, connections: int, seconds: float) -> None:
     server = target.server
-    clients = await _open_many(target, lambda i: f"feed-user-{i // PER_USER}", connections)
+    clients = await open_many(target, lambda i: f"feed-user-{i // PER_USER}", connections)
     admin = server.token("feed-admin", admin=True)
     await asyncio.sleep(3)
     quiet_before = await window(server.pid, seconds)
@@ -68,7 +69,7 @@ async def measure(target: Target, connections: int, seconds: float) -> None:
     await asyncio.sleep(2)
     quiet_after = await window(server.pid, seconds)
     metrics = server.metrics()
-    await _close_all(clients)
+    await close_all(clients)
     quiet = (quiet_before + quiet_after) / 2
     shares = {"before": quiet_before, "after": quiet_after, "watched": watched, "feed": watched - quiet}
     percent = {name: f"{100 * value:.2f}%" for name, value in shares.items()}
@@ -93,7 +94,7 @@ def main(argv: list[str]) -> int:
         "--log-level", "warning",
     )  # fmt: skip
     server = ServerProcess(*flags, env=child_environment())
-    target = Target("wsguard", server, "/api/publish", True)
+    target = WsguardTarget("wsguard", server)
     with server:
         asyncio.run(measure(target, args.connections, args.seconds))
     return 0

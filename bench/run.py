@@ -1,210 +1,109 @@
-"""The same load against a bare Starlette-on-uvicorn server and against wsguard, in one run.
+"""The same load against bare Starlette on uvicorn, wsguard and two peers, in one run.
 
-Usage: ``python bench/run.py [--connections 5000] [--churn-seconds 5] ...`` (see ``--help``).
-Both servers run as child processes of this one, one after the other, on loopback; the load
-comes from this process. It prints each figure for both servers and their ratio.
+Usage: ``python bench/run.py [--connections 5000] [--hold-connections 10000] ...`` (see ``--help``).
+Every server runs as a child process of this one on loopback, all of them up together; the
+load comes from this process. It prints each figure for every server with its ratio to bare
+Starlette, judges wsguard's performance targets, and writes bench/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import math
+import importlib.util
 import os
-import platform
 import resource
 import shlex
-import statistics
 import sys
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import httpx
-import psutil
-import uvicorn
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.version import version as websockets_version
-
-from wsguard.testing import ServerProcess
+from figures import Sample, churn, cleanups, fanout_one_user, fanout_spread, hold, idle, warm_up
+from loadgen import SocketIOTarget, StarletteTarget, Target, WebsocketsTarget, WsguardTarget
+from report import (
+    Context,
+    Results,
+    Sizes,
+    command_line,
+    load_average,
+    now,
+    results_file,
+    shown,
+    table,
+    verdicts,
+)
+from wsguard.testing import ServerProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
-CONNECT_BATCH = 250
-
-
-@dataclass
-class Target:
-    """One server under test, and how a client reaches it."""
-
-    name: str
-    server: ServerProcess
-    publish_path: str
-    authenticated: bool
-    tokens: dict[str, str] = field(default_factory=dict)
-
-    def connect_args(self, user_id: str) -> tuple[str, dict[str, str]]:
-        """URL and headers for a WebSocket of ``user_id``."""
-        if not self.authenticated:
-            return f"{self.server.ws_url}?user={user_id}", {}
-        if user_id not in self.tokens:
-            self.tokens[user_id] = self.server.token(user_id)
-        return self.server.ws_url, {"Authorization": f"Bearer {self.tokens[user_id]}"}
-
-    def publish_headers(self) -> dict[str, str]:
-        return self.server.auth("bench-admin", admin=True) if self.authenticated else {}
-
-    def rss(self) -> int:
-        return int(psutil.Process(self.server.pid).memory_info().rss)
-
-
-async def _open(target: Target, user_id: str) -> ClientConnection:
-    url, headers = target.connect_args(user_id)
-    ws = await connect(url, additional_headers=headers, ping_interval=None, compression=None, close_timeout=2)
-    welcome = json.loads(await ws.recv())
-    assert welcome["type"] == "welcome", welcome
-    return ws
-
-
-async def _open_many(target: Target, user_of: Callable[[int], str], count: int) -> list[Any]:
-    for index in range(count):
-        target.connect_args(user_of(index))
-    clients: list[ClientConnection] = []
-    for start in range(0, count, CONNECT_BATCH):
-        batch = range(start, min(count, start + CONNECT_BATCH))
-        clients += await asyncio.gather(*(_open(target, user_of(i)) for i in batch))
-    return clients
-
-
-async def _close_all(clients: list[ClientConnection]) -> None:
-    for start in range(0, len(clients), CONNECT_BATCH):
-        await asyncio.gather(*(ws.close() for ws in clients[start : start + CONNECT_BATCH]))
-
-
-async def churn_rate(target: Target, seconds: float, concurrency: int) -> float:
-    """Connect, wait for the welcome frame, close: completed cycles per second."""
-    users = [f"churn-{worker}" for worker in range(concurrency)]
-    for user_id in users:
-        target.connect_args(user_id)
-    completed = 0
-    deadline = time.monotonic() + seconds
-
-    async def cycle(user_id: str) -> None:
-        nonlocal completed
-        while time.monotonic() < deadline:
-            ws = await _open(target, user_id)
-            await ws.close()
-            completed += 1
-
-    started = time.monotonic()
-    await asyncio.gather(*(cycle(user_id) for user_id in users))
-    return completed / (time.monotonic() - started)
-
-
-async def idle_memory_per_connection(target: Target, count: int, per_user: int) -> float:
-    """Growth of the server's resident memory per idle open connection, in bytes."""
-    await asyncio.sleep(1.0)
-    before = target.rss()
-    clients = await _open_many(target, lambda index: f"idle-{index // per_user}", count)
-    await asyncio.sleep(2.0)
-    after = target.rss()
-    await _close_all(clients)
-    return (after - before) / count
-
-
-async def fanout_rate(target: Target, connections: int, events: int, concurrency: int) -> float:
-    """Events published to one user, delivered to each of its connections: deliveries/second."""
-    clients = await _open_many(target, lambda index: "fan-user", connections)
-
-    async def consume(ws: ClientConnection) -> None:
-        received = 0
-        while received < events:
-            if json.loads(await ws.recv())["type"] == "event":
-                received += 1
-
-    consumers = [asyncio.create_task(consume(ws)) for ws in clients]
-    gate = asyncio.Semaphore(concurrency)
-    body = {"user_id": "fan-user", "thread_id": None, "event": "bench", "data": {"n": 0}}
-    headers = target.publish_headers()
-    async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
-
-        async def publish(number: int) -> None:
-            async with gate:
-                response = await http.post(
-                    target.publish_path, json={**body, "data": {"n": number}}, headers=headers
-                )
-                response.raise_for_status()
-
-        started = time.monotonic()
-        await asyncio.gather(*(publish(number) for number in range(events)))
-        await asyncio.wait_for(asyncio.gather(*consumers), timeout=120)
-        elapsed = time.monotonic() - started
-    await _close_all(clients)
-    return events * connections / elapsed
-
-
-Samples = dict[str, list[float]]
+SERVERS = ("bare", "wsguard", "websockets", "socketio")
+FIGURES = ("churn", "idle", "fanout", "spread", "hold")
 
 
 async def interleaved(
-    targets: list[Target], figure: Callable[[Target], Awaitable[float]], rounds: int, what: str
-) -> Samples:
-    """``rounds`` samples of ``figure`` per target, alternating which target goes first.
+    targets: list[Target],
+    figure: str,
+    measure_one: Callable[[Target], Awaitable[Sample]],
+    rounds: int,
+    results: Results,
+) -> None:
+    """``rounds`` samples of ``figure`` per target into ``results``, alternating which target goes first.
 
     Alternating spreads the machine's noise and the load's leftovers (TIME_WAIT sockets of the
-    churn, say) evenly over both servers.
+    churn, say) evenly over the servers.
     """
-    samples: Samples = {target.name: [] for target in targets}
     for number in range(rounds):
         order = targets if number % 2 == 0 else targets[::-1]
         for target in order:
-            print(f"[{target.name}] {what}, round {number + 1}/{rounds}", file=sys.stderr)
-            samples[target.name].append(await figure(target))
-    return samples
+            print(f"[{target.name}] {figure}, round {number + 1}/{rounds}", file=sys.stderr)
+            for key, value in (await measure_one(target)).items():
+                results[target.name].setdefault(f"{figure}.{key}", []).append(value)
 
 
-@dataclass
-class Row:
-    name: str
-    samples: Samples
-    scale: float
-    form: str
+Plan = list[tuple[str, int, Callable[[Target], Awaitable[Sample]]]]
 
 
-async def measure(targets: list[Target], args: argparse.Namespace) -> list[Row]:
-    churn = await interleaved(
-        targets,
-        lambda target: churn_rate(target, args.churn_seconds, args.churn_concurrency),
-        args.rounds,
-        "churn",
-    )
-    memory = await interleaved(
-        targets,
-        lambda target: idle_memory_per_connection(target, args.connections, args.per_user),
-        1,
-        f"{args.connections} idle connections",
-    )
-    fanout = await interleaved(
-        targets,
-        lambda target: fanout_rate(
-            target, args.fanout_connections, args.fanout_events, args.publish_concurrency
-        ),
-        args.rounds,
-        "fan-out",
-    )
+def plan(args: argparse.Namespace) -> Plan:
+    """Each figure, its number of rounds, and how to measure it on one server."""
+    publishers = args.publish_concurrency
     return [
-        Row("connect/close churn (cycles/s)", churn, 1, "{:,.0f}"),
-        Row(f"RSS per idle connection at {args.connections} (KiB)", memory, 1024, "{:,.1f}"),
-        Row(
-            f"fan-out to 1 user x {args.fanout_connections} connections (deliveries/s)",
-            fanout,
+        ("churn", args.rounds, lambda target: churn(target, args.churn_seconds, args.churn_concurrency)),
+        ("idle", 1, lambda target: idle(target, args.connections, args.per_user)),
+        (
+            "fanout",
+            args.rounds,
+            lambda target: fanout_one_user(target, args.fanout_connections, args.fanout_events, publishers),
+        ),
+        (
+            "spread",
+            args.rounds,
+            lambda target: fanout_spread(
+                target, args.spread_users, args.spread_per_user, args.spread_events, publishers
+            ),
+        ),
+        (
+            "hold",
             1,
-            "{:,.0f}",
+            lambda target: hold(target, args.hold_connections, args.per_user, publishers, args.hold_timeout),
         ),
     ]
+
+
+async def measure(targets: list[Target], args: argparse.Namespace) -> Results:
+    """Every figure asked for, on every server; the churn's cleanups from the servers' histograms."""
+    results: Results = {target.name: {} for target in targets}
+    for target in targets:
+        await warm_up(target)
+    for figure, rounds, measure_one in plan(args):
+        if figure not in args.only:
+            continue
+        before = {target.name: target.cleanup_buckets() for target in targets}
+        await interleaved(targets, figure, measure_one, rounds, results)
+        for target in targets:
+            start, end = before[target.name], target.cleanup_buckets()
+            if figure == "churn" and start is not None and end is not None:
+                results[target.name].update(cleanups(start, end))
+    return results
 
 
 def raise_open_files_limit(needed: int) -> None:
@@ -223,42 +122,44 @@ def child_environment() -> dict[str, str]:
     return {"PYTHONPATH": python_path}
 
 
-def report(rows: list[Row], names: tuple[str, str]) -> str:
-    """Median of each figure per server (with the range when there are several rounds)."""
-    base, other = names
+def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        unknown = sorted(set(names) - set(allowed))
+        if unknown:
+            raise argparse.ArgumentTypeError(
+                f"unknown {', '.join(unknown)}; choose from {', '.join(allowed)}"
+            )
+        return [name for name in allowed if name in names]
 
-    def cell(row: Row, name: str) -> str:
-        values = [value / row.scale for value in row.samples[name]]
-        text = row.form.format(statistics.median(values))
-        if len(values) > 1:
-            text += f" ({row.form.format(min(values))}-{row.form.format(max(values))})"
-        return text
-
-    width = max(len(row.name) for row in rows)
-    cells = [(cell(row, base), cell(row, other)) for row in rows]
-    column = max(12, *(len(text) for pair in cells for text in pair))
-    lines = [
-        f"python {platform.python_version()}, uvicorn {uvicorn.__version__}, "
-        f"websockets {websockets_version}, {os.cpu_count()} CPUs, loopback",
-        f"{'figure':<{width}}  {base:>{column}}  {other:>{column}}  {other + '/' + base:>12}",
-    ]
-    for row, (base_cell, other_cell) in zip(rows, cells, strict=True):
-        base_median = statistics.median(row.samples[base])
-        ratio = statistics.median(row.samples[other]) / base_median if base_median else math.nan
-        lines.append(f"{row.name:<{width}}  {base_cell:>{column}}  {other_cell:>{column}}  {ratio:>12.2f}")
-    return "\n".join(lines)
+    return parse
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--connections", type=int, default=5000, help="idle connections")
-    parser.add_argument("--per-user", type=int, default=100, help="idle connections per user")
+    parser.add_argument("--per-user", type=int, default=100, help="connections per user, idle and held")
     parser.add_argument("--churn-seconds", type=float, default=5.0)
     parser.add_argument("--churn-concurrency", type=int, default=20)
     parser.add_argument("--fanout-connections", type=int, default=100)
     parser.add_argument("--fanout-events", type=int, default=500)
+    parser.add_argument("--spread-users", type=int, default=1000, help="users of the spread fan-out")
+    parser.add_argument("--spread-per-user", type=int, default=5, help="connections per spread user")
+    parser.add_argument("--spread-events", type=int, default=1, help="events published to each spread user")
+    parser.add_argument("--hold-connections", type=int, default=10000, help="connections held, then reset")
+    parser.add_argument("--hold-timeout", type=float, default=30.0, help="seconds to wait for the counts")
     parser.add_argument("--publish-concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of churn and fan-out")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of churn and of both fan-outs")
+    parser.add_argument(
+        "--servers", type=_names(SERVERS), default=list(SERVERS), help=f"some of {','.join(SERVERS)}"
+    )
+    parser.add_argument(
+        "--only", type=_names(FIGURES), default=list(FIGURES), help=f"some of {','.join(FIGURES)}"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=HERE / "RESULTS.md", help="where to write the results"
+    )
+    parser.add_argument("--no-results", action="store_true", help="write no results file")
     parser.add_argument(
         "--wsguard-command",
         default=f"{sys.executable} -m wsguard serve",
@@ -267,34 +168,76 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str]) -> int:
-    args = parse(argv)
-    raise_open_files_limit(2 * args.connections + 1024)
+def wsguard_flags(args: argparse.Namespace) -> tuple[str, ...]:
+    """The per-user limit and upgrade rate would otherwise (rightly) refuse this load."""
+    limit = max(args.per_user, args.fanout_connections, args.churn_concurrency, args.spread_per_user)
+    return ("--max-connections-per-user", str(limit), "--connect-rate-per-user", "0")
+
+
+def make_targets(args: argparse.Namespace) -> list[Target]:
     env = child_environment()
-    limit = str(max(args.per_user, args.fanout_connections, args.churn_concurrency))
-    wsguard_flags = ("--max-connections-per-user", limit, "--connect-rate-per-user", "0")
 
-    def bare() -> Target:
-        command = [sys.executable, str(HERE / "bare_server.py")]
-        return Target("bare", ServerProcess(command=command, env=env), "/publish", False)
+    def peer(module: str, *flags: str) -> ServerProcess:
+        return ServerProcess(*flags, command=[sys.executable, str(HERE / module)], env=env)
 
-    def guarded() -> Target:
-        command = shlex.split(args.wsguard_command)
-        server = ServerProcess(*wsguard_flags, command=command, env=env)
-        return Target("wsguard", server, "/api/publish", True)
+    def websockets() -> Target:
+        port = free_port()
+        server = peer("websockets_server.py", "--publish-port", str(port))
+        return WebsocketsTarget("websockets", server, port)
 
-    targets = [bare(), guarded()]
+    makers: dict[str, Callable[[], Target]] = {
+        "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
+        "wsguard": lambda: WsguardTarget(
+            "wsguard", ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
+        ),
+        "websockets": websockets,
+        "socketio": lambda: SocketIOTarget("socketio", peer("socketio_server.py")),
+    }
+    return [makers[name]() for name in args.servers]
+
+
+def run(args: argparse.Namespace, targets: list[Target]) -> Results:
+    """Start every server, measure, stop them all whatever happened."""
     try:
         for target in targets:
             target.server.start()
-        rows = asyncio.run(measure(targets, args))
+        return asyncio.run(measure(targets, args))
     finally:
         for target in targets:
             status = target.server.stop()
             print(f"[{target.name}] exit status {status}", file=sys.stderr)
-    print(report(rows, ("bare", "wsguard")))
-    print(f"wsguard flags: --dev {' '.join(wsguard_flags)}; medians of {args.rounds} rounds")
-    return 0
+
+
+def main(argv: list[str]) -> int:
+    args = parse(argv)
+    if "socketio" in args.servers and importlib.util.find_spec("socketio") is None:
+        raise SystemExit('python-socketio is missing: pip install -e ".[bench]" (make bench does)')
+    peak = max(args.connections, args.hold_connections, args.spread_users * args.spread_per_user)
+    raise_open_files_limit(peak + 1024)
+    started, load_at_start = now(), load_average()
+    results = run(args, make_targets(args))
+    sizes = Sizes(
+        args.connections,
+        args.fanout_connections,
+        args.spread_users,
+        args.spread_per_user,
+        args.hold_connections,
+        args.hold_timeout,
+    )
+    figures, judged = table(results, args.servers, sizes), verdicts(results, sizes)
+    notes = [
+        f"servers: {', '.join(args.servers)}; figures: {', '.join(args.only)}",
+        f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections and of the hold",
+    ]
+    if "wsguard" in args.servers:
+        notes.append(f"wsguard: `{shown(args.wsguard_command)} --dev {' '.join(wsguard_flags(args))}`")
+    print(figures)
+    print("\n".join(verdict.line() for verdict in judged))
+    if not args.no_results:
+        context = Context(started, load_at_start, load_average(), command_line(), notes)
+        args.results.write_text(results_file(context, figures, judged))
+        print(f"results written to {args.results}", file=sys.stderr)
+    return 1 if any(verdict.binding and verdict.missed for verdict in judged) else 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,17 @@
 """Fixtures shared by every test directory: real server processes, stopped after each test."""
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
+from tests.chromium import HOW_TO_ENABLE, MISSING
 from wsguard.testing import ServerProcess, StartServer
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if MISSING:
+        terminalreporter.write_line(f"browser tests skipped: {MISSING}; to run them: {HOW_TO_ENABLE}")
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from uvicorn.logging import DefaultFormatter
 
@@ -37,19 +36,6 @@ def _hide(match: re.Match[str]) -> str:
 def redact(text: str) -> str:
     """``text`` with every token, ticket, bearer credential and URL password replaced."""
     return _SECRETS.sub(_hide, text)
-
-
-def redact_url(url: str) -> str:
-    """A URL fit for a log: ``redis://:secret@host/0`` becomes ``redis://:***@host/0``.
-
-    The hosts are kept as written, so that a list of them (``redis-sentinel://``) survives too.
-    """
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    hosts = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{hosts}"))
 
 
 @contextmanager

@@ -1,14 +1,12 @@
 """Real Chromium driven by Playwright: tabs are pages of one browser context on the server's origin.
 
-Without Chromium (or the playwright package) these tests are not collected and the run header
-says so in one line; with ``WSGUARD_REQUIRE_BROWSER=1`` (set by ``.ci/run``) that is an error.
+Without Chromium (or the playwright package) these tests are not collected and the run ends
+with one line saying how to enable them (tests/chromium.py); with ``WSGUARD_REQUIRE_BROWSER=1``
+(set by ``.ci/run``) that is an error.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,54 +14,17 @@ from typing import Any
 
 import pytest
 
-CHROMIUM = os.environ.get("WSGUARD_CHROMIUM", "/usr/bin/chromium")
+from tests.chromium import NOT_COLLECTED, launch
+
 HARNESS = (Path(__file__).parent / "harness.html").read_text()
-HOW_TO_ENABLE = "apt-get install chromium && pip install -e '.[test]'"
-
-
-def _missing() -> str | None:
-    if importlib.util.find_spec("playwright") is None:
-        return "the playwright package is not installed"
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        return f"no Chromium at {CHROMIUM}"
-    return None
-
-
-MISSING = _missing()
-if MISSING and os.environ.get("WSGUARD_REQUIRE_BROWSER"):
-    raise pytest.UsageError(f"browser tests required (WSGUARD_REQUIRE_BROWSER) but {MISSING}")
-collect_ignore_glob = ["test_*.py"] if MISSING else []
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if MISSING:
-        terminalreporter.write_line(f"browser tests skipped: {MISSING}; to run them: {HOW_TO_ENABLE}")
-
-
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-dev-shm-usage",
-    # The harness page is fulfilled by Playwright, so Chromium cannot tell that it came from
-    # loopback and would block its requests to loopback as a public page's.
-    "--disable-features=LocalNetworkAccessChecks",
-]
+collect_ignore_glob = NOT_COLLECTED
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """One Chromium per test module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with launch() as chromium:
         yield chromium
-        chromium.close()
 
 
 class Tabs:

@@ -175,6 +175,26 @@ def test_thread_marks_report_a_new_epoch_once_and_never_go_back() -> None:
     assert key not in marks
 
 
+def test_thread_marks_tell_a_history_redis_lost_from_one_it_kept() -> None:
+    marks = ThreadMarks()
+    key = ("u", "t")
+    marks.note(key, "e1", 5, "frame 5")
+
+    def read(last: int, *events: tuple[int, str], epoch: str = "e1") -> StreamRead:
+        return StreamRead(epoch, last, 0, tuple((offset, 0, frame) for offset, frame in events))
+
+    assert not marks.diverged(key, read(5, (5, "frame 5"))), "caught up"
+    assert not marks.diverged(key, read(7, (5, "frame 5"), (6, "f6"), (7, "f7"))), "went on"
+    assert marks.diverged(key, read(3, (3, "f3"))), "the last offset went back"
+    assert marks.diverged(key, read(6, (5, "another 5"), (6, "f6"))), "offset 5 is another event"
+    assert not marks.diverged(key, read(9, (8, "f8"), (9, "f9"))), "offset 5 trimmed: cannot tell"
+    assert not marks.diverged(key, read(2, epoch="e2")), "a new epoch is a restart, not a divergence"
+    assert not marks.diverged(("u", "other"), read(0))
+    marks.note(key, "e1", 8)
+    assert not marks.diverged(key, read(8, (8, "whatever"))), "no frame seen at 8: only the offset counts"
+    assert marks.diverged(key, read(7, (7, "f7")))
+
+
 def test_reconnect_backoff_is_full_jitter_up_to_its_cap() -> None:
     from wsguard.backends.redis.backend import RECONNECT_BACKOFF
 

@@ -140,6 +140,46 @@ def leaks_on_eviction() -> None:
     Hub._close_released = close_released  # type: ignore[method-assign]
 
 
+ADMIN_LISTING = "/api/admin/users/{user_id}/connections"
+FAILED_LISTINGS = 1
+
+
+def admin_listing_fails_at_first() -> None:
+    """The admin listing of a user's connections answers 500 to its first request.
+
+    Nothing leaks: this proves that a scenario whose watcher depends on that listing fails
+    rather than passing on no data (a suppressed probe error made "at most 2 at once" vacuous).
+    """
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import BaseRoute, Route
+
+    from wsguard.server import guard, http
+
+    original = http.http_routes
+    failed = 0
+
+    def routes(the_guard: guard.WSGuard) -> list[BaseRoute]:
+        found = original(the_guard)
+        listing = next(
+            r
+            for r in found
+            if isinstance(r, Route) and r.path == ADMIN_LISTING and "GET" in (r.methods or ())
+        )
+
+        async def failing_at_first(request: Request) -> Response:
+            nonlocal failed
+            if failed < FAILED_LISTINGS:
+                failed += 1
+                return PlainTextResponse("admin listing broken", status_code=500)
+            response: Response = await listing.endpoint(request)
+            return response
+
+        return [Route(ADMIN_LISTING, failing_at_first, methods=["GET"]) if r is listing else r for r in found]
+
+    setattr(guard, "http_routes", routes)  # noqa: B010 - the name guard.py looks up
+
+
 BUGS: dict[str, Callable[[], None]] = {
     "recomputed_key": recomputed_key,
     "forgets_vanished": forgets_vanished,
@@ -148,6 +188,7 @@ BUGS: dict[str, Callable[[], None]] = {
     "registry_per_event": registry_per_event,
     "leaks_one_object": leaks_one_object,
     "leaks_on_eviction": leaks_on_eviction,
+    "admin_listing_fails_at_first": admin_listing_fails_at_first,
 }
 
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from wsguard.leaktest.profiles import PROFILES, Profile, Sizes
 
@@ -28,6 +29,18 @@ def leakcheck_cli(*args: str, timeout: float = 150.0) -> subprocess.CompletedPro
         text=True,
         timeout=timeout,
     )
+
+
+def expected_exit_of_a_real_server(report: dict[str, Any]) -> int:
+    """The one right exit status of a run against a correct server: never a leak, failure or
+    error; 3 when some round's generator lagged past its allowance (its figures are in the
+    report), else 0."""
+    wrong = {
+        s["name"]: s["reasons"] for s in report["scenarios"] if s["verdict"] not in {"pass", "inconclusive"}
+    }
+    assert not wrong, wrong
+    overloaded = [r["overload"] for s in report["scenarios"] for r in s["rounds"] if r["overload"]]
+    return 3 if overloaded else 0
 
 
 def broken_command(bug: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.leaktest.support import broken_command, leakcheck_cli
+from tests.leaktest.support import broken_command, expected_exit_of_a_real_server, leakcheck_cli
 from wsguard.leaktest.scenarios.base import CHURN_WORKERS
 from wsguard.leaktest.scenarios.cold_start_burst import CHURN_USERS_PER_WORKER
 
@@ -21,9 +21,14 @@ def _report(directory: Path) -> dict[str, Any]:
     return data
 
 
-def _run_broken(bug: str, scenario: str, directory: Path) -> tuple[str, dict[str, Any]]:
-    """``leakcheck --profile ci`` on one broken server: it must exit 1; its output and the
-    scenario's JSON report."""
+def _run_broken(
+    bug: str, scenario: str, directory: Path, *extra: str, slope: bool = False
+) -> tuple[str, dict[str, Any]]:
+    """``leakcheck --profile ci`` on one broken server: it must exit 1 (even with rounds that
+    an overloaded machine made inconclusive); its output and the scenario's JSON report.
+
+    With ``slope``, the evidence is a memory slope, which counts only when the generator kept its
+    schedule in every measured churn round: otherwise the one right outcome is exit 3."""
     done = leakcheck_cli(
         "--profile",
         "ci",
@@ -33,10 +38,27 @@ def _run_broken(bug: str, scenario: str, directory: Path) -> tuple[str, dict[str
         str(directory),
         "--server-command",
         broken_command(bug),
+        *extra,
     )
-    assert done.returncode == 1, done.stdout + done.stderr
     (found,) = _report(directory)["scenarios"]
+    expected = 3 if slope and _churn_overloaded(found) else 1
+    assert done.returncode == expected, done.stdout + done.stderr
     return done.stdout, found
+
+
+def _churn_overloaded(found: dict[str, Any]) -> bool:
+    return any(r["overload"] for r in found["rounds"] if r["phase"] == "churn" and not r["warmup"])
+
+
+def _slope_reason(found: dict[str, Any]) -> str:
+    """The one blocks-slope reason: a leak, or unconfirmed when the churn rounds were overloaded."""
+    if not _churn_overloaded(found):
+        assert found["verdict"] == "leak"
+        (reason,) = found["leaks"]
+        return str(reason)
+    assert found["verdict"] == "inconclusive"
+    (reason,) = [r for r in found["inconclusive"] if r.startswith("unconfirmed: wsguard_python")]
+    return str(reason).removeprefix("unconfirmed: ")
 
 
 @pytest.mark.parametrize(
@@ -78,22 +100,21 @@ def test_leakcheck_fails_on_a_broken_server(
 
 
 def test_one_small_object_kept_per_connection_trips_the_churn_slope(tmp_path: Path) -> None:
-    stdout, found = _run_broken("leaks_one_object", "multi_tab", tmp_path)
-    assert found["verdict"] == "leak"
-    (reason,) = found["reasons"]
+    stdout, found = _run_broken("leaks_one_object", "multi_tab", tmp_path, slope=True)
+    reason = _slope_reason(found)
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
     assert reason in stdout
     churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
-    assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
+    if not _churn_overloaded(found):  # an overloaded server's memory follows the overload too
+        assert 0.8 <= churn["slope_per_cycle"] <= 1.5, churn
     assert all(not r["leaks"] for r in found["rounds"])
     assert found["final"]["wsguard_connections_active"] == 0
 
 
 def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp_path: Path) -> None:
-    stdout, found = _run_broken("leaks_on_eviction", "cold_start_burst", tmp_path)
-    assert found["verdict"] == "leak"
-    (reason,) = found["reasons"]
+    stdout, found = _run_broken("leaks_on_eviction", "cold_start_burst", tmp_path, slope=True)
+    reason = _slope_reason(found)
     assert reason.startswith("wsguard_python_allocated_blocks grows "), reason
     assert "per connection cycle (bound 0.5) over 5 measured churn rounds" in reason
     assert reason in stdout
@@ -101,21 +122,39 @@ def test_one_small_object_kept_per_eviction_trips_the_cold_start_churn_slope(tmp
     # A churn round first fills each user to the limit of 20, which evicts nothing.
     evicting = 1 - CHURN_WORKERS * CHURN_USERS_PER_WORKER * 20 / 1000
     churn = next(m for m in found["memory"] if m["phase"] == "churn" and m["unit"] == "blocks")
-    assert 0.8 * evicting <= churn["slope_per_cycle"] <= 1.25 * evicting, (evicting, churn)
-    assert all(not r["leaks"] and not r["failures"] for r in found["rounds"])
+    if not _churn_overloaded(found):  # an overloaded server's memory follows the overload too
+        assert 0.8 * evicting <= churn["slope_per_cycle"] <= 1.25 * evicting, (evicting, churn)
+    assert not found["failures"]
+    assert all(not r["leaks"] for r in found["rounds"])
     final = found["final"]
     for count in ("wsguard_connections_active", "wsguard_users_active", "wsguard_registry_entries"):
         assert final[count] == 0, (count, final[count])
-    assert final["wsguard_limit_evictions_total"] >= 7 * 1000 * evicting
+    # Every churn admission evicted the oldest, unless the heartbeat had reaped it first (a tab
+    # of a generator too loaded to answer its ping in time, in a round reported inconclusive).
+    reaped = final["wsguard_zombies_reaped_total"]
+    assert final["wsguard_limit_evictions_total"] + reaped >= 7 * 1000 * evicting, (final, reaped)
+
+
+def test_a_failing_admin_listing_fails_the_at_most_2_at_once_check(tmp_path: Path) -> None:
+    """The listing answers 500 once, then works: suppressing the watcher's error passed the round
+    on the listings that worked, whatever the user held when the failed one was asked."""
+    stdout, found = _run_broken(
+        "admin_listing_fails_at_first", "reconnect_cycles", tmp_path, "--churn-cycles", "0"
+    )
+    assert found["verdict"] == "fail"
+    (reason,) = found["failures"]
+    assert reason.startswith("round 0: the admin listing of the user's connections failed"), reason
+    assert "500 Internal Server Error" in reason
+    assert reason in stdout
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3])
 def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
-    done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=170)
+    """Never a leak or a failure: a pass, or, on a machine too loaded for the generator to keep
+    its schedule, inconclusive (exit 3), exactly when a round's figures say so."""
+    done = leakcheck_cli("--profile", "ci", "--report-dir", str(tmp_path), timeout=280)
     report = _report(tmp_path)
-    failed = {s["name"]: s["reasons"] for s in report["scenarios"] if s["verdict"] != "pass"}
-    assert not failed, failed
-    assert done.returncode == 0, done.stdout
+    assert done.returncode == expected_exit_of_a_real_server(report), done.stdout
     assert [s["name"] for s in report["scenarios"]] == [
         "multi_tab",
         "context_consistency",

@@ -1,7 +1,11 @@
-"""Client-side helpers for the cluster tests: open or be refused, publish, read a thread."""
+"""Client-side helpers for the cluster tests: open or be refused, publish, read a thread, and
+keep events flowing while Redis goes away."""
 
 import asyncio
 import json
+import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -9,7 +13,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from wsguard.backends.redis.keys import Keys
-from wsguard.redis_cluster_url import is_cluster_url
+from wsguard.redis_url import is_cluster_url
 from wsguard.testing import ServerProcess
 from wsguard.testing.clients import Frame, receive, send
 from wsguard.testing.redis_cluster import RedisClusterServers
@@ -22,6 +26,18 @@ AnyRedis = RedisServer | RedisClusterServers
 def keys_of(redis_server: AnyRedis) -> Keys:
     """The names the instances use there (hash tags on a cluster)."""
     return Keys(hash_tags=is_cluster_url(redis_server.url))
+
+
+def config_set(redis_server: AnyRedis, name: str, value: str) -> None:
+    """Set a server parameter on every server (a cluster client sends CONFIG SET to one node)."""
+    if isinstance(redis_server, RedisServer):
+        with redis_server.client() as client:
+            client.config_set(name, value)
+        return
+    for node in redis_server.nodes:
+        if node.alive:
+            with redis_server.node_client(node.port) as client:
+                client.config_set(name, value)
 
 
 async def open_or_refused(ws_url: str, token: str) -> ClientConnection | int:
@@ -91,3 +107,26 @@ def lease_count(redis_server: AnyRedis, user_id: str) -> int:
     with redis_server.client() as client:
         count: int = client.hlen(keys_of(redis_server).leases(user_id))
         return count
+
+
+@dataclass
+class Traffic:
+    """A publisher on one instance, and a sampler of every instance's ``wsguard_backend_up``."""
+
+    publisher: ServerProcess
+    watched: list[ServerProcess]
+    results: list[tuple[int, float, int]] = field(default_factory=list)
+    """(n, sent at, HTTP status)"""
+    up_samples: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        admin = self.publisher.auth("operator", admin=True)
+        n = 0
+        while not self.stop.is_set():
+            n += 1
+            sent_at = time.monotonic()
+            status = publish(self.publisher, admin, "steady", "feed", "tick", {"n": n}).status_code
+            self.results.append((n, sent_at, status))
+            self.up_samples.append(min(i.metrics()["wsguard_backend_up"] for i in self.watched))
+            time.sleep(0.03)

@@ -8,8 +8,10 @@ Redis are the real ones.
 import asyncio
 from collections.abc import Callable, Collection
 
-from tests.redis.cluster_clients import AnyRedis, keys_of
-from wsguard.backends.base import Envelope
+import pytest
+
+from tests.redis.cluster_clients import AnyRedis, config_set, keys_of
+from wsguard.backends.base import BackendUnavailable, Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import ThreadKey
@@ -260,6 +262,68 @@ def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server:
         assert lost.last_offset == 0
         after = await backend.publish("u", "t", "e", {})
         assert (after.offset, after.epoch) == (1, lost.epoch)
+        await backend.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("loss", ["none", "went_back", "rewritten"])
+def test_backfill_restarts_a_thread_whose_history_redis_lost(redis_server: AnyRedis, loss: str) -> None:
+    """A failover to a replica that missed the last writes (or a restart from an append-only file
+    that missed them) leaves the thread's numbering behind what subscribers were given, or on
+    other events: going on would reuse offsets the subscribers drop as repeats."""
+    client = redis_server.client()
+    client.flushall()
+    keys = keys_of(redis_server)
+    meta, log = keys.thread_meta("u", "t"), keys.thread_log("u", "t")
+
+    async def scenario() -> None:
+        (a, _), (b, seen) = await _started(redis_server.url), await _started(redis_server.url)
+        decision = await b.admit("u", "on-b", "s", takeover=False)
+        assert decision is not None, "b holds the user: its events reach b"
+        assert decision.admitted
+        seen.threads = [("u", "t")]
+        await b.backfill()
+        epoch = ""
+        for i in range(5):
+            epoch = (await a.publish("u", "t", "e", {"i": i})).epoch
+        await _wait_for(lambda: len(seen.delivered) == 5)
+        if loss == "went_back":
+            client.xdel(log, "4-0", "5-0")
+            client.hset(meta, "last", 3)
+        elif loss == "rewritten":
+            client.delete(log)
+            client.xadd(log, {"f": "another event 5", "t": "0"}, id="5-0")
+        assert await b.backfill() == 0, "nothing to deliver again"
+        restarted = client.hget(meta, "epoch") != epoch.encode()
+        assert restarted is (loss != "none")
+        after = await a.publish("u", "t", "e", {"i": "after"})
+        await _wait_for(lambda: len(seen.delivered) == 6)
+        if loss == "none":
+            assert (after.offset, after.epoch, seen.resets) == (6, epoch, [])
+        else:
+            assert (after.offset, seen.resets) == (1, [("u", "t")]), "the subscribers take offset 1 again"
+            assert not (await b.recover("u", "t", Since(epoch, 3))).recovered, "and `since` reloads"
+        await a.close()
+        await b.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_master_that_refuses_writes_makes_publishing_unavailable(redis_server: AnyRedis) -> None:
+    """``min-replicas-to-write`` with no replica in sync: Redis refuses, and publishing answers
+    503 (``BackendUnavailable``) rather than an internal error; nothing is numbered."""
+    redis_server.client().flushall()
+
+    async def scenario() -> None:
+        backend, _ = await _started(redis_server.url)
+        config_set(redis_server, "min-replicas-to-write", "1")
+        try:
+            with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
+                await backend.publish("u", "t", "e", {})
+        finally:
+            config_set(redis_server, "min-replicas-to-write", "0")
+        assert (await backend.publish("u", "t", "e", {})).offset == 1
         await backend.close()
 
     asyncio.run(scenario())

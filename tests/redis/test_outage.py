@@ -7,11 +7,10 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
-from tests.redis.cluster_clients import lease_keys, no_more_frames, publish, subscribe
+from tests.redis.cluster_clients import Traffic, lease_keys, no_more_frames, subscribe
 from tests.redis.conftest import instance_flags
 from wsguard.testing import ServerProcess, eventually
 from wsguard.testing.clients import Frame, open_socket, receive
@@ -25,29 +24,6 @@ def own_redis() -> Iterator[RedisServer]:
     """A Redis of this test's own, since the test kills it."""
     with RedisServer() as server:
         yield server
-
-
-@dataclass
-class Traffic:
-    """A publisher on one instance, and a sampler of every instance's ``wsguard_backend_up``."""
-
-    publisher: ServerProcess
-    watched: list[ServerProcess]
-    results: list[tuple[int, float, int]] = field(default_factory=list)
-    """(n, sent at, HTTP status)"""
-    up_samples: list[float] = field(default_factory=list)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-    def run(self) -> None:
-        admin = self.publisher.auth("operator", admin=True)
-        n = 0
-        while not self.stop.is_set():
-            n += 1
-            sent_at = time.monotonic()
-            status = publish(self.publisher, admin, "steady", "feed", "tick", {"n": n}).status_code
-            self.results.append((n, sent_at, status))
-            self.up_samples.append(min(i.metrics()["wsguard_backend_up"] for i in self.watched))
-            time.sleep(0.03)
 
 
 def test_redis_restart_while_events_flow(own_redis: RedisServer) -> None:

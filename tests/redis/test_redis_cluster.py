@@ -3,7 +3,8 @@
 The tests that make several instances one server on a single Redis run here again, unchanged,
 with this module's ``redis_server`` (the cluster): the per-user limit across instances,
 concurrent admissions, renewal, delivery to every connection exactly once, replay with
-``since`` after a ``kill -9``, leases of a killed instance expiring, and presence. The tests
+``since`` after a ``kill -9``, leases of a killed instance expiring, presence, a thread whose
+history Redis lost restarting in a new epoch, and a master refusing writes. The tests
 written here check what only a cluster has: users spread over every master, each user's keys
 and channel in one slot on one node, and sharded channels only.
 """
@@ -21,6 +22,8 @@ from tests.redis.test_backend import (
     Recorder,
     _backend,
     test_a_dead_instances_leases_expire_within_the_ttl,
+    test_a_master_that_refuses_writes_makes_publishing_unavailable,
+    test_backfill_restarts_a_thread_whose_history_redis_lost,
     test_concurrent_admissions_from_three_instances_keep_the_newest_twenty,
     test_reject_policy_and_session_takeover_across_instances,
     test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit,
@@ -46,7 +49,9 @@ require_redis_cluster()
 __all__ = [
     "test_a_client_whose_instance_is_killed_recovers_every_event_on_another",
     "test_a_dead_instances_leases_expire_within_the_ttl",
+    "test_a_master_that_refuses_writes_makes_publishing_unavailable",
     "test_an_event_published_on_a_reaches_b_and_c_exactly_once",
+    "test_backfill_restarts_a_thread_whose_history_redis_lost",
     "test_concurrent_admissions_from_three_instances_keep_the_newest_twenty",
     "test_kill_9_frees_the_dead_instances_leases_within_the_ttl",
     "test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl",

@@ -1,23 +1,25 @@
 """A server whose socket writes fail with an unexpected error for one frame: the application
-command ``poison`` replies with it. The writer task must not die silently: the connection is
-closed with 1011 ``internal_error`` (and the error logged), like a reader's failure."""
+command ``poison`` replies with it. The write must not fail silently (whether the frame is
+written at once or by a writer task): the connection is closed with 1011 ``internal_error``
+(and the error logged), like a reader's failure."""
 
 import argparse
 from typing import Any
 
-from starlette.websockets import WebSocket
+from uvicorn._types import ASGISendEvent
 
 from wsguard import CommandHooks, ConnectionContext, Settings, WSGuard
 from wsguard.server.run import run_server
+from wsguard.transport.protocol import GuardedWebSocketProtocol
 
 POISON = "poisoned-frame"
-_send_text = WebSocket.send_text
+_send_message = GuardedWebSocketProtocol.send_message
 
 
-async def _failing_send_text(self: WebSocket, data: str) -> None:
-    if POISON in data:
+def _failing_send_message(self: GuardedWebSocketProtocol, message: ASGISendEvent) -> None:
+    if POISON in str(message.get("text")):
         raise ValueError("an unexpected failure while writing")
-    await _send_text(self, data)
+    _send_message(self, message)
 
 
 async def poison(context: ConnectionContext, frame: dict[str, Any]) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dev", action="store_true")
     args = parser.parse_args()
-    WebSocket.send_text = _failing_send_text  # type: ignore[method-assign,assignment]
+    GuardedWebSocketProtocol.send_message = _failing_send_message  # type: ignore[method-assign]
     settings = Settings(host=args.host, port=args.port, dev=args.dev)
     guard = WSGuard(settings, hooks=CommandHooks(custom={"poison": poison}))
     run_server(guard.app(), settings, guard.drain)

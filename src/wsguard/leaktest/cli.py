@@ -1,7 +1,8 @@
 """``wsguard leakcheck``: run the scenarios, print the table, write the JSON and HTML reports.
 
 Exit status 0 when nothing leaked and every check held, 1 on a leak or a failed scenario,
-2 on bad usage.
+2 on bad usage, 3 when nothing was found but a round was inconclusive (the load generator could
+not keep its own schedule; the report gives its loop lag and CPU, and the server's).
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from urllib.parse import urlsplit
 
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.leaktest.client import Target
-from wsguard.leaktest.profiles import PROFILE_ENV, PROFILE_NAMES, default_profile_name, get_profile
+from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
+from wsguard.leaktest.profiles import (
+    COMPREHENSIVE_USERS_PER_CORE,
+    PROFILE_ENV,
+    PROFILE_NAMES,
+    default_profile_name,
+    get_profile,
+    machine_cores,
+)
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
 from wsguard.leaktest.results import RunReport
@@ -32,7 +41,7 @@ from wsguard.leaktest.scenarios import SCENARIO_NAMES
 from wsguard.testing.redis_cluster import cluster_unsupported
 from wsguard.testing.redis_server import redis_server_binary
 
-EXIT_OK, EXIT_LEAK, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_LEAK, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 class UsageError(Exception):
@@ -47,7 +56,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--cluster N it starts, per scenario, a private redis-server and N instances sharing it "
         "and one JWT secret, spreads the tabs round-robin over them, holds the summed counts and "
         "each instance's own to their marks, and requires that Redis keeps no lease key "
-        "(wsguard:u:*:leases) once the clients are gone."
+        "(wsguard:u:*:leases) once the clients are gone. Exit status: 0 nothing found, 1 a leak or "
+        "a failed scenario, 2 bad usage, 3 inconclusive (a round's load generator lagged past its "
+        "allowance; the report gives its loop lag and CPU and the server's)."
     )
     parser.add_argument(
         "--profile",
@@ -67,6 +78,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="connection cycles per churn round (default: the profile's; 0 skips the churn phase)",
     )
+    parser.add_argument(
+        "--comprehensive-users",
+        type=int,
+        metavar="N",
+        help=f"users in comprehensive's first round (default: the profile's, at most "
+        f"{COMPREHENSIVE_USERS_PER_CORE} per core of this machine)",
+    )
+    parser.add_argument("--starve-generator", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--report-dir",
         default="leakcheck-report",
@@ -99,6 +118,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
+    add_generic_arguments(parser)
 
 
 def target_from_args(args: argparse.Namespace) -> Target | None:
@@ -133,12 +153,22 @@ def run(args: argparse.Namespace) -> int:
     if args.list_profiles:
         print(render_profiles())
         return EXIT_OK
+    if uses_generic_mode(args):
+        return run_generic_from_args(args)
     try:
         profile = get_profile(args.profile or default_profile_name(os.environ))
         if args.churn_cycles is not None:
             if args.churn_cycles < 0:
                 raise UsageError("--churn-cycles must be 0 or more")
             profile = replace(profile, churn_cycles=args.churn_cycles)
+        if args.comprehensive_users is not None:
+            if args.comprehensive_users < 1:
+                raise UsageError("--comprehensive-users must be 1 or more")
+            profile = profile.with_comprehensive_users(args.comprehensive_users)
+        else:
+            profile = profile.sized_for(machine_cores())
+        if args.starve_generator < 0:
+            raise UsageError("--starve-generator must be 0 or more")
         target = target_from_args(args)
         if target is not None and args.server_command:
             raise UsageError("--server-command starts a server; it cannot go with --target")
@@ -179,11 +209,14 @@ def run(args: argparse.Namespace) -> int:
         target_label=label,
         fresh_servers=target is None,
         progress=progress,
+        starve_generator_s=args.starve_generator,
     )
     print(render_table(report))
     json_path, html_path = write_reports(report, args.report_dir)
     print(f"reports: {json_path} {html_path}")
-    return EXIT_OK if report.passed else EXIT_LEAK
+    if report.passed:
+        return EXIT_OK
+    return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_LEAK
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,9 @@
 """The harness's side of the wire: real WebSocket clients and the HTTP API, as PROTOCOL.md says.
 
 A :class:`Tab` reads its socket all the time (so it answers the server's pings and never trips
-flow control) and records every frame; it can leave cleanly, drop TCP, or stall.
+flow control) and records every frame; it can leave cleanly, drop TCP, or stall. A reply is
+matched to its request by the ``ref`` the request carried (PROTOCOL.md section 3) and by its
+position after the request, never by comparing frames: two replies may be equal.
 """
 
 from __future__ import annotations
@@ -20,8 +22,26 @@ from urllib.parse import urlencode, urlsplit
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame as WireFrame
+from websockets.frames import Opcode
 
 Frame = dict[str, Any]
+_refs = itertools.count(1)
+
+
+class _AnsweringConnection(ClientConnection):
+    """A client connection that remembers when it last answered the server's ping.
+
+    ``websockets`` writes the pong as soon as the ping is parsed, before this hook runs, so the
+    stamp is when the server could last have known that the client was alive.
+    """
+
+    last_ping_answered_at: float | None = None
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, WireFrame) and event.opcode is Opcode.PING:
+            self.last_ping_answered_at = time.monotonic()
+        super().process_event(event)
 
 
 @dataclass(frozen=True)
@@ -112,6 +132,10 @@ class Api:
         return None if offset is None else int(offset)
 
 
+class RequestRefused(Exception):
+    """The server answered a command with an ``error`` frame."""
+
+
 class Refused(Exception):
     """The upgrade was refused with an HTTP status (PROTOCOL.md section 2)."""
 
@@ -130,6 +154,7 @@ class Tab:
     opened_at: float
     frames: list[Frame] = field(default_factory=list)
     close_code: int | None = None
+    close_reason: str = ""
     closed_at: float | None = None
     stalled: bool = False
     _reader: asyncio.Task[None] | None = None
@@ -148,6 +173,19 @@ class Tab:
     def events(self) -> list[Frame]:
         return [f for f in self.frames if f.get("type") == "event"]
 
+    @property
+    def last_alive_at(self) -> float:
+        """When the server last heard from this tab's heartbeat: its last pong, or its opening."""
+        answered = getattr(self.ws, "last_ping_answered_at", None)
+        return self.opened_at if answered is None else max(answered, self.opened_at)
+
+    def describe_close(self) -> str:
+        """How and when (seconds after it opened) the tab was closed, for a failure message."""
+        if self.closed_at is None:
+            return "open"
+        reason = f" {self.close_reason}" if self.close_reason else ""
+        return f"closed {self.close_code}{reason} {self.closed_at - self.opened_at:.2f} s after it opened"
+
     def start_reading(self) -> None:
         self._reader = asyncio.create_task(self._read(), name=f"leaktest-read-{self.name}")
 
@@ -160,6 +198,7 @@ class Tab:
             pass
         finally:
             self.close_code = self.ws.close_code
+            self.close_reason = self.ws.close_reason or ""
             self.closed_at = time.monotonic()
             self._closed.set()
             self._arrived.set()
@@ -167,10 +206,11 @@ class Tab:
     async def send(self, frame: Frame) -> None:
         await self.ws.send(json.dumps(frame))
 
-    async def wait_for(self, predicate: Any, timeout: float) -> Frame:
-        """The first frame matching ``predicate``, waiting up to ``timeout`` seconds."""
+    async def wait_for(self, predicate: Any, timeout: float, *, after: int = 0) -> Frame:
+        """The first frame from position ``after`` on that matches ``predicate``, waiting up to
+        ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
-        seen = 0
+        seen = after
         while True:
             for frame in self.frames[seen:]:
                 if predicate(frame):
@@ -186,20 +226,28 @@ class Tab:
     async def subscribe(
         self, thread_id: str, since: Mapping[str, Any] | None = None, timeout: float = 5.0
     ) -> Frame:
-        """Subscribe and wait for ``subscribed`` (which follows any replayed events)."""
-        already = len(self.frames)
-        frame: Frame = {"type": "subscribe", "thread_id": thread_id}
-        if since is not None:
-            frame["since"] = dict(since)
+        """Subscribe and wait for this request's ``subscribed`` (which follows any replayed events).
+
+        The reply is the first ``subscribed`` that echoes this request's ``ref`` and arrived after
+        the request was sent: an earlier reply to the same thread, even an identical one, is not it.
+        """
+        wanted = None if since is None else dict(since)
+        return await self.request("subscribe", "subscribed", timeout, thread_id=thread_id, since=wanted)
+
+    async def request(self, command: str, reply: str, timeout: float = 5.0, **fields: Any) -> Frame:
+        """Send ``command`` with a fresh ``ref`` and wait for the ``reply`` frame echoing it;
+        :class:`RequestRefused` when the server answers that ``ref`` with ``error``."""
+        ref = f"lt-{next(_refs)}"
+        frame: Frame = {"type": command, "ref": ref}
+        frame.update({name: value for name, value in fields.items() if value is not None})
+        sent_at = len(self.frames)
         await self.send(frame)
-        return await self.wait_for(
-            lambda f: (
-                f.get("type") == "subscribed"
-                and f.get("thread_id") == thread_id
-                and self.frames.index(f) >= already
-            ),
-            timeout,
+        answer = await self.wait_for(
+            lambda f: f.get("type") in (reply, "error") and f.get("ref") == ref, timeout, after=sent_at
         )
+        if answer.get("type") == "error":
+            raise RequestRefused(f"{self.name}: {command} refused: {answer}")
+        return answer
 
     async def close(self) -> None:
         """Leave with a close frame."""
@@ -269,6 +317,7 @@ async def open_tab(
             additional_headers=headers,
             open_timeout=timeout,
             close_timeout=1.0,
+            create_connection=_AnsweringConnection,
             ping_interval=None,
             max_size=None,
             max_queue=None,

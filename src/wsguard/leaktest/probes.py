@@ -19,7 +19,7 @@ import httpx
 import psutil
 
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
-from wsguard.redis_cluster_url import is_cluster_url, parse_cluster_url
+from wsguard.redis_url import is_cluster_url, parse_cluster_url
 from wsguard.testing.metrics import parse_metrics
 
 if TYPE_CHECKING:

@@ -11,6 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 PROFILE_ENV = "WSGUARD_PROFILE"
+COMPREHENSIVE_USERS_PER_CORE = 2
+"""Users that ``comprehensive`` runs at once per core of the machine, by default: each is five
+scenarios at once (about 32 connections at peak), and the load generator, the server and the
+machine's other work share the cores. More than this on a loaded 2-core machine and the
+generator's own event loop lags past its allowance, so the round would prove nothing."""
+
+
+def machine_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,24 @@ class Profile:
         if self.rss_growth_bound_mb() > seed.memory_mb:
             raise ValueError(f"profile {self.name}: memory bound over the seed's {seed.memory_mb} MB")
 
+    def with_comprehensive_users(self, users: int) -> Profile:
+        """This profile with ``users`` users in comprehensive's first round (the measured rounds
+        keep their own size, or ``users`` if that is fewer)."""
+        if users < 1:
+            raise ValueError(f"comprehensive needs at least 1 user, not {users}")
+        return replace(
+            self,
+            first=replace(self.first, comprehensive_users=users),
+            repeat=replace(self.repeat, comprehensive_users=min(self.repeat.comprehensive_users, users)),
+        )
+
+    def sized_for(self, cores: int) -> Profile:
+        """This profile with comprehensive's users capped at
+        :data:`COMPREHENSIVE_USERS_PER_CORE` per core: the profile's figure on a machine big
+        enough for it, fewer on a smaller one."""
+        cap = max(1, COMPREHENSIVE_USERS_PER_CORE * cores)
+        return self.with_comprehensive_users(min(self.first.comprehensive_users, cap))
+
     def heartbeat_reap_s(self) -> float:
         """The longest a half-open connection may live: one interval plus the timeout."""
         return self.heartbeat_interval_s + self.heartbeat_timeout_s
@@ -114,7 +145,11 @@ class Profile:
         return max(rounds, churn) / 1_000_000
 
     def server_flags(self) -> list[str]:
-        """``wsguard serve`` flags for a server the harness starts itself."""
+        """``wsguard serve`` flags for a server the harness starts itself.
+
+        The per-user run limits are off: the scenarios start runs as fast as their rounds go,
+        which is load for the leak checks, not abuse.
+        """
         return [
             "--heartbeat-interval",
             str(self.heartbeat_interval_s),
@@ -131,6 +166,10 @@ class Profile:
             "--demo-step-delay",
             str(self.demo_step_delay_s),
             "--metrics-allow-gc",
+            "--run-rate-per-user",
+            "0",
+            "--max-runs-per-user",
+            "0",
         ]
 
 

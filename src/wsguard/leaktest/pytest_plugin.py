@@ -4,18 +4,22 @@ Override the ``leakcheck_target`` fixture to start your app and yield a
 :class:`wsguard.leaktest.Target`; then ``leakcheck("multi_tab", "cleanup_race")`` runs those
 scenarios against it and fails the test with the report's reasons on a leak. Without an
 override, ``leakcheck_target`` starts ``wsguard serve`` with the profile's flags.
+
+For any ASGI WebSocket application, ``leakcheck_asgi("main:app", "/ws/{identity}")`` serves it
+under uvicorn with :mod:`wsguard.probe` and runs the generic scenarios against that endpoint.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
 
 from wsguard.leaktest.client import Target
-from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile
+from wsguard.leaktest.generic.asgi_app import check_asgi_app
+from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile, machine_cores
 from wsguard.leaktest.progress import Silent
 from wsguard.leaktest.report import render_table
 from wsguard.leaktest.results import RunReport
@@ -25,7 +29,13 @@ from wsguard.testing.process import ServerProcess
 
 
 class LeakCheckFailed(AssertionError):
-    """A scenario leaked or failed; the message is the report table with every reason."""
+    """A scenario leaked or failed, or was inconclusive (the load generator could not keep its
+    schedule, which proves nothing either way); the message is the report table with every
+    reason and figure."""
+
+
+class LeakCheckAsgi(Protocol):
+    def __call__(self, app: str, ws_path: str, **options: Any) -> RunReport: ...
 
 
 class LeakCheck(Protocol):
@@ -43,9 +53,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.fixture(scope="session")
 def leakcheck_profile(request: pytest.FixtureRequest) -> Profile:
-    """The profile chosen by ``--leakcheck-profile``, ``WSGUARD_PROFILE`` or ``CI``."""
+    """The profile chosen by ``--leakcheck-profile``, ``WSGUARD_PROFILE`` or ``CI``, with
+    comprehensive sized to the machine as ``wsguard leakcheck`` sizes it."""
     chosen = request.config.getoption("--leakcheck-profile")
-    return get_profile(chosen or default_profile_name(os.environ))
+    return get_profile(chosen or default_profile_name(os.environ)).sized_for(machine_cores())
 
 
 @pytest.fixture
@@ -76,6 +87,20 @@ def leakcheck(leakcheck_target: Target, leakcheck_profile: Profile) -> LeakCheck
             fresh_servers=False,
             progress=Silent(),
         )
+        if not report.passed:
+            raise LeakCheckFailed(render_table(report))
+        return report
+
+    return run
+
+
+@pytest.fixture
+def leakcheck_asgi() -> LeakCheckAsgi:
+    """Serve an ASGI app (``module:attribute``) with the probe and run the generic scenarios
+    against ``ws_path``; fail the test on a leak. Options as :func:`check_asgi_app`."""
+
+    def run(app: str, ws_path: str, **options: Any) -> RunReport:
+        report = check_asgi_app(app, ws_path, **options)
         if not report.passed:
             raise LeakCheckFailed(render_table(report))
         return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from wsguard.leaktest.load import LoadFigures
 from wsguard.leaktest.probes import Sample
 from wsguard.leaktest.verdict import CountLeak, SlopeCheck
 
@@ -11,6 +12,8 @@ PASS = "pass"
 LEAK = "leak"
 FAIL = "fail"
 ERROR = "error"
+INCONCLUSIVE = "inconclusive"
+"""The load generator could not keep its own schedule: neither a pass nor a finding."""
 
 ROUNDS = "rounds"
 """The phase of scenario rounds: every behavioural check, tens of connections each."""
@@ -33,6 +36,15 @@ class RoundRecord:
     rss: float | None
     duration_s: float
     phase: str = ROUNDS
+    violations: list[str] = field(default_factory=list)
+    """States no generator can cause (see ``RoundResult``): failures whatever the load."""
+    notes: list[str] = field(default_factory=list)
+    """Figures reported whatever the verdict (reaping delays, memory while a reader stalls)."""
+    load: LoadFigures | None = None
+    overload: str | None = None
+    """Why the round proves nothing (the generator lagged past its allowance), or None. The
+    round's failures are then unconfirmed; its count leaks are only kept once they outlasted
+    the settle timeout, which no lag of the generator explains."""
 
 
 @dataclass
@@ -63,12 +75,34 @@ class ScenarioReport:
     @property
     def leaks(self) -> list[str]:
         found = [f"round {r.index}: {leak.describe()}" for r in self.rounds for leak in r.leaks]
-        found.extend(check.describe() for check in self.slopes if not check.passed)
+        found.extend(check.describe() for check in self.slopes if not check.passed and check.confirmed)
         return found
 
     @property
     def failures(self) -> list[str]:
-        return [f"round {r.index}: {failure}" for r in self.rounds for failure in r.failures]
+        """Violations of every round, and failed checks of the rounds whose generator kept its
+        schedule."""
+        found: list[str] = []
+        for r in self.rounds:
+            found.extend(f"round {r.index}: {violation}" for violation in r.violations)
+            if r.overload is None:
+                found.extend(f"round {r.index}: {failure}" for failure in r.failures)
+        return found
+
+    @property
+    def inconclusive(self) -> list[str]:
+        """Each overloaded round's figures, then what it saw that a faster generator must confirm."""
+        found: list[str] = []
+        for r in self.rounds:
+            if r.overload is not None:
+                found.append(f"round {r.index}: {r.overload}")
+                found.extend(f"round {r.index}: unconfirmed: {failure}" for failure in r.failures)
+        found.extend(
+            f"unconfirmed: {check.describe()}, over rounds whose generator was overloaded"
+            for check in self.slopes
+            if not check.passed and not check.confirmed
+        )
+        return found
 
     @property
     def verdict(self) -> str:
@@ -78,12 +112,14 @@ class ScenarioReport:
             return LEAK
         if self.failures:
             return FAIL
+        if self.inconclusive:
+            return INCONCLUSIVE
         return PASS
 
     @property
     def reasons(self) -> list[str]:
-        """Why the verdict is what it is: errors, then leaks, then failed checks."""
-        return [*self.errors, *self.leaks, *self.failures]
+        """Why the verdict is what it is: errors, leaks, failed checks, then overloaded rounds."""
+        return [*self.errors, *self.leaks, *self.failures, *self.inconclusive]
 
     def slope(self, signal: str, phase: str = ROUNDS) -> SlopeCheck | None:
         return next((c for c in self.slopes if c.signal == signal and c.phase == phase), None)
@@ -102,3 +138,9 @@ class RunReport:
     @property
     def passed(self) -> bool:
         return all(s.verdict == PASS for s in self.scenarios)
+
+    @property
+    def inconclusive(self) -> bool:
+        """Nothing found, but some scenario's generator could not keep its schedule."""
+        verdicts = {s.verdict for s in self.scenarios}
+        return INCONCLUSIVE in verdicts and verdicts <= {PASS, INCONCLUSIVE}

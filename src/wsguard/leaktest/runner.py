@@ -4,6 +4,10 @@ A round is followed by the settle check: once its clients are gone, the connecti
 registry counts must reach 0, and tasks and file descriptors their baseline, within the
 profile's cleanup bound. After each measured round the memory gauges are read; their slope per
 connection cycle is the second signal.
+
+Every round also measures its own load (:mod:`wsguard.leaktest.load`): when the generator's loop
+lagged past its allowance the round is inconclusive, with the figures; a count still off its
+mark after the profile's settle timeout stays a leak even then.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from datetime import UTC, datetime
 import httpx
 
 from wsguard.leaktest.client import Api, Target
+from wsguard.leaktest.load import LoadMonitor, lag_allowance_s, starve_generator
 from wsguard.leaktest.probes import PSUTIL_RSS, MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.profiles import Profile
 from wsguard.leaktest.progress import Progress
@@ -49,6 +54,9 @@ PEAK_SERIES = (CONNECTIONS, USERS, "wsguard_user_connections_max", REGISTRY, PSU
 ServerSource = Callable[[], AbstractContextManager[Target]]
 CLUSTER_LEASE_TTL_S = 2.0
 """Short leases, so that a cluster instance that dies frees its slots within seconds."""
+API_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+"""The scenarios' HTTP client: comprehensive runs three watchers, a flood and the runs of every
+user at once, more than httpx's default pool of 100, whose wait would be the harness's own."""
 SETTLED_SCRAPES = 5
 """Garbage-collected scrapes per memory reading; their median is the reading."""
 
@@ -61,7 +69,7 @@ def managed_servers(
     @contextlib.contextmanager
     def start() -> Iterator[Target]:
         with ServerProcess(*profile.server_flags(), *extra_flags, command=command) as server:
-            yield _target_of(server)
+            yield target_of(server)
 
     return start
 
@@ -97,13 +105,13 @@ def managed_cluster(
                 stack.callback(server.stop)
             with ThreadPoolExecutor(max_workers=instances) as starting:
                 list(starting.map(ServerProcess.start, servers))
-            first, *others = (_target_of(server) for server in servers)
+            first, *others = (target_of(server) for server in servers)
             yield replace(first, peers=tuple(others), redis_url=redis_server.url)
 
     return start
 
 
-def _target_of(server: ServerProcess) -> Target:
+def target_of(server: ServerProcess) -> Target:
     return Target(
         ws_url=server.ws_url,
         metrics_url=f"{server.base_url}/metrics",
@@ -125,8 +133,13 @@ def run_leakcheck(
     target_label: str,
     fresh_servers: bool,
     progress: Progress | None = None,
+    starve_generator_s: float = 0.0,
 ) -> RunReport:
-    """Run ``scenarios`` in order, each on a server from ``servers``; never raises for a verdict."""
+    """Run ``scenarios`` in order, each on a server from ``servers``; never raises for a verdict.
+
+    ``starve_generator_s`` blocks the harness's own event loop that long once a second (a
+    deliberately overloaded generator, to show that its rounds come out inconclusive).
+    """
     progress = progress or Progress()
     report = RunReport(
         profile=profile.name,
@@ -136,27 +149,49 @@ def run_leakcheck(
     started = time.monotonic()
     progress.line(f"wsguard leakcheck: profile {profile.name}, {target_label}")
     for name in scenarios:
-        scenario_started = time.monotonic()
         progress.line(f"{name}: {profile.warmup_rounds} warm-up + {profile.rounds} measured rounds")
-        try:
+
+        def play(name: str = name) -> ScenarioReport:
             with servers() as target:
-                outcome = asyncio.run(run_scenario(name, profile, target, fresh_servers, progress))
-        except Exception as error:
-            outcome = ScenarioReport(
-                name=name, description=SCENARIOS[name].description, fresh_server=fresh_servers
-            )
-            outcome.errors.append(f"{type(error).__name__}: {error}")
-        outcome.duration_s = time.monotonic() - scenario_started
-        report.scenarios.append(outcome)
-        summary = f"{name}: {outcome.verdict.upper()} in {outcome.duration_s:.1f} s"
-        progress.line(summary + "".join(f"\n    {reason}" for reason in outcome.reasons[:10]))
+                return asyncio.run(
+                    run_scenario(name, profile, target, fresh_servers, progress, starve_generator_s)
+                )
+
+        report.scenarios.append(
+            play_scenario(name, SCENARIOS[name].description, fresh_servers, play, progress)
+        )
     report.duration_s = time.monotonic() - started
     progress.done()
     return report
 
 
+def play_scenario(
+    name: str,
+    description: str,
+    fresh_server: bool,
+    play: Callable[[], ScenarioReport],
+    progress: Progress,
+) -> ScenarioReport:
+    """Play one scenario, timed and reported; an exception is the scenario's error, not the run's."""
+    started = time.monotonic()
+    try:
+        outcome = play()
+    except Exception as error:
+        outcome = ScenarioReport(name=name, description=description, fresh_server=fresh_server)
+        outcome.errors.append(f"{type(error).__name__}: {error}")
+    outcome.duration_s = time.monotonic() - started
+    summary = f"{name}: {outcome.verdict.upper()} in {outcome.duration_s:.1f} s"
+    progress.line(summary + "".join(f"\n    {reason}" for reason in outcome.reasons[:10]))
+    return outcome
+
+
 async def run_scenario(
-    name: str, profile: Profile, target: Target, fresh_server: bool, progress: Progress
+    name: str,
+    profile: Profile,
+    target: Target,
+    fresh_server: bool,
+    progress: Progress,
+    starve_generator_s: float = 0.0,
 ) -> ScenarioReport:
     """Warm-up and measured rounds of one scenario, then its churn rounds, each followed by the
     settle check."""
@@ -178,6 +213,7 @@ async def run_scenario(
         report.baseline = baseline
         sampler.start(name)
         runner = _Rounds(name, profile, target, sampler, fresh_server, baseline, progress, report)
+        starving = asyncio.create_task(starve_generator(starve_generator_s)) if starve_generator_s else None
         try:
             user_id = f"lt-{name}"
             ok = await runner.phase(
@@ -195,6 +231,10 @@ async def run_scenario(
         except Exception as error:
             report.errors.append(f"{type(error).__name__}: {error}")
         finally:
+            if starving is not None:
+                starving.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starving
             await sampler.stop()
             await probe.close()
         report.final = runner.last
@@ -214,11 +254,11 @@ async def run_scenario(
                 f"over the cleanup bound of {profile.cleanup_bound_s * 1000:.0f} ms"
             )
         # A cluster's blocks are the sum of its instances', and so is the noise of a short round.
-        rounds_blocks_bound = _rounds_blocks_bound(report.rounds, profile) * len(target.instances)
+        instances = len(target.instances)
+        rounds_blocks_bound = _blocks_bound(report.rounds, ROUNDS, profile.blocks_slope_bound) * instances
         report.slopes.extend(_slopes(report.rounds, ROUNDS, rounds_blocks_bound, profile.rss_slope_bound))
-        report.slopes.extend(
-            _slopes(report.rounds, CHURN, profile.churn_blocks_bound, profile.churn_rss_bound)
-        )
+        churn_blocks_bound = _blocks_bound(report.rounds, CHURN, profile.churn_blocks_bound)
+        report.slopes.extend(_slopes(report.rounds, CHURN, churn_blocks_bound, profile.churn_rss_bound))
     return report
 
 
@@ -252,12 +292,18 @@ class _Rounds:
         self.index = 0
 
     async def phase(self, phase: str, play: PlayRound) -> bool:
-        """Warm-up and measured rounds of ``play``; False once a round leaked or failed."""
+        """Warm-up and measured rounds of ``play``; False once a round leaked or failed.
+
+        An overloaded round does not stop the phase: the memory slopes over all its rounds hold
+        whatever the generator's load, and a later round may find what this one could not.
+        """
         for number in range(self.profile.warmup_rounds + self.profile.rounds):
             record = await self._one_round(phase, number, number < self.profile.warmup_rounds, play)
             self.report.rounds.append(record)
             self.progress.line(_round_line(self.name, record))
-            if record.leaks or record.failures:
+            for note in record.notes:
+                self.progress.line(f"    {note}")
+            if record.leaks or record.violations or (record.failures and not record.overload):
                 return False
         return True
 
@@ -266,23 +312,44 @@ class _Rounds:
         self.index += 1
         label = ("churn " if phase == CHURN else "") + f"round {index}" + (" (warm-up)" if warmup else "")
         started = time.monotonic()
-        async with httpx.AsyncClient(timeout=10.0) as api_http:
+        monitor = LoadMonitor([i.base_url for i in self.target.instances], self.target.pids)
+        monitor.start()
+        async with httpx.AsyncClient(timeout=10.0, limits=API_LIMITS) as api_http:
             api = Api(self.target, api_http, self.tokens)
             ctx = ScenarioContext(
                 api=api,
                 profile=self.profile,
                 sampler=self.sampler,
                 fresh_server=self.fresh_server and index == 0,
+                load=monitor,
             )
             live = asyncio.create_task(_show_live(self.progress, self.sampler, self.name, label))
             try:
                 outcome = await play(ctx, number)
+            except Exception as error:  # a check that could not finish failed, like any other
+                outcome = RoundResult(failures=[f"the round stopped: {type(error).__name__}: {error}"])
             finally:
                 live.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await live
+        await monitor.stop_probing_server()
         gone = time.monotonic()
-        sample, leaks, settle_s = await _settle(self.sampler.metrics, self.baseline, gone, self.profile)
+        probe, profile = self.sampler.metrics, self.profile
+        sample, leaks, settle_s = await settle(probe, self.baseline, gone, profile.cleanup_bound_s)
+        load = await monitor.stop()
+        failures = list(outcome.failures)
+        allowance = lag_allowance_s(profile.cleanup_bound_s, profile.heartbeat_timeout_s)
+        overload = None
+        if load.generator_lag_max_s > allowance:
+            overload = (
+                f"INCONCLUSIVE: the load generator could not keep its schedule: {load.describe()}; "
+                f"its allowance is {allowance * 1000:.0f} ms of loop lag"
+            )
+            if leaks:
+                late = ", ".join(leak.describe() for leak in leaks)
+                sample, leaks, settle_s = await settle(probe, self.baseline, gone, profile.settle_timeout_s)
+                if not leaks:
+                    failures.append(f"counts settled only after the cleanup bound: {late}")
         memory_blocks: float | None = None
         memory_rss: float | None = None
         if not leaks:
@@ -299,27 +366,33 @@ class _Rounds:
             warmup=warmup,
             connections=outcome.connections,
             events=outcome.events,
-            failures=outcome.failures,
+            failures=failures,
+            violations=outcome.violations,
+            notes=outcome.notes,
             leaks=leaks,
             settle_s=settle_s,
             blocks=memory_blocks,
             rss=memory_rss,
             duration_s=time.monotonic() - started,
             phase=phase,
+            load=load,
+            overload=overload,
         )
 
 
 ROUND_NOISE_BLOCKS = 150.0
 """How far a server's garbage-collected block count wanders between rounds with no leak (measured
 on the real server: within about 150 blocks). Over rounds of few cycles that noise is a large
-slope, so the scenario rounds' bound is at least this much per cycle of a round; the churn phase,
-with its long rounds, is where one block per cycle is caught."""
+slope, so a phase's bound is at least this much per cycle of its measured rounds. The churn
+phase, with its long rounds, is where one block per cycle is caught; churn rounds cut short
+(workers stopped under an overloaded generator) get the same floor, so that their noise is never
+taken for a leak."""
 
 
-def _rounds_blocks_bound(rounds: Sequence[RoundRecord], profile: Profile) -> float:
-    measured = [r.connections for r in rounds if r.phase == ROUNDS and not r.warmup]
+def _blocks_bound(rounds: Sequence[RoundRecord], phase: str, bound: float) -> float:
+    measured = [r.connections for r in rounds if r.phase == phase and not r.warmup]
     cycles_per_round = max(1.0, sum(measured) / len(measured)) if measured else 1.0
-    return max(profile.blocks_slope_bound, ROUND_NOISE_BLOCKS / cycles_per_round)
+    return max(bound, ROUND_NOISE_BLOCKS / cycles_per_round)
 
 
 def _slopes(
@@ -342,22 +415,28 @@ def _slopes(
         blocks.append(record.blocks)
         if record.rss is not None:
             rss.append(record.rss)
+    overloaded = any(r.overload for r in rounds if r.phase == phase and not r.warmup)
     checks: list[SlopeCheck] = []
     if len(blocks) >= 2:
         checks.append(slope_check(BLOCKS, "blocks", cycles, blocks, blocks_bound, phase=phase))
     if len(rss) >= 2 and len(rss) == len(cycles):
         checks.append(slope_check("resident memory", "bytes", cycles, rss, rss_bound, phase=phase))
-    return checks
+    return [replace(check, confirmed=not overloaded) for check in checks]
 
 
-async def _settle(
-    probe: MetricsProbe, baseline: dict[str, float], gone: float, profile: Profile
+async def settle(
+    probe: MetricsProbe,
+    baseline: dict[str, float],
+    gone: float,
+    bound_s: float,
+    leaks_of: Callable[[dict[str, float], dict[str, float]], list[CountLeak]] = count_leaks,
 ) -> tuple[dict[str, float], list[CountLeak], float | None]:
-    """Poll until nothing leaks or the cleanup bound after ``gone`` has passed."""
-    deadline = gone + profile.cleanup_bound_s
+    """Poll until nothing leaks (by ``leaks_of``) or ``bound_s`` after ``gone`` has passed;
+    the last sample, what still leaks, and how long the counts took to come back."""
+    deadline = gone + bound_s
     while True:
         sample = await probe.scrape()
-        leaks = count_leaks(sample, baseline)
+        leaks = leaks_of(sample, baseline)
         now = time.monotonic()
         if not leaks:
             return sample, [], now - gone
@@ -374,10 +453,13 @@ async def _show_live(progress: Progress, sampler: Sampler, name: str, label: str
 
 def _round_line(name: str, record: RoundRecord) -> str:
     settle = "never" if record.settle_s is None else f"{record.settle_s * 1000:.0f} ms"
-    verdict = "leak" if record.leaks else "fail" if record.failures else "ok"
+    verdict = (
+        "leak" if record.leaks else "inconclusive" if record.overload else "fail" if record.failures else "ok"
+    )
     phase = "churn " if record.phase == CHURN else ""
+    load = f"; {record.load.describe()}" if record.load is not None else ""
     return (
         f"  {name} {phase}round {record.index}{' (warm-up)' if record.warmup else ''}: {verdict}, "
         f"{record.connections} connections, {record.events} events, settled in {settle}, "
-        f"{record.duration_s:.2f} s"
+        f"{record.duration_s:.2f} s{load}"
     )

@@ -1,8 +1,11 @@
-"""One admitted WebSocket: a reader, a writer draining a bounded queue, and a prompt close.
+"""One admitted WebSocket: read in the ASGI task, written at once or from a bounded queue.
 
-A connection never blocks its publishers: :meth:`Connection.send` only appends to the queue. When
-the unsent bytes pass the limit, or a write stalls past the write timeout, the connection closes
-with 4008 instead of growing. Any close the server asks for interrupts a stalled write.
+A connection never blocks its publishers: :meth:`Connection.send` writes the frame straight to
+the transport while its write buffer is below the high-water mark, and otherwise appends it to
+the queue, which a writer task (started only then, gone once the queue is empty) drains. An
+idle connection thus holds one task, its ASGI task, which reads. When the unsent bytes pass the
+limit, or a write stalls past the write timeout, the connection closes with 4008 instead of
+growing. Any close the server asks for interrupts a stalled write and the read.
 """
 
 import asyncio
@@ -43,17 +46,19 @@ class Connection:
     __slots__ = (
         "_delivered_floor",
         "_inbound",
+        "_interrupted",
         "_on_delivered",
         "_on_ended",
         "_outbound",
         "_pending_bytes",
         "_queued_bytes",
+        "_reading",
         "_refused_in_a_row",
         "_release",
         "_replaying",
         "_room",
         "_sending",
-        "_wake",
+        "_task",
         "_writer",
         "close_request",
         "closed_label",
@@ -89,7 +94,9 @@ class Connection:
         self._on_delivered = on_delivered
         self._outbound: list[str] = []
         self._queued_bytes = 0
-        self._wake: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[object] | None = None
+        self._reading = False
+        self._interrupted = False
         self._room: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._sending = False
@@ -132,9 +139,41 @@ class Connection:
         self._enqueue(frame)
 
     def _enqueue(self, frame: str) -> None:
+        """Write ``frame`` now if nothing is queued before it and the transport has room; else
+        queue it for a writer task, started if none runs."""
+        if not self._outbound and self._writer is None and self._send_now(frame):
+            return
         self._outbound.append(frame)
         self._queued_bytes += frames.utf8_size(frame)
-        _wake_up(self._wake)
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+            self._writer.add_done_callback(self._writer_done)
+
+    def _send_now(self, frame: str) -> bool:
+        """True when the frame is dealt with: written, or dropped because the socket is gone or
+        the write failed (which closes the connection)."""
+        if self.transport is None:
+            return False
+        try:
+            if not self.transport.send_text_now(frame):
+                return False
+        except _SOCKET_GONE:
+            if self.close_request is None and self.closed_label is None:
+                self.closed_label = close.CONNECTION_LOST
+            return True
+        except Exception as error:
+            self._writer_failed(error)
+            return True
+        self._on_delivered()
+        return True
+
+    def _writer_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self._writer_failed(task.exception())
+
+    def _writer_failed(self, error: BaseException | None) -> None:
+        logger.error("connection %s writer failed", self.connection_id, exc_info=error)
+        self.request_close(close.INTERNAL_ERROR)
 
     def request_close(self, reason: close.Close) -> None:
         """Release the connection's slot at once, then close; the first request wins."""
@@ -143,10 +182,20 @@ class Connection:
             self.close_request = reason
             self._outbound = []
             self._queued_bytes = 0
-            _wake_up(self._wake)
             _wake_up(self._room)
             if self._writer is not None and self._sending:
                 self._writer.cancel()
+            if self._reading:
+                if self._task is asyncio.current_task():
+                    asyncio.get_running_loop().call_soon(self._interrupt_read)
+                else:
+                    self._interrupt_read()
+
+    def _interrupt_read(self) -> None:
+        """Cut the ASGI task's read short (it is suspended in it), so that it carries out the close."""
+        if self._reading and not self._interrupted and self._task is not None:
+            self._interrupted = True
+            self._task.cancel()
 
     async def run(self, on_text: Callable[[str], Awaitable[None]]) -> None:
         """Serve until the socket ends or a close was carried out; never raises for socket errors.
@@ -154,31 +203,44 @@ class Connection:
         ``on_ended`` releases every record of the connection the moment it ends, before any
         task is awaited or any close handshake is attempted.
         """
-        reader = asyncio.create_task(self._read(on_text))
-        writer = self._writer = asyncio.create_task(self._write())
+        task = self._task = asyncio.current_task()
+        assert task is not None
         try:
-            await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-            for task, role in ((reader, "reader"), (writer, "writer")):
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    logger.error(
-                        "connection %s %s failed", self.connection_id, role, exc_info=task.exception()
-                    )
-                    self.request_close(close.INTERNAL_ERROR)
+            await self._read_until_closed(task, on_text)
         finally:
+            self._task = None
             must_close = self.close_request is not None and self.closed_label is None
             if self.close_request is not None and must_close:
                 self.closed_label = self.close_request.reason
             self._on_ended(self)
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
-            self._writer = None
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                await asyncio.gather(writer, return_exceptions=True)
             if self.close_request is not None and must_close:
                 await self._close_socket(self.close_request)
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+
+    async def _read_until_closed(
+        self, task: asyncio.Task[object], on_text: Callable[[str], Awaitable[None]]
+    ) -> None:
+        """Read until the socket ends or a close is requested (which cancels the read)."""
+        self._reading = True
+        try:
+            await self._read(on_text)
+        except asyncio.CancelledError:
+            if not self._interrupted:
+                raise
+        except Exception as error:
+            logger.error("connection %s reader failed", self.connection_id, exc_info=error)
+            self.request_close(close.INTERNAL_ERROR)
+        finally:
+            self._reading = False
+            if self._interrupted:
+                self._interrupted = False
+                task.uncancel()
 
     async def _read(self, on_text: Callable[[str], Awaitable[None]]) -> None:
-        while True:
+        while self.close_request is None:
             message = await self.socket.receive()
             kind = message["type"]
             if kind == "websocket.disconnect":
@@ -200,7 +262,7 @@ class Connection:
                 continue
             self._refused_in_a_row = 0
             await on_text(text)
-            await asyncio.sleep(0)  # a burst of frames must not starve the writer or other sockets
+            await asyncio.sleep(0)  # a burst of frames must not starve the writers or other sockets
 
     def _socket_ended(self, code: int, reason: str) -> None:
         """The socket is gone: label why and release every record now (idempotent)."""
@@ -214,18 +276,13 @@ class Connection:
         self._on_ended(self)
 
     async def _write(self) -> None:
-        """Drain the queue until a close is requested; a stalled write is cut short by the close.
+        """Drain the queue, then end; a close request ends it, and cuts a stalled write short.
 
-        The queue is taken a batch at a time (a list swapped for an empty one), and the writer
-        waits on a future only while idle: an idle connection holds no deque or event of its own.
+        The queue is taken a batch at a time (a list swapped for an empty one). The writer
+        forgets itself before it ends, so that the next frame is written at once again.
         """
-        loop = asyncio.get_running_loop()
         try:
-            while self.close_request is None:
-                if not self._outbound:
-                    self._wake = loop.create_future()
-                    await self._wake
-                    continue
+            while self.close_request is None and self._outbound:
                 batch, self._outbound = self._outbound, []
                 for frame in batch:
                     if self.close_request is not None:
@@ -238,10 +295,15 @@ class Connection:
                     _wake_up(self._room)
                     self._on_delivered()
         except TimeoutError:
+            self._sending = False
             self.request_close(close.SLOW_CONSUMER)
         except _SOCKET_GONE:
             if self.close_request is None and self.closed_label is None:
                 self.closed_label = close.CONNECTION_LOST
+        finally:
+            self._sending = False
+            if self._writer is asyncio.current_task():
+                self._writer = None
 
     async def _close_socket(self, reason: close.Close) -> None:
         """Send the close frame; a peer that does not take it within the close timeout is cut off."""
@@ -302,8 +364,10 @@ class Connection:
 
         A replay larger than the queue limit thus streams at the client's pace, one frame ahead
         of the socket's buffer, and a client that stops reading still meets the write timeout.
-        Returns False if the connection closes first.
+        Returns False if the connection closes first. It yields to the event loop at least once,
+        so that the transport hands the socket what it takes before the next frame is written.
         """
+        await asyncio.sleep(0)
         while self.close_request is None and (self._queued_bytes > 0 or self._sending):
             self._room = asyncio.get_running_loop().create_future()
             await self._room

@@ -219,16 +219,17 @@ class Hub:
             del self._connections[connection.connection_id]
             label = connection.closed_label or close.CONNECTION_LOST
             self.metrics.closed.labels(label).inc()
-            context = connection.context
-            logger.debug(
-                "connection released: %s",
-                label,
-                extra={
-                    "connection_id": context.connection_id,
-                    "user_id": context.user_id,
-                    "session_id": context.session_id,
-                },
-            )
+            if logger.isEnabledFor(logging.DEBUG):
+                context = connection.context
+                logger.debug(
+                    "connection released: %s",
+                    label,
+                    extra={
+                        "connection_id": context.connection_id,
+                        "user_id": context.user_id,
+                        "session_id": context.session_id,
+                    },
+                )
             if connection.closed_label == close.HEARTBEAT_TIMEOUT.reason:
                 self.metrics.zombies_reaped.inc()
             closed_at = connection.socket_closed_at or time.monotonic()
@@ -285,7 +286,8 @@ class Hub:
             recovered=recovery.recovered,
             replayed=len(replay),
         )
-        connection.send(subscribed)
+        if not await connection.send_when_room(subscribed):  # after a large replay, paced like it
+            return
         connection.flush_buffered(thread_id)
 
     def unsubscribe(self, connection: Connection, thread_id: str) -> None:

@@ -200,7 +200,7 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
         """Server-sent events: the history first, then one overview a second."""
 
         async def frames() -> AsyncIterator[str]:
-            history = [sample.as_json() for sample in guard.sampler.samples]
+            history = [sample.as_json() for sample in guard.sampler.history()]
             yield f"event: history\ndata: {json.dumps(history)}\n\n"
             while not guard.hub.draining:  # a drain ends the stream, so shutdown need not wait for it
                 yield f"data: {json.dumps(await overview(guard, online))}\n\n"

@@ -5,7 +5,7 @@ import os
 from importlib.metadata import PackageNotFoundError, version
 
 from wsguard.backends.base import Backend
-from wsguard.logs import redact_url
+from wsguard.redis_url import redact_url
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")

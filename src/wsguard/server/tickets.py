@@ -20,13 +20,11 @@ class Tickets:
         self._outstanding: dict[str, int] = {}
 
     def issue(self, identity: Identity) -> str | None:
-        """A new ticket, or None when the user already holds ``max_per_user`` of them."""
+        """A new ticket, or None when the user already holds ``max_per_user`` of them (expired
+        ones count until the sweeper prunes them, within its interval)."""
         held = self._outstanding.get(identity.user_id, 0)
         if self.max_per_user and held >= self.max_per_user:
-            self.prune(time.monotonic())
-            held = self._outstanding.get(identity.user_id, 0)
-            if held >= self.max_per_user:
-                return None
+            return None
         ticket = new_id(TICKET)
         self._issued[ticket] = (identity, time.monotonic() + self.ttl)
         self._outstanding[identity.user_id] = held + 1

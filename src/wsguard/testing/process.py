@@ -40,8 +40,7 @@ class ServerProcess:
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
-    ``--dev`` (the deliberately broken servers of the leak tests do). With ``log_path``, its
-    output goes to that file instead of the test's.
+    ``--dev`` (the deliberately broken servers of the leak tests do).
     """
 
     def __init__(
@@ -51,6 +50,7 @@ class ServerProcess:
         env: dict[str, str] | None = None,
         ready_timeout: float = 20.0,
         dev: bool = True,
+        ready_path: str = "/healthz",
         tls_ca: str | None = None,
         log_path: str | os.PathLike[str] | None = None,
     ) -> None:
@@ -63,6 +63,7 @@ class ServerProcess:
         self._flags = flags
         self._env = {**os.environ, **(env or {})}
         self._ready_timeout = ready_timeout
+        self._ready_path = ready_path
         self._log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
         self._use_port(free_port())
@@ -81,7 +82,7 @@ class ServerProcess:
         return self.process.pid
 
     def start(self, attempts: int = 3) -> ServerProcess:
-        """Start the process and wait until ``/healthz`` answers 200.
+        """Start the process and wait until ``/healthz`` (``ready_path``) answers 200.
 
         The free port is only free when it was probed: another process may bind it first, and the
         server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
@@ -101,7 +102,7 @@ class ServerProcess:
                     return self.start(attempts - 1)
                 raise RuntimeError(f"server exited with {self.process.returncode}: {self.argv}")
             try:
-                response = self.http.get("/healthz", timeout=0.5)
+                response = self.http.get(self._ready_path, timeout=0.5)
                 if response.status_code == 200 and self._listens():
                     return self
                 last = response.status_code

@@ -1,9 +1,11 @@
 """What the transport hands the app for each WebSocket, under ``scope["extensions"]``.
 
-The app needs four things that ASGI does not carry: how many bytes are still waiting to be
-written (to bound a connection's unsent bytes as a whole), a way to drop a connection without a
-close handshake, a call the moment the socket closes (to release it before any task runs), and
-when the server learned that the socket closed (to time the cleanup).
+The app needs five things that ASGI does not carry: how many bytes are still waiting to be
+written (to bound a connection's unsent bytes as a whole), a way to write a frame without an
+``await`` while the write buffer has room (so that an idle connection needs no writer task), a
+way to drop a connection without a close handshake, a call the moment the socket closes (to
+release it before any task runs), and when the server learned that the socket closed (to time
+the cleanup).
 """
 
 from collections.abc import Callable
@@ -22,6 +24,11 @@ class TransportControl(Protocol):
 
     def unsent_bytes(self) -> int:
         """Bytes accepted by the transport and not yet handed to the kernel."""
+        ...
+
+    def send_text_now(self, text: str) -> bool:
+        """Write a text frame at once if the write buffer is below its high-water mark and the
+        socket is open; False (nothing written) when the frame must wait for an ``await``."""
         ...
 
     def abort(self) -> None:

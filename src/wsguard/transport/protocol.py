@@ -29,6 +29,7 @@ import email.utils
 import logging
 import socket
 import time
+import weakref
 from asyncio.transports import BaseTransport
 from http import HTTPStatus
 from typing import Any, ClassVar, cast
@@ -70,19 +71,29 @@ class _WireProtocol(ServerProtocol):
 class _Control:
     """The :class:`TransportControl` of one connection.
 
-    It holds the asyncio transport, not the protocol: asyncio clears the transport's reference
-    to the protocol once the connection is lost, so no reference cycle outlives the socket.
+    It holds the asyncio transport and only a weak reference to the protocol: asyncio clears the
+    transport's reference to the protocol once the connection is lost, so no reference cycle
+    outlives the socket.
     """
 
-    __slots__ = ("_listener", "_transport", "closed_at")
+    __slots__ = ("_listener", "_protocol", "_transport", "closed_at")
 
-    def __init__(self, transport: asyncio.Transport) -> None:
+    def __init__(self, transport: asyncio.Transport, protocol: GuardedWebSocketProtocol) -> None:
         self._transport = transport
+        self._protocol = weakref.ref(protocol)
         self._listener: CloseListener | None = None
         self.closed_at: float | None = None
 
     def unsent_bytes(self) -> int:
         return self._transport.get_write_buffer_size()
+
+    def send_text_now(self, text: str) -> bool:
+        protocol = self._protocol()
+        if protocol is None or not protocol.may_send_now():
+            return False
+        protocol.send_message({"type": "websocket.send", "text": text})
+        protocol.drop_when_closing()
+        return True
 
     def abort(self) -> None:
         self._transport.abort()
@@ -145,7 +156,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
-        self.control = _Control(self.transport)
+        self.control = _Control(self.transport, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stamp_closed()
@@ -272,6 +283,16 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         else:
             self.send_response_body(message)
         self.drop_when_closing()
+
+    def may_send_now(self) -> bool:
+        """An open, upgraded socket whose write buffer is below its high-water mark."""
+        return (
+            self.writable.is_set()
+            and self.handshake_complete
+            and self.initial_response is None
+            and not self.close_sent
+            and not self.disconnected
+        )
 
     async def send_close(self, message: dict[str, Any]) -> None:
         """The app's close: never waits for the write buffer, and is idempotent."""

@@ -1,12 +1,13 @@
 """The Redis backend: cluster-wide leases, pub/sub delivery, and retention in streams.
 
-Any number of instances that share one Redis (or one Redis Cluster: the differences are in
-:mod:`wsguard.backends.redis.topology`) behave as one server. Events are published on one
-channel per user, which an instance holds only while it holds a connection of that user. Four
-background tasks, all owned here and cancelled by :meth:`RedisBackend.close`: the listener
-(pub/sub, reconnecting with backoff), the channel keeper (joins and leaves users' channels as
-their connections come and go), the renewer (the lease heartbeat) and the releaser (batched
-lease deletions, so that releasing a connection never blocks or spawns a task).
+Any number of instances that share one Redis (a master watched by Sentinels, or a Redis
+Cluster: the differences are in :mod:`wsguard.backends.redis.topology`) behave as one server.
+Events are published on one channel per user, which an instance holds only while it holds a
+connection of that user. Four background tasks, all owned here and cancelled by
+:meth:`RedisBackend.close`: the listener (pub/sub, reconnecting with backoff), the channel keeper
+(joins and leaves users' channels as their connections come and go), the renewer (the lease
+heartbeat) and the releaser (batched lease deletions, so that releasing a connection never blocks
+or spawns a task).
 """
 
 import asyncio
@@ -60,7 +61,7 @@ from wsguard.backends.redis.topology import Client, Listener, topology_for
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
-from wsguard.logs import redact_url
+from wsguard.redis_url import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
@@ -74,6 +75,9 @@ _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException, 
 exception (a bad reply, a key of the wrong type, a bug) is logged and counted. redis-py raises
 ``RedisClusterException`` (not a ``RedisError``) when no node of a cluster answers, or a slot has
 no node."""
+MASTER_CHECK_INTERVAL = 1.0
+"""With Sentinel, seconds between asking the Sentinels which server is the master: after a
+failover that left the old master running, how long the instance may still be on it."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
 _CHANNEL_TASK = "user_channels"
@@ -87,6 +91,10 @@ _META_TTL_FLOOR = 86400.0
 class ChannelDropped(RedisConnectionError):
     """Redis unsubscribed the listener from a channel it holds without being asked: a cluster
     moved the channel's slot to another node. The listener reconnects, as after any loss."""
+
+
+class MasterMoved(RedisConnectionError):
+    """The Sentinels name another master than the one the listener is subscribed on."""
 
 
 def _new_epoch() -> str:
@@ -137,6 +145,7 @@ class RedisBackend:
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
         self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
+        self._restart_thread = self.client.register_script(scripts.RESTART_THREAD)
         self._leases = LeaseTable()
         self._channels = UserChannels()
         self._channel_wake = asyncio.Event()
@@ -204,6 +213,7 @@ class RedisBackend:
         self._deliver = self._member = None
         await self.client.aclose()
         await self._listener_client.aclose()
+        await self._topology.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
         """Log every change of reachability once (``wsguard_backend_up`` reads it).
@@ -454,7 +464,9 @@ class RedisBackend:
         envelope = message.envelope
         if envelope.thread_id is not None and envelope.offset is not None:
             key = (envelope.user_id, envelope.thread_id)
-            restarted = key in self._marks and self._marks.note(key, message.epoch, envelope.offset)
+            restarted = key in self._marks and self._marks.note(
+                key, message.epoch, envelope.offset, envelope.frame
+            )
             if restarted and self._member is not None:
                 self._member.reset_thread(key)
         if self._deliver is not None:
@@ -469,16 +481,38 @@ class RedisBackend:
         delivered = 0
         for key in threads:
             seen = self._marks.seen(key)
-            read = await self._read(key, seen[1] if seen else None)
+            read = await self._read(key, max(seen[1] - 1, 0) if seen else None)
             if seen is None:
                 self._marks.note(key, read.epoch, read.last_offset)
                 continue
-            if read.epoch != seen[0]:
+            after = seen[1]
+            if self._marks.diverged(key, read):
+                await self._restart(key, read.epoch)
                 read = await self._read(key, 0)
+                after = 0
+            elif read.epoch != seen[0]:
+                read = await self._read(key, 0)
+                after = 0
             for offset, _, frame in read.events:
-                self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
-                delivered += 1
+                if offset > after:
+                    self._dispatch(Message(Envelope(key[0], key[1], offset, frame), read.epoch))
+                    delivered += 1
         return delivered
+
+    async def _restart(self, key: ThreadKey, epoch: str) -> None:
+        """The thread's history in Redis is not the one its subscribers here were given: start it
+        again in a new epoch, so that every subscriber and every ``since`` sees the numbering
+        restart (as after Redis lost its data) instead of having new events dropped as repeats."""
+        user_id, thread_id = key
+        keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
+        restarted = await self._restart_thread(keys=keys, args=[epoch, _new_epoch(), str(self.meta_ttl_ms)])
+        if restarted:
+            logger.warning(
+                "thread %s of %s: Redis lost events its subscribers were given (a failover or a "
+                "restart lost writes); it starts again in a new epoch",
+                thread_id,
+                user_id,
+            )
 
     # The listener
 
@@ -497,10 +531,14 @@ class RedisBackend:
                 self._first_attempt.set()
                 await self.renew()
                 await self.backfill()
+                check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(message)
+                    if time.monotonic() >= check_master_at:
+                        await self._follow_master(pubsub)
+                        check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
             except _DOWN as error:
                 self._set_up(False, error)
             except Exception as error:
@@ -514,6 +552,25 @@ class RedisBackend:
                 await _quietly(pubsub.aclose)
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
+
+    async def _follow_master(self, pubsub: Listener) -> None:
+        """With Sentinel: move both clients to the master the Sentinels name now; raise
+        :class:`MasterMoved` when the listener is on another server, so that it reconnects,
+        renews and backfills as after any loss of Redis. Sentinels that cannot answer leave
+        everything where it is: the server the clients are on may well still be the master."""
+        try:
+            master = await self._topology.follow_master(self.client, self._listener_client)
+        except _UNREACHABLE as error:
+            logger.info("could not ask the Sentinels for the master: %s", error)
+            return
+        if master is None:
+            return
+        server = pubsub.server
+        if server is not None and server != master:
+            raise MasterMoved(
+                f"the Sentinels name {master[0]}:{master[1]} as master, the listener was on "
+                f"{server[0]}:{server[1]}"
+            )
 
     async def _subscribe(self, pubsub: Listener) -> None:
         """Subscribe to this instance's control channel and to the channels of the users it

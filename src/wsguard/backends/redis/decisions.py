@@ -249,22 +249,39 @@ def decide_recovery(
 @dataclass(slots=True)
 class ThreadMarks:
     """How far this instance's subscribers of each thread have seen: the backfill's starting point,
-    and the epoch that tells a restarted numbering apart."""
+    the epoch that tells a restarted numbering apart, and a digest of the last event seen, which
+    tells whether Redis still holds the history the subscribers were given."""
 
-    _marks: dict[tuple[str, str], tuple[str, int]] = field(default_factory=dict)
+    _marks: dict[tuple[str, str], tuple[str, int, int | None]] = field(default_factory=dict)
 
-    def note(self, key: tuple[str, str], epoch: str, offset: int) -> bool:
-        """Record a seen offset; True when the epoch changed (the caller resets subscribers)."""
+    def note(self, key: tuple[str, str], epoch: str, offset: int, frame: str | None = None) -> bool:
+        """Record a seen offset (and the event's frame, when known); True when the epoch changed
+        (the caller resets subscribers)."""
         known = self._marks.get(key)
-        if known is None or known[0] != epoch:
-            self._marks[key] = (epoch, offset)
-            return known is not None
-        if offset > known[1]:
-            self._marks[key] = (epoch, offset)
-        return False
+        restarted = known is not None and known[0] != epoch
+        if known is None or restarted or offset > known[1]:
+            self._marks[key] = (epoch, offset, None if frame is None else hash(frame))
+        return restarted
 
     def seen(self, key: tuple[str, str]) -> tuple[str, int] | None:
-        return self._marks.get(key)
+        known = self._marks.get(key)
+        return None if known is None else (known[0], known[1])
+
+    def diverged(self, key: tuple[str, str], read: StreamRead) -> bool:
+        """True when Redis, in the same epoch, no longer holds what the subscribers here were given:
+        the thread's last offset went back, or its event at the last offset seen here is another
+        one. Only a lost write does that (a failover to a replica that had not received it, a
+        restart from an append-only file that missed it); numbering on would reuse the offsets
+        the subscribers already have, and they would drop the new events as duplicates.
+        ``read`` holds the events from the last offset seen on (when still retained)."""
+        known = self._marks.get(key)
+        if known is None or known[0] != read.epoch:
+            return False
+        _, offset, digest = known
+        if read.last_offset < offset:
+            return True
+        stored = next((frame for at, _, frame in read.events if at == offset), None)
+        return digest is not None and stored is not None and hash(stored) != digest
 
     def __contains__(self, key: object) -> bool:
         return key in self._marks

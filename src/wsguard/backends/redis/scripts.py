@@ -187,3 +187,16 @@ return reply
 )
 """The thread's epoch (created if it has none), last offset, Redis's clock, and every retained
 event after ``after``. Reply: ``[epoch, last, now_ms, offset, stored_ms, frame, ...]``."""
+
+RESTART_THREAD = """
+-- KEYS[1] meta, KEYS[2] log; ARGV: the epoch that diverged, new epoch, meta ttl ms
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then
+  return 0
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('HSET', KEYS[1], 'epoch', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+"""Start a thread again at offset 1 in a new epoch, unless another instance already did (its epoch
+is no longer the diverged one). Reply: 1 when this call restarted it."""

@@ -1,21 +1,30 @@
-"""One Redis or a Redis Cluster: what differs between them, in one small strategy object.
+"""One Redis, a master watched by Sentinels, or a Redis Cluster: the one place a backend URL
+becomes Redis clients, and what differs between them, in one small strategy object.
 
-The backend's logic is the same on both; a :class:`Topology` answers the few questions whose
+The backend's logic is the same on all three; a :class:`Topology` answers the few questions whose
 answers differ:
 
-- the clients: redis-py's ``Redis`` for a ``redis://`` URL, its ``RedisCluster`` (which routes
-  every command by slot, and follows redirections and failovers) for ``redis-cluster://``;
+- the clients: redis-py's ``Redis`` for a ``redis://`` URL; for ``redis-sentinel://``, its
+  ``Sentinel.master_for``, whose every new connection asks the Sentinels for the master's address
+  (so a reconnect after a failover reaches the new master); for ``redis-cluster://``, its
+  ``RedisCluster`` (which routes every command by slot, and follows redirections and failovers);
 - key names: on a cluster each user's names carry the hash tag ``{<user>}`` (one slot per user);
-- pub/sub: ``PUBLISH``/``SUBSCRIBE`` on one Redis; sharded ``SPUBLISH``/``SSUBSCRIBE`` on a
-  cluster, where a channel lives on the node that holds its slot, so that an event is published
-  from the script that numbers it and reaches only that node's subscribers (plain ``PUBLISH``
-  would be broadcast to every node of the cluster);
+- pub/sub: ``PUBLISH``/``SUBSCRIBE`` on one Redis (Sentinel's master included); sharded
+  ``SPUBLISH``/``SSUBSCRIBE`` on a cluster, where a channel lives on the node that holds its
+  slot, so that an event is published from the script that numbers it and reaches only that
+  node's subscribers (plain ``PUBLISH`` would be broadcast to every node of the cluster);
 - one script for many users (the lease renewal): one pipeline on a Redis; redis-py refuses
   scripts in a cluster pipeline, so there the calls go concurrently, a bounded number at a time;
 - before the listener reconnects: a cluster's slot map is read again (a failover moved slots);
   and a cluster client learns the cluster once, before any command is sent concurrently (redis-py
   8.1's ``RedisCluster`` initialised lazily by many concurrent first commands breaks some of their
-  connections).
+  connections);
+- following the master: with Sentinel, a failover may leave the old master running, with
+  connections to it that nothing breaks; the backend asks every second
+  (:meth:`Topology.follow_master`) which server the Sentinels name, and the pool never hands out
+  a connection to a server other than that one. One Redis has no master to follow, and a
+  cluster's client follows its masters by itself (a demoted node answers ``MOVED``, and drops
+  its sharded subscribers).
 
 Listeners report subscription changes and messages with the plain kinds (``subscribe``,
 ``unsubscribe``, ``message``) whichever commands carried them.
@@ -28,17 +37,25 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterNode, ClusterPubSub, RedisCluster
+from redis.asyncio.connection import AbstractConnection, Connection
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from wsguard.redis_cluster_url import is_cluster_url, parse_cluster_url
+from wsguard.redis_url import is_cluster_url, is_sentinel_url, parse_cluster_url, parse_sentinel_url
 
 Client = Redis | RedisCluster
 ScriptCall = tuple[list[str], list[str]]
 """The keys and arguments of one script call."""
 
+Address = tuple[str, int]
+
 CLUSTER_SCRIPT_CONCURRENCY = 32
 """Script calls in flight at once on a cluster (each node's pool holds 100 connections)."""
+SENTINEL_TIMEOUT = 1.0
+"""Seconds to connect to, or wait for, one Sentinel before asking the next."""
 _READ_WAIT = 1.0
 """Seconds one node's reader waits for a message before looking again (a node left behind ends it)."""
 _SHARDED_KINDS = {"ssubscribe": "subscribe", "sunsubscribe": "unsubscribe", "smessage": "message"}
@@ -57,9 +74,16 @@ class Listener(Protocol):
 
     async def aclose(self) -> None: ...
 
+    @property
+    def server(self) -> Address | None:
+        """The server this listener reads while it holds one connection; None before it connects,
+        and on a cluster (one connection per node)."""
+        ...
+
 
 class Topology(Protocol):
-    """What differs between one Redis and a Redis Cluster (see the module's docstring)."""
+    """What differs between one Redis, a Sentinel-watched master and a Redis Cluster (see the
+    module's docstring)."""
 
     hash_tags: bool
     publish_command: str
@@ -80,9 +104,22 @@ class Topology(Protocol):
         """Each call's reply, in order; a call that failed has its exception in its place."""
         ...
 
+    async def follow_master(self, *clients: Client) -> Address | None:
+        """With Sentinel: ask which server is the master now, point each client's pool there (the
+        next command goes to it) and return its address. None where there is no master to follow."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close what the clients share (the connections to the Sentinels)."""
+        ...
+
 
 def topology_for(url: str) -> Topology:
-    return ClusterRedis(url) if is_cluster_url(url) else SingleRedis(url)
+    if is_cluster_url(url):
+        return ClusterRedis(url)
+    if is_sentinel_url(url):
+        return SentinelRedis(url)
+    return SingleRedis(url)
 
 
 class SingleRedis:
@@ -114,6 +151,70 @@ class SingleRedis:
                 await script(keys=keys, args=args, client=pipe)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
         return replies
+
+    async def follow_master(self, *clients: Client) -> Address | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
+
+class SentinelRedis(SingleRedis):
+    """The master that the Sentinels a ``redis-sentinel://`` URL names know by its service name:
+    one Redis at a time, which a failover replaces."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        parsed = parse_sentinel_url(url)
+        self._service = parsed.service
+        self._master_options: dict[str, Any] = {
+            "db": parsed.db,
+            "username": parsed.username,
+            "password": parsed.password,
+        }
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            list(parsed.sentinels),
+            sentinel_kwargs={
+                "socket_connect_timeout": SENTINEL_TIMEOUT,
+                "socket_timeout": SENTINEL_TIMEOUT,
+                "retry": Retry(NoBackoff(), 1),
+            },
+        )
+
+    def client(self, **options: Any) -> Client:
+        client: Redis = self._sentinel.master_for(
+            self._service, connection_pool_class=_MasterPool, **self._master_options, **options
+        )
+        return client
+
+    async def follow_master(self, *clients: Client) -> Address | None:
+        address: Address | None = None
+        for client in clients:
+            pool = client.connection_pool if isinstance(client, Redis) else None
+            if isinstance(pool, SentinelConnectionPool):
+                host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+                address = (str(host), int(port))
+        return address
+
+    async def aclose(self) -> None:
+        await self._sentinel.aclose()
+
+
+class _MasterPool(SentinelConnectionPool):
+    """Hands out no connection to a server other than the master the Sentinels last named: a
+    connection busy when the pool learnt of a failover went back to the pool still connected to
+    the old master, which keeps taking writes until the Sentinels demote it."""
+
+    async def ensure_connection(self, connection: AbstractConnection) -> None:
+        master = self.master_address
+        if (
+            isinstance(connection, SentinelManagedConnection)
+            and connection.is_connected
+            and master is not None
+            and (connection.host, connection.port) != master
+        ):
+            await connection.disconnect()
+        await super().ensure_connection(connection)
 
 
 class ClusterRedis:
@@ -161,6 +262,12 @@ class ClusterRedis:
 
         return list(await asyncio.gather(*(call(keys, args) for keys, args in calls)))
 
+    async def follow_master(self, *clients: Client) -> Address | None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
+
 
 class _PlainListener:
     def __init__(self, pubsub: PubSub) -> None:
@@ -178,6 +285,11 @@ class _PlainListener:
 
     async def aclose(self) -> None:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    @property
+    def server(self) -> Address | None:
+        connection = self._pubsub.connection
+        return (connection.host, connection.port) if isinstance(connection, Connection) else None
 
 
 class _ShardedListener:
@@ -249,3 +361,7 @@ class _ShardedListener:
         await asyncio.gather(*self._readers.values(), return_exceptions=True)
         self._readers.clear()
         await self._pubsub.aclose()
+
+    @property
+    def server(self) -> Address | None:
+        return None

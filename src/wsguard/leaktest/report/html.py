@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from html import escape
 
 from wsguard.leaktest.probes import PSUTIL_RSS, Sample
-from wsguard.leaktest.report.table import HEADERS, scenario_row
-from wsguard.leaktest.results import PASS, RunReport, ScenarioReport
+from wsguard.leaktest.report.table import HEADERS, overall_verdict, scenario_row
+from wsguard.leaktest.results import INCONCLUSIVE, PASS, RunReport, ScenarioReport
 from wsguard.leaktest.verdict import BLOCKS, CONNECTIONS, REGISTRY, RSS, TASKS, USERS
+from wsguard.probe import APP_COUNT, SCOPES_OPEN
+from wsguard.probe import TASKS as PROBE_TASKS
 
 WIDTH, HEIGHT, MARGIN = 640, 200, 40
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e")
@@ -18,6 +20,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 .pass{color:#2ca02c;font-weight:bold}.leak,.fail,.error{color:#d62728;font-weight:bold}
+.inconclusive{color:#ff7f0e;font-weight:bold}
 svg{background:#fafafa;border:1px solid #ddd;margin:.5em 0}
 .legend span{margin-right:1em}
 """
@@ -63,6 +66,12 @@ def line_chart(title: str, samples: Sequence[Sample], series: Sequence[str], sca
     return "".join(parts) + f'<div class="legend">{"".join(legend)}</div>'
 
 
+def _probe_series(samples: Sequence[Sample]) -> list[str]:
+    """The counts of a run against any app's probe: its scopes, tasks and the app's own counts."""
+    named = sorted({key for s in samples for key in s.values if key.startswith(APP_COUNT + "{")})
+    return [SCOPES_OPEN, PROBE_TASKS, *named]
+
+
 def _scenario_section(scenario: ScenarioReport) -> str:
     verdict = scenario.verdict
     memory_series = [s for s in (PSUTIL_RSS, RSS) if any(s in x.values for x in scenario.samples)]
@@ -72,7 +81,7 @@ def _scenario_section(scenario: ScenarioReport) -> str:
         f'<span class="{verdict}">{verdict.upper()}</span></h2>'
         f"<p>{escape(scenario.description)}</p>"
         + (f"<ul>{reasons}</ul>" if reasons else "")
-        + line_chart("connection counts", scenario.samples, COUNT_SERIES)
+        + line_chart("connection counts", scenario.samples, (*COUNT_SERIES, *_probe_series(scenario.samples)))
         + line_chart("allocated blocks", scenario.samples, (BLOCKS,))
         + line_chart("resident memory (MB)", scenario.samples, memory_series[:1], scale=1e6)
     )
@@ -90,11 +99,12 @@ def render_html(report: RunReport) -> str:
         + "</tr>"
         for s in report.scenarios
     )
-    overall = "no leak" if report.passed else "leak or failure"
+    overall = overall_verdict(report)
+    overall_class = PASS if report.passed else INCONCLUSIVE if report.inconclusive else "leak"
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>wsguard leakcheck: {escape(overall)}</title><style>{STYLE}</style></head><body>"
-        f'<h1>wsguard leakcheck: <span class="{PASS if report.passed else "leak"}">'
+        f'<h1>wsguard leakcheck: <span class="{overall_class}">'
         f"{escape(overall)}</span></h1>"
         f"<p>profile <b>{escape(report.profile)}</b>, {escape(report.target)}, "
         f"started {escape(report.started_at)}, {report.duration_s:.1f} s</p>"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from wsguard.leaktest.results import RunReport, ScenarioReport
@@ -25,6 +26,7 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
         "final": scenario.final,
         "leaks": scenario.leaks,
         "failures": scenario.failures,
+        "inconclusive": scenario.inconclusive,
         "errors": scenario.errors,
         "memory": [
             {
@@ -47,6 +49,8 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
                 "connections": r.connections,
                 "events": r.events,
                 "failures": r.failures,
+                "violations": r.violations,
+                "notes": r.notes,
                 "leaks": [
                     {"name": k.name, "value": k.value, "expected": k.expected, "baseline": k.baseline}
                     for k in r.leaks
@@ -55,6 +59,8 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
                 "allocated_blocks": r.blocks,
                 "resident_bytes": r.rss,
                 "duration_s": round(r.duration_s, 3),
+                "load": None if r.load is None else asdict(r.load),
+                "overload": r.overload,
             }
             for r in scenario.rounds
         ],
@@ -71,5 +77,6 @@ def to_json(report: RunReport) -> dict[str, Any]:
         "started_at": report.started_at,
         "duration_s": round(report.duration_s, 3),
         "passed": report.passed,
+        "inconclusive": report.inconclusive,
         "scenarios": [_scenario(s) for s in report.scenarios],
     }

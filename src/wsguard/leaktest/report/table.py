@@ -19,6 +19,8 @@ HEADERS = (
     "blocks/cycle",
     "rss B/cycle",
     "churn blocks/cycle",
+    "gen lag max",
+    "server lat max",
     "time",
 )
 
@@ -36,6 +38,19 @@ def _count(values: dict[str, float], name: str) -> str:
     return "?" if value is None else f"{value:g}"
 
 
+def _counts(values: dict[str, float]) -> str:
+    """Connections, users and registry entries; ``-`` for a run that has none (any app's probe)."""
+    names = (CONNECTIONS, USERS, REGISTRY)
+    if not any(name in values for name in names):
+        return "-"
+    return "/".join(_count(values, name) for name in names)
+
+
+def _largest_ms(values: Sequence[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return f"{max(known) * 1000:.0f} ms" if known else "-"
+
+
 def scenario_row(scenario: ScenarioReport) -> list[str]:
     blocks = scenario.slope(BLOCKS)
     rss = scenario.slope("resident memory")
@@ -46,12 +61,14 @@ def scenario_row(scenario: ScenarioReport) -> list[str]:
         scenario.verdict.upper(),
         str(scenario.connections),
         str(scenario.events),
-        "/".join(_count(scenario.peaks, n) for n in (CONNECTIONS, USERS, REGISTRY)),
-        "/".join(_count(scenario.final, n) for n in (CONNECTIONS, USERS, REGISTRY)),
+        _counts(scenario.peaks),
+        _counts(scenario.final),
         "-" if p99 is None else f"{p99 * 1000:.1f} ms",
         "-" if blocks is None else f"{blocks.slope:.2f} (<={blocks.bound:.3g})",
         "-" if rss is None else f"{rss.slope:.0f} (<={rss.bound:g})",
         "-" if churn is None else f"{churn.slope:.3f} (<={churn.bound:g})",
+        _largest_ms([r.load.generator_lag_max_s for r in scenario.rounds if r.load]),
+        _largest_ms([r.load.server_latency_max_s for r in scenario.rounds if r.load]),
         f"{scenario.duration_s:.1f} s",
     ]
 
@@ -67,9 +84,18 @@ def render_table(report: RunReport) -> str:
         if scenario.reasons:
             text.append(f"{scenario.name} {scenario.verdict.upper()}:")
             text.extend(f"  - {reason}" for reason in scenario.reasons)
-    overall = "no leak" if report.passed else "LEAK OR FAILURE"
+    overall = overall_verdict(report)
     text.append(f"{overall} ({report.duration_s:.1f} s)")
     return "\n".join(text)
+
+
+def overall_verdict(report: RunReport) -> str:
+    """One phrase for the whole run, as the exit status says it."""
+    if report.passed:
+        return "no leak"
+    if report.inconclusive:
+        return "INCONCLUSIVE (the load generator could not keep its schedule; nothing found)"
+    return "LEAK OR FAILURE"
 
 
 def render_profiles(profiles: Sequence[Profile] | None = None) -> str:

@@ -12,6 +12,7 @@ from wsguard.leaktest.profiles import Sizes
 from wsguard.leaktest.scenarios.base import (
     RoundResult,
     ScenarioContext,
+    Watcher,
     churn_in_parallel,
     open_churn_tab,
     paced,
@@ -44,16 +45,13 @@ class ColdStartBurst:
                 errors[index] = f"{type(error).__name__}: {error}"
 
         peak_seen = 0.0
-        watching = True
 
-        async def watch_peak() -> None:
+        async def look() -> None:
             nonlocal peak_seen
-            while watching:
-                ids = await ctx.user_connection_ids(user_id)
-                peak_seen = max(peak_seen, len(ids))
-                await asyncio.sleep(0.01)
+            peak_seen = max(peak_seen, len(await ctx.user_connection_ids(user_id)))
 
-        watcher = asyncio.create_task(watch_peak())
+        watcher = Watcher("the admin listing of the user's connections", look, 0.01)
+        watcher.start()
         try:
             await paced(sizes.burst_connections, sizes.burst_rate, attempt)
             result.connections = sizes.burst_connections
@@ -78,13 +76,12 @@ class ColdStartBurst:
             result.check(not wrongly, f"newest connections were closed: {wrongly}")
             result.events = sum(len(t.frames) for t in opened.values())
         finally:
-            watching = False
-            await watcher
+            await watcher.stop(result)
             await asyncio.gather(*(tab.close() for tab in opened.values() if not tab.is_closed))
             result.tabs.extend(opened.values())
         limit = _limit(opened.values())
-        result.check(
-            peak_seen <= limit,
+        result.forbid(
+            peak_seen > limit,
             f"the user held {peak_seen:g} connections at once, over the limit of {limit}",
         )
         return result
@@ -96,8 +93,7 @@ class ColdStartBurst:
         The round's ``cycles`` connections include the ones that first fill each user to the limit.
         """
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             held: dict[str, deque[Tab]] = {user: deque() for user in users}
             try:
                 for user in users:
@@ -124,7 +120,6 @@ class ColdStartBurst:
                 result.check(not wrongly, f"connections other than the oldest were closed: {wrongly}")
             finally:
                 await asyncio.gather(*(t.close() for tabs in held.values() for t in tabs if not t.is_closed))
-            return result
 
         return await churn_in_parallel(cycles, user_id, work, CHURN_USERS_PER_WORKER)
 

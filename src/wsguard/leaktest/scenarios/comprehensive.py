@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from wsguard.leaktest.profiles import Sizes
 from wsguard.leaktest.scenarios.base import RoundResult, Scenario, ScenarioContext
@@ -34,8 +35,9 @@ class Comprehensive:
             for number in range(sizes.comprehensive_users)
             for part in PARTS
         ]
+        shared = replace(ctx, alone=False)
         outcomes = await asyncio.gather(
-            *(part.round(ctx, sizes, user) for user, part in jobs), return_exceptions=True
+            *(part.round(shared, sizes, user) for user, part in jobs), return_exceptions=True
         )
         result = RoundResult()
         for (user, _), outcome in zip(jobs, outcomes, strict=True):
@@ -43,7 +45,7 @@ class Comprehensive:
                 result.failures.append(f"{user}: {type(outcome).__name__}: {outcome}")
                 continue
             result.absorb(outcome, user)
-            result.failures.extend(isolation_failures(ctx, user, outcome))
+            result.violations.extend(isolation_failures(ctx, user, outcome))
         return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wsguard.leaktest.client import Tab, open_tab
 from wsguard.leaktest.profiles import Sizes
-from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, run_until_complete
+from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, closes_of, run_until_complete
 
 THREAD = "context-consistency"
 RUNS_PER_ROUND = 2
@@ -31,19 +31,21 @@ class ContextConsistency:
             for number in range(RUNS_PER_ROUND):
                 ids = await ctx.api.start_run(user_id, THREAD, f"context round run {number}")
                 ctx.note_run(user_id, ids["run_id"])
-                result.check(
-                    ids.get("thread_id") == THREAD,
+                result.forbid(
+                    ids.get("thread_id") != THREAD,
                     f"POST runs on {THREAD} returned thread_id {ids.get('thread_id')!r}",
                 )
-                result.check(
-                    bool(ids.get("run_id")) and bool(ids.get("request_id")),
+                result.forbid(
+                    not ids.get("run_id") or not ids.get("request_id"),
                     f"POST runs returned no run_id or request_id: {ids}",
                 )
                 missing = await run_until_complete(tabs, ids["run_id"], timeout=15.0)
-                result.check(not missing, f"run {ids['run_id']} never completed on {missing}")
+                result.check(
+                    not missing, f"run {ids['run_id']} never completed on {closes_of(tabs, missing)}"
+                )
                 started.append(ids)
             run_ids = [ids["run_id"] for ids in started]
-            result.check(len(set(run_ids)) == len(run_ids), f"two runs share a run_id: {run_ids}")
+            result.forbid(len(set(run_ids)) != len(run_ids), f"two runs share a run_id: {run_ids}")
             by_run = {ids["run_id"]: ids for ids in started}
             for tab in tabs:
                 for event in tab.events:
@@ -52,14 +54,14 @@ class ContextConsistency:
                     result.events += 1
                     expected = by_run.get(str(event.get("run_id")))
                     if expected is None:
-                        result.failures.append(
+                        result.violations.append(
                             f"{tab.name} got {event.get('event')} with run_id "
                             f"{event.get('run_id')!r}, which no POST returned"
                         )
                         continue
                     for name in ID_FIELDS:
-                        result.check(
-                            event.get(name) == expected[name],
+                        result.forbid(
+                            event.get(name) != expected[name],
                             f"{tab.name} got {event.get('event')} with {name} "
                             f"{event.get(name)!r}, but the POST returned {expected[name]!r}",
                         )

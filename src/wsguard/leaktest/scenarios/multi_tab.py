@@ -11,6 +11,7 @@ from wsguard.leaktest.scenarios.base import (
     RoundResult,
     ScenarioContext,
     churn_in_parallel,
+    closes_of,
     duplicates,
     offsets_of,
     open_churn_tab,
@@ -41,14 +42,14 @@ class MultiTab:
             run = await ctx.api.start_run(user_id, THREAD, "multi-tab round")
             ctx.note_run(user_id, run["run_id"])
             missing = await run_until_complete(tabs, run["run_id"], timeout=15.0)
-            result.check(not missing, f"run {run['run_id']} never completed on {missing}")
+            result.check(not missing, f"run {run['run_id']} never completed on {closes_of(tabs, missing)}")
             reference = sorted(set().union(*(offsets_of(t, THREAD, run["run_id"]) for t in tabs)))
             for tab in tabs:
                 got = offsets_of(tab, THREAD, run["run_id"])
                 repeated = duplicates(got)
-                result.check(not repeated, f"{tab.name} got offsets {repeated} twice")
+                result.forbid(bool(repeated), f"{tab.name} got offsets {repeated} twice")
                 lost = sorted(set(reference) - set(got))
-                result.check(not lost, f"{tab.name} missed offsets {lost}")
+                result.check(not lost, f"{tab.name} missed offsets {lost} ({tab.describe_close()})")
                 result.events += len(got)
             for index, tab in enumerate(tabs):
                 if index % 2 == 0:
@@ -67,8 +68,7 @@ class MultiTab:
     async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
         """A tab's life, over and over: open, subscribe, then close (even cycles) or drop TCP."""
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             for index in range(count):
                 user = users[index % len(users)]
                 tab = await open_churn_tab(ctx.api, user, f"{user}/churn{index}")
@@ -83,6 +83,5 @@ class MultiTab:
                     if not tab.is_closed:
                         tab.drop()
                 result.connections += 1
-            return result
 
         return await churn_in_parallel(cycles, user_id, work)

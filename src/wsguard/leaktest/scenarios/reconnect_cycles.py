@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from wsguard.leaktest.profiles import Sizes
 from wsguard.leaktest.scenarios.base import (
     RoundResult,
     ScenarioContext,
+    Watcher,
     churn_in_parallel,
     offsets_of,
     open_churn_tab,
@@ -45,14 +45,10 @@ class ReconnectCycles:
         tabs: list[Tab] = []
         published: list[int] = []
         peak = 0
-        watching = True
 
-        async def watch_peak() -> None:
+        async def look() -> None:
             nonlocal peak
-            while watching:
-                with contextlib.suppress(Exception):
-                    peak = max(peak, len(await ctx.user_connection_ids(user_id)))
-                await asyncio.sleep(0.01)
+            peak = max(peak, len(await ctx.user_connection_ids(user_id)))
 
         async def publish(phase: str, cycle: int) -> None:
             offset = await ctx.api.publish(
@@ -63,7 +59,8 @@ class ReconnectCycles:
             else:
                 published.append(offset)
 
-        watcher = asyncio.create_task(watch_peak())
+        watcher = Watcher("the admin listing of the user's connections", look, 0.01)
+        watcher.start()
         try:
             tab = await open_tab(ctx.api, user_id, f"{user_id}/cycle0")
             tabs.append(tab)
@@ -84,8 +81,8 @@ class ReconnectCycles:
                 last_offset = max([last_offset, *offsets_of(tab, THREAD)])
                 tab = await open_tab(ctx.api, user_id, f"{user_id}/cycle{cycle + 1}", resume=session_id)
                 tabs.append(tab)
-                result.check(
-                    tab.session_id == session_id,
+                result.forbid(
+                    tab.session_id != session_id,
                     f"resume of {session_id} gave session {tab.session_id} in cycle {cycle}",
                 )
                 since: dict[str, Any] = {"epoch": epoch, "offset": last_offset}
@@ -103,8 +100,7 @@ class ReconnectCycles:
             )
             await tab.close()
         finally:
-            watching = False
-            await watcher
+            await watcher.stop(result)
             for each in tabs:
                 if not each.is_closed:
                     each.drop()
@@ -116,17 +112,16 @@ class ReconnectCycles:
         twice = sorted(o for o, n in received.items() if n > 1)
         unexpected = sorted(set(received) - set(published))
         result.check(not lost, f"published offsets never delivered: {lost}")
-        result.check(not twice, f"offsets delivered more than once: {twice}")
-        result.check(not unexpected, f"offsets delivered that were not published: {unexpected}")
-        result.check(peak <= MAX_AT_ONCE, f"the user held {peak} connections at once (at most {MAX_AT_ONCE})")
+        result.forbid(bool(twice), f"offsets delivered more than once: {twice}")
+        result.forbid(bool(unexpected), f"offsets delivered that were not published: {unexpected}")
+        result.forbid(peak > MAX_AT_ONCE, f"the user held {peak} connections at once (at most {MAX_AT_ONCE})")
         return result
 
     async def churn(self, ctx: ScenarioContext, cycles: int, user_id: str) -> RoundResult:
         """Reconnect with ``resume`` and ``since``, over and over, leaving the old connection in
         turn cleanly, by dropping TCP, and not at all (the new one takes over: 4002)."""
 
-        async def work(users: Sequence[str], count: int) -> RoundResult:
-            result = RoundResult()
+        async def work(users: Sequence[str], count: int, result: RoundResult) -> None:
             live: dict[str, _Resumable] = {}
             try:
                 for index in range(count):
@@ -167,6 +162,5 @@ class ReconnectCycles:
                 for resumable in live.values():
                     if not resumable.tab.is_closed:
                         await resumable.tab.close()
-            return result
 
         return await churn_in_parallel(cycles, user_id, work)

@@ -1,0 +1,311 @@
+"""The load client: one way to connect to, publish to and count every server under test.
+
+Every server gets the same client (the ``websockets`` asyncio client, with httpx for HTTP): a
+:class:`Target` says how to reach its server, a :class:`Link` reads events in its server's
+framing, and a publisher sends one event to every connection of a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import socket
+import struct
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import httpx
+import psutil
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from wsguard.leaktest.verdict import histogram_buckets
+from wsguard.testing import IDLE_COUNTS, ServerProcess, parse_metrics
+
+CONNECT_BATCH = 250
+EVENT = "bench"
+
+Counts = dict[str, float]
+Publish = Callable[[str, dict[str, Any]], Awaitable[None]]
+"""Publish one event with this data to every connection of a user; returns once the server took it."""
+
+OPEN_FDS = "open_fds"
+BASELINE_COUNTS = frozenset({"tasks", "wsguard_tasks_active", "wsguard_http_pending_connections", OPEN_FDS})
+"""Counts that return to what they were before the load, rather than to 0."""
+
+
+async def _connect(url: str, headers: dict[str, str] | None = None) -> ClientConnection:
+    return await connect(
+        url, additional_headers=headers, ping_interval=None, compression=None, close_timeout=2
+    )
+
+
+def _text(message: str | bytes) -> str:
+    return message if isinstance(message, str) else message.decode()
+
+
+class Link(ABC):
+    """One client connection to a server under test."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+
+    @abstractmethod
+    async def next_event(self) -> dict[str, Any]:
+        """The data of the next event this connection receives."""
+
+    async def close(self) -> None:
+        """Close with a close handshake."""
+        await self.ws.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection with a reset: no close handshake, not even a FIN."""
+        sock = self.ws.transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.ws.transport.abort()
+
+
+class PlainLink(Link):
+    """wsguard's, bare Starlette's and bare websockets' frames: one JSON object with a ``type`` each."""
+
+    @classmethod
+    async def open(cls, url: str, headers: dict[str, str] | None = None) -> PlainLink:
+        ws = await _connect(url, headers)
+        welcome = json.loads(await ws.recv())
+        if welcome.get("type") != "welcome":
+            raise RuntimeError(f"expected a welcome frame, got {welcome!r}")
+        return cls(ws)
+
+    async def next_event(self) -> dict[str, Any]:
+        while True:
+            frame = json.loads(await self.ws.recv())
+            if frame["type"] == "event":
+                data: dict[str, Any] = frame["data"]
+                return data
+
+
+class SocketIOLink(Link):
+    """Engine.IO v4 and Socket.IO v5 framed by hand over the same WebSocket client.
+
+    The server opens with ``0{...}``; ``40`` joins the default namespace and ``40{"sid": ...}``
+    acknowledges it (the welcome); an event is ``42["name", data]``. Engine.IO drops a client that
+    leaves its pings (``2``) unanswered, so a task of the link answers each with ``3`` while the
+    connection stays idle, as a Socket.IO client does.
+    """
+
+    def __init__(self, ws: ClientConnection) -> None:
+        super().__init__(ws)
+        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read())
+
+    @classmethod
+    async def open(cls, url: str) -> SocketIOLink:
+        ws = await _connect(url)
+        opening = _text(await ws.recv())
+        if not opening.startswith("0{"):
+            raise RuntimeError(f"expected an Engine.IO open packet, got {opening!r}")
+        await ws.send("40")
+        acknowledgement = _text(await ws.recv())
+        if not acknowledgement.startswith("40"):
+            raise RuntimeError(f"expected a Socket.IO connect packet, got {acknowledgement!r}")
+        return cls(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                text = _text(message)
+                if text == "2":
+                    await self.ws.send("3")
+                elif text.startswith("42"):
+                    _name, data = json.loads(text[2:])
+                    self._events.put_nowait(data)
+        except ConnectionClosed:
+            pass
+        finally:
+            self._events.put_nowait(None)
+
+    async def next_event(self) -> dict[str, Any]:
+        data = await self._events.get()
+        if data is None:
+            raise ConnectionError("the Socket.IO connection closed")
+        return data
+
+    async def close(self) -> None:
+        self._reader.cancel()
+        await self.ws.close()
+
+
+@contextlib.asynccontextmanager
+async def http_publisher(
+    base_url: str, path: str, headers: dict[str, str], concurrency: int
+) -> AsyncIterator[Publish]:
+    """Publish with ``POST path``, over at most ``concurrency`` kept-alive HTTP connections."""
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as http:
+
+        async def publish(user_id: str, data: dict[str, Any]) -> None:
+            body = {"user_id": user_id, "thread_id": None, "event": EVENT, "data": data}
+            response = await http.post(path, json=body, headers=headers)
+            response.raise_for_status()
+
+        yield publish
+
+
+class Target(ABC):
+    """One server under test: how a client connects, publishes, and reads what the server holds."""
+
+    tasks_key = "tasks"
+    """The key of :meth:`counts` that is the server's number of asyncio tasks."""
+
+    def __init__(self, name: str, server: ServerProcess) -> None:
+        self.name = name
+        self.server = server
+        self.fewest_tasks = math.inf
+        """The fewest asyncio tasks :meth:`counts` found so far: the server at rest."""
+
+    def prepare(self, user_ids: Iterable[str]) -> None:
+        """Whatever connecting as these users needs beforehand, done outside the timed part."""
+        return None
+
+    @abstractmethod
+    async def open(self, user_id: str) -> Link:
+        """A connection of ``user_id``, once the server's welcome arrived."""
+
+    @abstractmethod
+    def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
+        """A way to publish user-level events, ``concurrency`` at a time."""
+
+    @abstractmethod
+    async def held(self, http: httpx.AsyncClient) -> Counts:
+        """The server's own counts of what it holds (``http`` is a client of its base URL)."""
+
+    async def counts(self, http: httpx.AsyncClient) -> Counts:
+        """:meth:`held` and the process's open file descriptors."""
+        counts = {**await self.held(http), OPEN_FDS: self.open_fds()}
+        self.fewest_tasks = min(self.fewest_tasks, counts[self.tasks_key])
+        return counts
+
+    def cleanup_buckets(self) -> dict[float, float] | None:
+        """The cumulative buckets of the server's cleanup-duration histogram; None without one."""
+        return None
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.server.pid).memory_info().rss)
+
+    def open_fds(self) -> int:
+        return int(psutil.Process(self.server.pid).num_fds())
+
+
+class StatsTarget(Target):
+    """A peer server that reports what it holds as JSON on ``GET /stats``."""
+
+    async def held(self, http: httpx.AsyncClient) -> Counts:
+        response = await http.get("/stats")
+        response.raise_for_status()
+        return {key: float(value) for key, value in response.json().items()}
+
+
+class StarletteTarget(StatsTarget):
+    """bench/bare_server.py: ``/ws?user=``, ``POST /publish``."""
+
+    async def open(self, user_id: str) -> Link:
+        return await PlainLink.open(f"{self.server.ws_url}?user={user_id}")
+
+    def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
+        return http_publisher(self.server.base_url, "/publish", {}, concurrency)
+
+
+class WebsocketsTarget(StarletteTarget):
+    """bench/websockets_server.py: connects like bare Starlette, ``POST /publish`` on its second port."""
+
+    def __init__(self, name: str, server: ServerProcess, publish_port: int) -> None:
+        super().__init__(name, server)
+        self.publish_url = f"http://{server.host}:{publish_port}"
+
+    def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
+        return http_publisher(self.publish_url, "/publish", {}, concurrency)
+
+
+class SocketIOTarget(StatsTarget):
+    """bench/socketio_server.py: Socket.IO's WebSocket transport, ``POST /publish`` to the user's room."""
+
+    async def open(self, user_id: str) -> Link:
+        url = self.server.ws_url.removesuffix("/ws")
+        return await SocketIOLink.open(f"{url}/socket.io/?EIO=4&transport=websocket&user={user_id}")
+
+    def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
+        return http_publisher(self.server.base_url, "/publish", {}, concurrency)
+
+
+WSGUARD_PENDING = "wsguard_http_pending_connections"
+
+
+class WsguardTarget(Target):
+    """``wsguard serve --dev``: a JWT per user, ``POST /api/publish`` as an admin, ``/metrics``."""
+
+    tasks_key = "wsguard_tasks_active"
+
+    def __init__(self, name: str, server: ServerProcess) -> None:
+        super().__init__(name, server)
+        self.tokens: dict[str, str] = {}
+        self.admin: dict[str, str] = {}
+
+    def prepare(self, user_ids: Iterable[str]) -> None:
+        """A token for each user, and one for publishing as an admin."""
+        if not self.admin:
+            self.admin = self.server.auth("bench-admin", admin=True)
+        for user_id in user_ids:
+            if user_id not in self.tokens:
+                self.tokens[user_id] = self.server.token(user_id)
+
+    async def open(self, user_id: str) -> Link:
+        self.prepare([user_id])
+        headers = {"Authorization": f"Bearer {self.tokens[user_id]}"}
+        return await PlainLink.open(self.server.ws_url, headers)
+
+    def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
+        self.prepare([])
+        return http_publisher(self.server.base_url, "/api/publish", self.admin, concurrency)
+
+    async def held(self, http: httpx.AsyncClient) -> Counts:
+        """The counts that are 0 when nothing leaked, the upgrades pending, and the asyncio tasks."""
+        response = await http.get("/metrics")
+        response.raise_for_status()
+        samples = parse_metrics(response.text)
+        names = (*IDLE_COUNTS, WSGUARD_PENDING, self.tasks_key)
+        return {name: samples[name] for name in names if name in samples}
+
+    def cleanup_buckets(self) -> dict[float, float]:
+        return histogram_buckets(self.server.metrics(), "wsguard_cleanup_seconds")
+
+
+def released(counts: Counts) -> bool:
+    """Every count of connections, users and records at 0."""
+    return all(value == 0 for key, value in counts.items() if key not in BASELINE_COUNTS)
+
+
+def settled(counts: Counts, baseline: Counts) -> bool:
+    """:func:`released`, and the tasks and descriptors no more than in ``baseline`` (before the load)."""
+    return released(counts) and all(
+        value <= baseline[key] for key, value in counts.items() if key in BASELINE_COUNTS and key in baseline
+    )
+
+
+async def open_many(target: Target, user_of: Callable[[int], str], count: int) -> list[Link]:
+    """``count`` connections, ``CONNECT_BATCH`` at a time; connection ``i`` belongs to ``user_of(i)``."""
+    target.prepare(dict.fromkeys(user_of(index) for index in range(count)))
+    links: list[Link] = []
+    for start in range(0, count, CONNECT_BATCH):
+        batch = range(start, min(count, start + CONNECT_BATCH))
+        links += await asyncio.gather(*(target.open(user_of(index)) for index in batch))
+    return links
+
+
+async def close_all(links: list[Link]) -> None:
+    for start in range(0, len(links), CONNECT_BATCH):
+        await asyncio.gather(*(link.close() for link in links[start : start + CONNECT_BATCH]))

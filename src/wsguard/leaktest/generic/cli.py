@@ -1,0 +1,111 @@
+"""``wsguard leakcheck --target ws://HOST/PATH --probe http://HOST/PROBE-PATH``: any ASGI app.
+
+The options of the generic mode, and its run: the scenarios against an application someone
+else started, the table, and the same JSON and HTML reports as the wsguard scenarios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from wsguard.leaktest.generic.runner import run_generic
+from wsguard.leaktest.generic.scenarios import DEFAULT_GENERIC_SCENARIOS, GENERIC_SCENARIO_NAMES
+from wsguard.leaktest.generic.target import (
+    DEFAULT_BROADCAST,
+    DEFAULT_IDENTITY,
+    GenericSizes,
+    GenericTarget,
+    parse_header,
+)
+from wsguard.leaktest.progress import Progress, Silent
+from wsguard.leaktest.report import render_table
+
+WSGUARD_ONLY = ("scenario", "metrics", "token_url", "cluster", "server_command", "profile", "churn_cycles")
+
+
+def add_generic_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the generic mode, in a group of their own."""
+    group = parser.add_argument_group(
+        "any ASGI WebSocket app",
+        "With --probe, --target is any WebSocket endpoint of an app wrapped in wsguard.probe, and "
+        "{identity} in --target, --header and --send gives each client its identity.",
+    )
+    group.add_argument("--probe", metavar="URL", help="the app's probe, http://HOST/_wsguard/metrics")
+    group.add_argument(
+        "--check",
+        action="extend",
+        nargs="+",
+        choices=GENERIC_SCENARIO_NAMES,
+        metavar="NAME",
+        help=f"generic scenarios (default: all): {', '.join(GENERIC_SCENARIO_NAMES)}",
+    )
+    group.add_argument(
+        "--identity",
+        default=DEFAULT_IDENTITY,
+        metavar="TEMPLATE",
+        help="each client's identity, {n} its number (default: %(default)s)",
+    )
+    group.add_argument(
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="sent on connect (repeat)"
+    )
+    group.add_argument(
+        "--send", action="append", default=[], metavar="MESSAGE", help="sent once connected (repeat)"
+    )
+    group.add_argument(
+        "--broadcast",
+        default=DEFAULT_BROADCAST,
+        metavar="MESSAGE",
+        help="what a talking client sends, {n} its number; the app should send it on to every client",
+    )
+    group.add_argument("--cleanup-bound", type=float, metavar="SECONDS", help="default 2")
+
+
+def uses_generic_mode(args: argparse.Namespace) -> bool:
+    """Whether ``args`` ask for the generic mode: ``--probe`` or any option of its own."""
+    return args.probe is not None or bool(
+        args.check
+        or args.header
+        or args.send
+        or args.cleanup_bound is not None
+        or args.identity != DEFAULT_IDENTITY
+        or args.broadcast != DEFAULT_BROADCAST
+    )
+
+
+def run_generic_from_args(args: argparse.Namespace) -> int:
+    """Run the generic mode with parsed ``args``; the exit status."""
+    from wsguard.leaktest.cli import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
+
+    try:
+        given = [f"--{name.replace('_', '-')}" for name in WSGUARD_ONLY if getattr(args, name, None)]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only with wsguard's own server, not with --probe")
+        if args.probe is None:
+            raise ValueError(
+                "--check, --identity, --header, --send, --broadcast and --cleanup-bound need --probe"
+            )
+        if args.target is None:
+            raise ValueError("--probe needs --target ws://HOST/PATH")
+        sizes = GenericSizes()
+        if args.cleanup_bound is not None:
+            sizes = GenericSizes(cleanup_bound_s=args.cleanup_bound)
+        target = GenericTarget(
+            ws_url=args.target,
+            probe_url=args.probe,
+            headers=tuple(parse_header(text) for text in args.header),
+            on_connect=tuple(args.send),
+            identity=args.identity,
+            broadcast=args.broadcast,
+        )
+    except ValueError as error:
+        print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    scenarios = list(dict.fromkeys(args.check or DEFAULT_GENERIC_SCENARIOS))
+    progress = Silent() if args.quiet else Progress()
+    report = run_generic(target, scenarios, sizes, progress=progress)
+    print(render_table(report))
+    json_path, html_path = write_reports(report, Path(args.report_dir))
+    print(f"reports: {json_path} {html_path}")
+    return EXIT_OK if report.passed else EXIT_LEAK

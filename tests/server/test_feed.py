@@ -1,0 +1,49 @@
+"""The dashboard's sampler: its figures, and a history that allocates nothing as it fills."""
+
+import asyncio
+import gc
+import sys
+
+from wsguard.backends import MemoryBackend
+from wsguard.runtime.hub import Hub
+from wsguard.server.feed import HISTORY_SECONDS, Sampler, p99_bound
+from wsguard.settings import Settings
+
+
+def test_sampling_leaves_no_object_behind_and_keeps_fifteen_minutes() -> None:
+    async def scenario() -> None:
+        hub = Hub(Settings(), MemoryBackend(10, 10.0))
+        sampler = Sampler(hub, interval=10.0)  # 90 samples kept: the same rings, filled sooner
+        kept = int(HISTORY_SECONDS / sampler.interval)
+        hub.metrics.closed.labels("client_closed").inc(3)
+        hub.metrics.closed.labels("slow_consumer").inc(2)
+        hub.metrics.cleanup_seconds.observe(0.003)
+        for _ in range(50):
+            sampler.sample()
+        gc.collect()
+        before = sys.getallocatedblocks()
+        for _ in range(3 * kept):
+            sampler.sample()
+        gc.collect()
+        grown = sys.getallocatedblocks() - before
+        assert grown < 20, f"{grown} blocks kept by {3 * kept} samples"
+        history = sampler.history()
+        assert len(history) == kept
+        assert [s.t for s in history] == sorted(s.t for s in history)
+        latest = sampler.latest()
+        assert latest == history[-1]
+        assert latest.closes == {"client_closed": 3.0, "slow_consumer": 2.0}
+        assert latest.slow_consumer_closes == 2.0
+        assert latest.connections == 0
+        assert latest.tasks >= 1
+        assert latest.cleanup_p99_ms is None  # the observation is older than the minute's window
+
+    asyncio.run(scenario())
+
+
+def test_p99_bound_is_the_bucket_holding_ninety_nine_percent_of_the_window() -> None:
+    bounds = [0.001, 0.01, 0.1, float("inf")]
+    assert p99_bound([0, 0, 0, 0], [0, 0, 0, 0], bounds) is None
+    assert p99_bound([5, 5, 5, 5], [5, 104, 105, 105], bounds) == 0.01
+    assert p99_bound([0, 0, 0, 0], [0, 98, 100, 100], bounds) == 0.1
+    assert p99_bound([0, 0, 0, 0], [100, 100, 100, 100], bounds) == 0.001
