@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
+from wsguard.backends.redis.keys import Keys
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
 from wsguard.testing.metrics import parse_metrics
 
@@ -93,30 +94,41 @@ class MetricsProbe:
                 response = await self._client.get(url)
             response.raise_for_status()
             samples.append(parse_metrics(response.text))
-        self._discount_redis_pool(samples)
+        await self._discount_redis_pool(samples)
         merged = samples[0] if len(samples) == 1 else merge_instances(samples)
         if self._redis is not None:
             merged[LEASE_KEYS] = float(await self._count_lease_keys())
         return merged
 
-    def _discount_redis_pool(self, samples: Sequence[dict[str, float]]) -> None:
+    async def _discount_redis_pool(self, samples: Sequence[dict[str, float]]) -> None:
         """Leave each instance's sockets to the shared Redis out of its open descriptors.
 
         Its client pool grows with how many commands were ever in flight at once; those sockets
-        are reused, not leaked. Every other descriptor is still held to its baseline.
+        are reused, not leaked. Every other descriptor is still held to its baseline. Listing a
+        process's sockets reads the machine's whole TCP table, tens of milliseconds with
+        thousands of sockets, so it runs in a thread: on the event loop it was most of the
+        harness's loop lag in a cluster run.
         """
         if self._processes is None or self._redis_port is None:
             return
-        for process, sample in zip(self._processes, samples, strict=True):
-            if FDS not in sample:
-                continue
-            with contextlib.suppress(psutil.Error):
-                to_redis = sum(
-                    1
-                    for c in process.net_connections(kind="tcp")
-                    if c.raddr and c.raddr.port == self._redis_port
-                )
-                sample[FDS] -= to_redis
+        wanted = [(p, s) for p, s in zip(self._processes, samples, strict=True) if FDS in s]
+        counts = await asyncio.to_thread(lambda: [self._sockets_to_redis(p) for p, _ in wanted])
+        for (_, sample), to_redis in zip(wanted, counts, strict=True):
+            sample[FDS] -= to_redis
+
+    def _sockets_to_redis(self, process: psutil.Process) -> int:
+        try:
+            connections = process.net_connections(kind="tcp")
+        except psutil.Error:
+            return 0
+        return sum(1 for c in connections if c.raddr and c.raddr.port == self._redis_port)
+
+    async def user_leases(self, user_id: str) -> int | None:
+        """How many leases the user holds in the cluster's Redis (one atomic read); None without
+        a Redis."""
+        if self._redis is None:
+            return None
+        return int(await self._redis.hlen(Keys().leases(user_id)))
 
     async def _count_lease_keys(self) -> int:
         assert self._redis is not None
