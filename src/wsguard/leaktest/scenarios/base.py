@@ -80,6 +80,15 @@ class ScenarioContext:
         """The ids of the user's open connections, from the admin endpoint."""
         return [str(row["connection_id"]) for row in await self.user_connections(user_id)]
 
+    async def user_connections_at_once(self, user_id: str) -> int:
+        """How many connections the user holds at one moment: the server's admin listing, or on a
+        cluster the user's leases in Redis, read at once. Listing instance after instance is not
+        one moment: it can count a connection evicted on one instance and, a moment later, its
+        successor admitted on another (the eviction's close travels as a control message; the
+        lease count, which the limit governs, never passes it)."""
+        leases = await self.sampler.metrics.user_leases(user_id)
+        return len(await self.user_connection_ids(user_id)) if leases is None else leases
+
     async def user_connections(self, user_id: str) -> list[dict[str, Any]]:
         """The user's open connections, as the admin endpoint of every instance lists them."""
         api = self.api

@@ -48,7 +48,7 @@ class ColdStartBurst:
 
         async def look() -> None:
             nonlocal peak_seen
-            peak_seen = max(peak_seen, len(await ctx.user_connection_ids(user_id)))
+            peak_seen = max(peak_seen, await ctx.user_connections_at_once(user_id))
 
         watcher = Watcher("the admin listing of the user's connections", look, 0.01)
         watcher.start()

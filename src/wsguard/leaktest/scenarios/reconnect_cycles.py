@@ -48,7 +48,7 @@ class ReconnectCycles:
 
         async def look() -> None:
             nonlocal peak
-            peak = max(peak, len(await ctx.user_connection_ids(user_id)))
+            peak = max(peak, await ctx.user_connections_at_once(user_id))
 
         async def publish(phase: str, cycle: int) -> None:
             offset = await ctx.api.publish(
