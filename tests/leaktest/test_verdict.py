@@ -63,10 +63,30 @@ def test_one_small_object_per_cycle_trips_a_bound_under_one() -> None:
     leaking = [200_000 + c for c in cycles]
     check = slope_check("blocks", "blocks", cycles, leaking, bound=0.5)
     assert not check.passed
-    assert "grows 1 blocks per connection cycle (bound 0.5) over 5 measured rounds" in check.describe()
+    assert (
+        "grows 1 blocks per connection cycle, 1 over the later half (bound 0.5) over 5 measured rounds"
+        in (check.describe())
+    )
     assert slope_check("blocks", "blocks", cycles, [200_000.0] * 5, bound=0.5).passed
     churn = slope_check("blocks", "blocks", cycles, leaking, bound=0.5, phase="churn")
     assert "over 5 measured churn rounds" in churn.describe()
+
+
+def test_a_pool_that_fills_in_the_first_rounds_is_not_a_leak_but_steady_growth_is() -> None:
+    """The blocks of a cluster's reconnect churn (sum of 4 instances): growth in the first
+    measured rounds (the Redis client's pool reaching its size), then none."""
+    cycles = [1000.0 * n for n in range(1, 7)]
+    filling = [918_965.0, 919_462.0, 919_984.0, 921_321.0, 921_284.0, 921_236.0]
+    check = slope_check("blocks", "blocks", cycles, filling, bound=0.5, phase="churn")
+    assert check.slope > 0.5
+    assert check.later_slope is not None
+    assert check.later_slope < 0
+    assert check.passed
+    steady = [900_000.0 + 0.6 * c + (300.0 if n % 2 else -300.0) for n, c in enumerate(cycles)]
+    assert not slope_check("blocks", "blocks", cycles, steady, bound=0.5, phase="churn").passed
+    three = slope_check("blocks", "blocks", cycles[:3], filling[:3], bound=0.5)
+    assert three.later_slope is None
+    assert not three.passed
 
 
 HISTOGRAM = "wsguard_cleanup_seconds"

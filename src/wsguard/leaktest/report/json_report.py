@@ -34,6 +34,7 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
                 "phase": check.phase,
                 "unit": check.unit,
                 "slope_per_cycle": check.slope,
+                "later_slope_per_cycle": check.later_slope,
                 "bound": check.bound,
                 "passed": check.passed,
                 "cycles": list(check.cycles),
