@@ -15,6 +15,7 @@ from typing import Any
 from jwt import PyJWKSetError
 
 from wsguard.extras import MissingExtra, require_redis
+from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM
 from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
@@ -55,7 +56,7 @@ OPTIONS = [
         "--backend",
         "backend",
         str,
-        "memory, redis://HOST:PORT/DB or redis-sentinel://HOST:PORT[,HOST:PORT...]/SERVICE[/DB]",
+        f"memory, redis://HOST:PORT/DB, {SENTINEL_FORM} or {CLUSTER_FORM}",
     ),
     Option("--max-connections-per-user", "max_connections_per_user", int, "per-user limit"),
     Option("--limit-policy", "limit_policy", LimitPolicy, "evict_oldest or reject"),

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from enum import StrEnum
 
-from wsguard.redis_url import is_sentinel_url, parse_sentinel_url, redact_url
+from wsguard.redis_url import check_backend_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -124,17 +124,10 @@ class Settings:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
             raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
-        if is_sentinel_url(self.backend):
-            try:
-                parse_sentinel_url(self.backend)
-            except ValueError as error:
-                raise SettingError("backend", f"bad redis-sentinel:// URL: {error}") from error
-        elif self.backend != "memory" and not self.backend.startswith(("redis://", "rediss://")):
-            raise SettingError(
-                "backend",
-                "must be 'memory', a redis:// URL or a redis-sentinel:// URL, "
-                f"got {redact_url(self.backend)!r}",
-            )
+        try:
+            check_backend_url(self.backend)
+        except ValueError as error:
+            raise SettingError("backend", str(error)) from error
         if self.workers < 1:
             raise SettingError("workers", f"must be 1 or more, got {self.workers}")
         if self.workers > 1 and self.backend == "memory":

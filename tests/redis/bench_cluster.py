@@ -1,9 +1,11 @@
 """Figures for the Redis backend on loopback: cross-instance delivery latency, admission
 throughput of the Lua path, and the time from kill -9 to the user being admitted again.
 
-Run: ``.venv/bin/python -m tests.redis.bench_cluster`` (starts its own redis-server and instances).
+Run: ``.venv/bin/python -m tests.redis.bench_cluster`` (starts its own redis-server and instances);
+with ``--redis-cluster``, on a private Redis Cluster of three masters instead (redis-server 7).
 """
 
+import argparse
 import asyncio
 import statistics
 import time
@@ -11,12 +13,13 @@ import time
 import httpx
 from websockets.asyncio.client import ClientConnection
 
-from tests.redis.cluster_clients import lease_count, open_or_refused, subscribe
+from tests.redis.cluster_clients import AnyRedis, lease_count, open_or_refused, subscribe
 from tests.redis.conftest import LEASE_TTL, instance_flags
 from wsguard.backends.redis import RedisBackend
 from wsguard.settings import LimitPolicy
 from wsguard.testing import ServerProcess
 from wsguard.testing.clients import open_socket, receive
+from wsguard.testing.redis_cluster import RedisClusterServers
 from wsguard.testing.redis_server import RedisServer
 
 
@@ -85,7 +88,7 @@ async def admission_throughput(redis_url: str, admissions: int = 20000, concurre
     )
 
 
-async def readmission_after_kill(redis_server: RedisServer) -> None:
+async def readmission_after_kill(redis_server: AnyRedis) -> None:
     """Reject policy, limit 20: X holds all 20, is killed; how long until Y admits 20 new ones."""
     flags = instance_flags(redis_server.url, "--limit-policy", "reject")
     with ServerProcess(*flags) as doomed, ServerProcess(*flags) as survivor:
@@ -112,12 +115,15 @@ async def readmission_after_kill(redis_server: RedisServer) -> None:
     )
 
 
-async def main() -> None:
-    with RedisServer() as redis_server:
+async def main(redis_cluster: bool) -> None:
+    shared = RedisClusterServers(masters=3) if redis_cluster else RedisServer()
+    with shared as redis_server:
         await delivery_latency(redis_server.url)
         await admission_throughput(redis_server.url)
         await readmission_after_kill(redis_server)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--redis-cluster", action="store_true", help="on a Redis Cluster of three masters")
+    asyncio.run(main(parser.parse_args().redis_cluster))

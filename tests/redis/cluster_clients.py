@@ -12,9 +12,32 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from wsguard.backends.redis.keys import Keys
+from wsguard.redis_url import is_cluster_url
 from wsguard.testing import ServerProcess
 from wsguard.testing.clients import Frame, receive, send
+from wsguard.testing.redis_cluster import RedisClusterServers
 from wsguard.testing.redis_server import RedisServer
+
+AnyRedis = RedisServer | RedisClusterServers
+"""A private Redis or a private Redis Cluster: both give ``url`` and a synchronous ``client()``."""
+
+
+def keys_of(redis_server: AnyRedis) -> Keys:
+    """The names the instances use there (hash tags on a cluster)."""
+    return Keys(hash_tags=is_cluster_url(redis_server.url))
+
+
+def config_set(redis_server: AnyRedis, name: str, value: str) -> None:
+    """Set a server parameter on every server (a cluster client sends CONFIG SET to one node)."""
+    if isinstance(redis_server, RedisServer):
+        with redis_server.client() as client:
+            client.config_set(name, value)
+        return
+    for node in redis_server.nodes:
+        if node.alive:
+            with redis_server.node_client(node.port) as client:
+                client.config_set(name, value)
 
 
 async def open_or_refused(ws_url: str, token: str) -> ClientConnection | int:
@@ -75,16 +98,14 @@ async def no_more_frames(socket: ClientConnection, quiet: float = 0.3) -> bool:
     raise AssertionError(f"unexpected extra frame: {json.loads(text)}")
 
 
-def lease_keys(redis_server: RedisServer) -> list[bytes]:
+def lease_keys(redis_server: AnyRedis) -> list[bytes]:
     with redis_server.client() as client:
-        return list(client.scan_iter("wsguard:u:*"))
+        return list(client.scan_iter(keys_of(redis_server).lease_pattern()))
 
 
-def lease_count(redis_server: RedisServer, user_id: str) -> int:
-    from wsguard.backends.redis.keys import Keys
-
+def lease_count(redis_server: AnyRedis, user_id: str) -> int:
     with redis_server.client() as client:
-        count: int = client.hlen(Keys().leases(user_id))
+        count: int = client.hlen(keys_of(redis_server).leases(user_id))
         return count
 
 

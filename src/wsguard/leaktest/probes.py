@@ -11,7 +11,7 @@ import contextlib
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ import psutil
 
 from wsguard.backends.redis.keys import Keys
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
+from wsguard.redis_url import is_cluster_url, parse_cluster_url
 from wsguard.testing.metrics import parse_metrics
 
 if TYPE_CHECKING:
@@ -56,11 +57,23 @@ def _charted(key: str) -> bool:
     return key in CHARTED or (bool(labels) and name in CHARTED)
 
 
-def _redis_client(url: str) -> redis.asyncio.Redis:
+def _redis_client(url: str) -> redis.asyncio.Redis | redis.asyncio.RedisCluster:
     """Only a cluster run (with ``redis_url``) needs the redis package."""
     import redis.asyncio
+    import redis.asyncio.cluster
 
+    if is_cluster_url(url):
+        nodes = [redis.asyncio.cluster.ClusterNode(host, port) for host, port in parse_cluster_url(url).nodes]
+        return redis.asyncio.RedisCluster(startup_nodes=nodes)
     return redis.asyncio.Redis.from_url(url)
+
+
+def _redis_ports(url: str) -> set[int]:
+    """The ports of the shared Redis, or of every node a cluster URL names."""
+    if is_cluster_url(url):
+        return {port for _, port in parse_cluster_url(url).nodes}
+    port = urlsplit(url).port
+    return set() if port is None else {port}
 
 
 class MetricsProbe:
@@ -82,7 +95,8 @@ class MetricsProbe:
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         self._client = client
         self._redis = None if redis_url is None else _redis_client(redis_url)
-        self._redis_port = None if redis_url is None else urlsplit(redis_url).port
+        self._redis_ports = set() if redis_url is None else _redis_ports(redis_url)
+        self._keys = Keys(hash_tags=redis_url is not None and is_cluster_url(redis_url))
         self._processes = None if pids is None else [psutil.Process(pid) for pid in pids]
 
     async def scrape(self, *, collect_garbage: bool = False) -> dict[str, float]:
@@ -108,9 +122,9 @@ class MetricsProbe:
         Its client pool grows with how many commands were ever in flight at once; those sockets
         are reused, not leaked. Every other descriptor is still held to its baseline.
         """
-        if self._processes is None or self._redis_port is None:
+        if self._processes is None or not self._redis_ports:
             return
-        counts = await asyncio.to_thread(sockets_to_port, self._processes, self._redis_port)
+        counts = await asyncio.to_thread(sockets_to_ports, self._processes, self._redis_ports)
         for sample, to_redis in zip(samples, counts, strict=True):
             if FDS in sample:
                 sample[FDS] -= to_redis
@@ -120,7 +134,7 @@ class MetricsProbe:
         a Redis."""
         if self._redis is None:
             return None
-        return int(await self._redis.hlen(Keys().leases(user_id)))
+        return int(await self._redis.hlen(self._keys.leases(user_id)))
 
     async def _count_lease_keys(self) -> int:
         assert self._redis is not None
@@ -252,8 +266,8 @@ class Sampler:
             self._task = None
 
 
-def sockets_to_port(processes: Sequence[psutil.Process], port: int) -> list[int]:
-    """How many TCP sockets each process has open to ``port``.
+def sockets_to_ports(processes: Sequence[psutil.Process], ports: Set[int]) -> list[int]:
+    """How many TCP sockets each process has open to one of ``ports``.
 
     psutil's per-process listing parses the machine's whole TCP table for every process (25 ms
     each with the 10,000 sockets a churn leaves in TIME_WAIT), which made most of the harness's
@@ -264,19 +278,20 @@ def sockets_to_port(processes: Sequence[psutil.Process], port: int) -> list[int]
     try:
         tables = [Path(table).read_text() for table in ("/proc/net/tcp", "/proc/net/tcp6")]
     except OSError:
-        return [_sockets_to_port_portable(process, port) for process in processes]
-    remote = f":{port:04X}"
-    needle = f"{remote} "
+        return [_sockets_to_ports_portable(process, ports) for process in processes]
     inodes: set[str] = set()
-    for text in tables:
-        found = text.find(needle)
-        while found != -1:
-            start, end = text.rfind("\n", 0, found) + 1, text.find("\n", found)
-            end = len(text) if end == -1 else end
-            fields = text[start:end].split()
-            if len(fields) > 9 and fields[2].endswith(remote):
-                inodes.add(f"socket:[{fields[9]}]")
-            found = text.find(needle, end)
+    for port in ports:
+        remote = f":{port:04X}"
+        needle = f"{remote} "
+        for text in tables:
+            found = text.find(needle)
+            while found != -1:
+                start, end = text.rfind("\n", 0, found) + 1, text.find("\n", found)
+                end = len(text) if end == -1 else end
+                fields = text[start:end].split()
+                if len(fields) > 9 and fields[2].endswith(remote):
+                    inodes.add(f"socket:[{fields[9]}]")
+                found = text.find(needle, end)
     return [_descriptors_among(process.pid, inodes) for process in processes]
 
 
@@ -294,9 +309,9 @@ def _descriptors_among(pid: int, targets: set[str]) -> int:
     return count
 
 
-def _sockets_to_port_portable(process: psutil.Process, port: int) -> int:
+def _sockets_to_ports_portable(process: psutil.Process, ports: Set[int]) -> int:
     try:
         connections = process.net_connections(kind="tcp")
     except psutil.Error:
         return 0
-    return sum(1 for c in connections if c.raddr and c.raddr.port == port)
+    return sum(1 for c in connections if c.raddr and c.raddr.port in ports)

@@ -46,6 +46,7 @@ from wsguard.leaktest.verdict import (
     slope_check,
 )
 from wsguard.testing.process import ServerProcess
+from wsguard.testing.redis_cluster import RedisClusterServers
 from wsguard.testing.redis_server import RedisServer
 
 CLEANUP_HISTOGRAM = "wsguard_cleanup_seconds"
@@ -78,20 +79,24 @@ def managed_cluster(
     instances: int,
     command: Sequence[str] | None = None,
     extra_flags: Sequence[str] = (),
+    *,
+    redis_cluster: bool = False,
 ) -> ServerSource:
-    """A fresh cluster per scenario: a private Redis and ``instances`` servers sharing it and one
-    JWT secret (so that a token, a session and a resume work on every instance)."""
+    """A fresh cluster per scenario: a private Redis (or, with ``redis_cluster``, a private Redis
+    Cluster of three masters) and ``instances`` servers sharing it and one JWT secret (so that a
+    token, a session and a resume work on every instance)."""
     if instances < 2:
         raise ValueError(f"a cluster has at least 2 instances, not {instances}")
     secret = secrets.token_urlsafe(32)
 
     @contextlib.contextmanager
     def start() -> Iterator[Target]:
-        with RedisServer() as redis_server, contextlib.ExitStack() as stack:
+        shared = RedisClusterServers(masters=3) if redis_cluster else RedisServer()
+        with shared as redis_server, contextlib.ExitStack() as stack:
             flags = [
                 *profile.server_flags(),
                 "--backend", redis_server.url,
-                "--jwt-secret", secret,
+                f"--jwt-secret={secret}",  # a secret may start with "-"
                 "--lease-ttl", str(CLUSTER_LEASE_TTL_S),
                 *extra_flags,
             ]  # fmt: skip

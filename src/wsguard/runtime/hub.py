@@ -410,6 +410,7 @@ class Hub:
             + sum(len(s) for s in self._threads.values()),
             thread_logs=self.backend.thread_log_count,
             backend_up=self.backend.up,
+            backend=self.backend.traffic,
         )
 
     def repair(self) -> list[str]:

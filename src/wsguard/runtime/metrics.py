@@ -7,7 +7,7 @@ state at scrape time, so that they cannot drift from it.
 import asyncio
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,8 +17,10 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from wsguard.backends.base import BackendTraffic
 
 CLEANUP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -33,6 +35,7 @@ class Snapshot:
     registry_entries: int
     thread_logs: int
     backend_up: bool
+    backend: BackendTraffic = field(default_factory=BackendTraffic)
 
 
 class _LiveGauges(Collector):
@@ -57,6 +60,27 @@ class _LiveGauges(Collector):
         )
         yield GaugeMetricFamily("wsguard_thread_logs", "Thread logs held for replay.", now.thread_logs)
         yield GaugeMetricFamily("wsguard_backend_up", "1 when the backend is reachable.", int(now.backend_up))
+        yield CounterMetricFamily(
+            "wsguard_backend_messages_received",
+            "Events this instance received from the backend (the cost of fan-in).",
+            now.backend.messages_received,
+        )
+        subscriptions = GaugeMetricFamily(
+            "wsguard_backend_subscriptions",
+            "Backend channels this instance listens to, by kind (user: one per user held here).",
+            labels=["kind"],
+        )
+        subscriptions.add_metric(["user"], now.backend.user_channels)
+        subscriptions.add_metric(["control"], now.backend.control_channels)
+        yield subscriptions
+        changes = CounterMetricFamily(
+            "wsguard_backend_subscription_changes",
+            "Users' channels joined and left, as Redis confirmed them.",
+            labels=["change"],
+        )
+        changes.add_metric(["join"], now.backend.joins)
+        changes.add_metric(["leave"], now.backend.leaves)
+        yield changes
         try:
             tasks = len(asyncio.all_tasks())
         except RuntimeError:

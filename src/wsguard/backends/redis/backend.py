@@ -1,9 +1,13 @@
 """The Redis backend: cluster-wide leases, pub/sub delivery, and retention in streams.
 
-Any number of instances that share one Redis behave as one server. Three background tasks, all
-owned here and cancelled by :meth:`RedisBackend.close`: the listener (pub/sub, reconnecting with
-backoff), the renewer (the lease heartbeat) and the releaser (batched lease deletions, so that
-releasing a connection never blocks or spawns a task).
+Any number of instances that share one Redis (a master watched by Sentinels, or a Redis
+Cluster: the differences are in :mod:`wsguard.backends.redis.topology`) behave as one server.
+Events are published on one channel per user, which an instance holds only while it holds a
+connection of that user. Four background tasks, all owned here and cancelled by
+:meth:`RedisBackend.close`: the listener (pub/sub, reconnecting with backoff), the channel keeper
+(joins and leaves users' channels as their connections come and go), the renewer (the lease
+heartbeat) and the releaser (batched lease deletions, so that releasing a connection never blocks
+or spawns a task).
 """
 
 import asyncio
@@ -15,16 +19,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import FullJitterBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from wsguard import ids
 from wsguard.backends.base import (
+    BackendTraffic,
     BackendUnavailable,
     ClusterDecision,
     ClusterMember,
@@ -33,7 +36,7 @@ from wsguard.backends.base import (
     Published,
 )
 from wsguard.backends.redis import scripts
-from wsguard.backends.redis.connect import RedisTarget
+from wsguard.backends.redis.channels import RESEND_AFTER, ChannelCommand, UserChannels
 from wsguard.backends.redis.decisions import (
     LeaseTable,
     LocalLease,
@@ -54,6 +57,7 @@ from wsguard.backends.redis.decisions import (
 )
 from wsguard.backends.redis.directory import RedisDirectory
 from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.topology import Client, Listener, topology_for
 from wsguard.context import RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import Recovery, ThreadKey
@@ -62,20 +66,31 @@ from wsguard.settings import LimitPolicy, Settings
 
 logger = logging.getLogger("wsguard")
 
-_DOWN = (RedisError, OSError)
+_DOWN = (RedisError, RedisClusterException, OSError)
 RECONNECT_BACKOFF = FullJitterBackoff(cap=1.0, base=0.05)
 """Between attempts to reach Redis again: up to 50 ms, doubling to a cap of 1 s, so that a
 returning Redis is found quickly and instances that lost it together do not return in step."""
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
+_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, RedisClusterException, OSError)
 """Redis could not be reached: the background loops log these quietly and try again; any other
-exception (a bad reply, a key of the wrong type, a bug) is logged and counted."""
+exception (a bad reply, a key of the wrong type, a bug) is logged and counted. redis-py raises
+``RedisClusterException`` (not a ``RedisError``) when no node of a cluster answers, or a slot has
+no node."""
 MASTER_CHECK_INTERVAL = 1.0
 """With Sentinel, seconds between asking the Sentinels which server is the master: after a
 failover that left the old master running, how long the instance may still be on it."""
 _RENEWAL_TASK = "lease_renewal"
 _RELEASE_TASK = "lease_release"
+_CHANNEL_TASK = "user_channels"
+_JOIN_WAIT = 5.0
+"""How long admission waits for Redis to confirm the user's channel before going on without it
+(the listener then reconnects, and its backfill delivers what the connection missed)."""
 _META_TTL_FLOOR = 86400.0
 """A thread's epoch and last offset are kept at least a day after its last event."""
+
+
+class ChannelDropped(RedisConnectionError):
+    """Redis unsubscribed the listener from a channel it holds without being asked: a cluster
+    moved the channel's slot to another node. The listener reconnects, as after any loss."""
 
 
 class MasterMoved(RedisConnectionError):
@@ -109,12 +124,12 @@ class RedisBackend:
         self.retention_events = retention_events
         self.retention_ms = max(1, round(retention_seconds * 1000))
         self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
-        self.keys = Keys(prefix)
-        self._target = RedisTarget(url)
-        self.client: Redis = self._target.client(
+        self._topology = topology_for(url)
+        self.keys = Keys(prefix, hash_tags=self._topology.hash_tags)
+        self.client: Client = self._topology.client(
             socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
-        self._listener_client: Redis = self._target.client(
+        self._listener_client: Client = self._topology.client(
             socket_connect_timeout=1.0,
             socket_timeout=5.0,
             retry=Retry(NoBackoff(), 0),
@@ -122,7 +137,9 @@ class RedisBackend:
         )
         """Pub/sub never reconnects behind the listener's back: every reconnect is seen, logged
         and followed by a lease renewal and a backfill."""
-        self._directory = RedisDirectory(self.client, self.keys, self.instance_id)
+        self._directory = RedisDirectory(
+            self.client, self.keys, self.instance_id, self._topology.publish_command
+        )
         self._admit = self.client.register_script(scripts.ADMIT)
         self._renew = self.client.register_script(scripts.RENEW)
         self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
@@ -130,6 +147,11 @@ class RedisBackend:
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
         self._restart_thread = self.client.register_script(scripts.RESTART_THREAD)
         self._leases = LeaseTable()
+        self._channels = UserChannels()
+        self._channel_wake = asyncio.Event()
+        self._channel_change = asyncio.Event()
+        self._pubsub: Listener | None = None
+        self._messages_received = 0
         self._marks = ThreadMarks()
         self._releases: deque[tuple[str, str]] = deque()
         self._release_wake = asyncio.Event()
@@ -163,6 +185,7 @@ class RedisBackend:
         self._deliver, self._member = deliver, member
         self._tasks = [
             asyncio.create_task(self._listen(), name="wsguard redis listener"),
+            asyncio.create_task(self._keep_channels(), name="wsguard redis user channels"),
             asyncio.create_task(self._renew_forever(), name="wsguard redis lease renewal"),
             asyncio.create_task(self._release_forever(), name="wsguard redis lease release"),
         ]
@@ -190,7 +213,7 @@ class RedisBackend:
         self._deliver = self._member = None
         await self.client.aclose()
         await self._listener_client.aclose()
-        await self._target.aclose()
+        await self._topology.aclose()
 
     def _set_up(self, up: bool, error: BaseException | None) -> None:
         """Log every change of reachability once (``wsguard_backend_up`` reads it).
@@ -206,11 +229,12 @@ class RedisBackend:
             level = logging.WARNING if was_down else logging.INFO
             logger.log(
                 level,
-                "redis backend up at %s%s: instance %s listening on %s",
+                "redis backend up at %s%s: instance %s listening on %s* for its %d users",
                 redact_url(self.url),
                 " again" if was_down else "",
                 self.instance_id,
-                self.keys.events,
+                self.keys.user_events_prefix,
+                self._channels.wanted_count,
             )
         elif error is not None:
             logger.error(
@@ -228,6 +252,9 @@ class RedisBackend:
         """Lease the connection cluster-wide (atomic in Redis); None when Redis is unreachable."""
         lease = LocalLease(connection_id, user_id, session_id)
         self._leases.add(lease)
+        channel = self.keys.user_events(user_id)
+        self._channels.hold(connection_id, channel)
+        self._channel_wake.set()
         if not self._up:
             return None
         args = [
@@ -247,8 +274,11 @@ class RedisBackend:
         decision, admitted_us = parse_admission(reply, self.instance_id)
         if decision.admitted:
             lease.admitted_us = admitted_us
+            await self._wait_live(channel)
         else:
             self._leases.remove(connection_id)
+            self._channels.drop(connection_id)
+            self._channel_wake.set()
         remote = [c for c in decision.closes if not c.here]
         if remote:
             await self._send_control(
@@ -264,7 +294,7 @@ class RedisBackend:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for channel, payload in messages:
-                    pipe.publish(channel, payload)
+                    pipe.execute_command(self._topology.publish_command, channel, payload)
                 await pipe.execute()
         except _DOWN as error:
             logger.warning("control message not sent, the holder's renewal will close it: %s", error)
@@ -272,6 +302,8 @@ class RedisBackend:
     def release(self, connection_id: str) -> None:
         """Forget the lease here at once; delete it in Redis in the releaser's next batch."""
         lease = self._leases.remove(connection_id)
+        self._channels.drop(connection_id)
+        self._channel_wake.set()
         if lease is not None:
             self._releases.append((lease.user_id, connection_id))
             self._release_wake.set()
@@ -324,11 +356,14 @@ class RedisBackend:
         groups = [leases for leases in self._leases.by_user().values()]
         if not groups:
             return
-        async with self.client.pipeline(transaction=False) as pipe:
-            for leases in groups:
-                args = renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases)
-                await self._renew(keys=[self.keys.leases(leases[0].user_id)], args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=False)
+        calls = [
+            (
+                [self.keys.leases(leases[0].user_id)],
+                renewal_args(self.instance_id, self.schedule.ttl_ms, self.max_per_user, leases),
+            )
+            for leases in groups
+        ]
+        replies = await self._topology.run_script(self.client, self._renew, calls)
         for leases, reply in zip(groups, replies, strict=True):
             try:
                 if isinstance(reply, Exception):
@@ -372,8 +407,16 @@ class RedisBackend:
         )
         try:
             if thread_id is None:
-                args = [_new_epoch(), template.head, template.tail, template.header_prefix, self.keys.events]
-                epoch = await self._publish_user(keys=[self.keys.epoch], args=args)
+                args = [
+                    _new_epoch(),
+                    template.head,
+                    template.tail,
+                    template.header_prefix,
+                    self.keys.user_events(user_id),
+                    self._topology.publish_command,
+                    str(self.meta_ttl_ms) if self.keys.hash_tags else "0",
+                ]
+                epoch = await self._publish_user(keys=[self.keys.user_epoch(user_id)], args=args)
                 return Published(None, _text(epoch))
             args = [
                 _new_epoch(),
@@ -383,7 +426,8 @@ class RedisBackend:
                 str(self.retention_events),
                 str(self.retention_ms),
                 str(self.meta_ttl_ms),
-                self.keys.events,
+                self.keys.user_events(user_id),
+                self._topology.publish_command,
             ]
             keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
             offset, epoch = await self._publish_thread(keys=keys, args=args)
@@ -475,9 +519,13 @@ class RedisBackend:
     async def _listen(self) -> None:
         failures = 0
         while True:
-            pubsub = self._listener_client.pubsub()
+            pubsub = self._topology.listener(self._listener_client)
             try:
+                await self._topology.refresh(self._listener_client)
+                await self._topology.ready(self.client)
                 await self._subscribe(pubsub)
+                self._pubsub = pubsub
+                self._channel_wake.set()
                 failures = 0
                 self._set_up(True, None)
                 self._first_attempt.set()
@@ -485,10 +533,10 @@ class RedisBackend:
                 await self.backfill()
                 check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
                 while True:
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(message)
-                    if self._target.sentinel and time.monotonic() >= check_master_at:
+                    if time.monotonic() >= check_master_at:
                         await self._follow_master(pubsub)
                         check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
             except _DOWN as error:
@@ -497,49 +545,111 @@ class RedisBackend:
                 logger.exception("redis listener failed; reconnecting")
                 self._set_up(False, error)
             finally:
+                self._pubsub = None
+                self._channels.reset()
+                self._channels_changed()
                 self._first_attempt.set()
                 await _quietly(pubsub.aclose)
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
-    async def _follow_master(self, pubsub: PubSub) -> None:
+    async def _follow_master(self, pubsub: Listener) -> None:
         """With Sentinel: move both clients to the master the Sentinels name now; raise
         :class:`MasterMoved` when the listener is on another server, so that it reconnects,
         renews and backfills as after any loss of Redis. Sentinels that cannot answer leave
         everything where it is: the server the clients are on may well still be the master."""
         try:
-            master = await self._target.follow_master(self.client, self._listener_client)
+            master = await self._topology.follow_master(self.client, self._listener_client)
         except _UNREACHABLE as error:
             logger.info("could not ask the Sentinels for the master: %s", error)
             return
-        connection = pubsub.connection
-        if master is not None and connection is not None and (connection.host, connection.port) != master:
+        if master is None:
+            return
+        server = pubsub.server
+        if server is not None and server != master:
             raise MasterMoved(
                 f"the Sentinels name {master[0]}:{master[1]} as master, the listener was on "
-                f"{connection.host}:{connection.port}"
+                f"{server[0]}:{server[1]}"
             )
 
-    async def _subscribe(self, pubsub: PubSub) -> None:
-        """Subscribe to events and to this instance's control channel, and wait for both."""
-        channels = {self.keys.events, self.keys.control(self.instance_id)}
-        await pubsub.subscribe(*channels)
-        confirmed: set[str] = set()
+    async def _subscribe(self, pubsub: Listener) -> None:
+        """Subscribe to this instance's control channel and to the channels of the users it
+        holds, and wait until Redis has confirmed them all."""
+        control = self.keys.control(self.instance_id)
+        self._channels.reset()
+        await pubsub.subscribe(control)
+        await self._send_channel_commands(pubsub)
+        control_confirmed = False
         async with asyncio.timeout(5.0):
-            while confirmed != channels:
+            while not (control_confirmed and self._channels.settled()):
                 message = await pubsub.get_message(timeout=1.0)
                 if message is None:
                     continue
-                if message["type"] == "subscribe":
-                    confirmed.add(_text(message["channel"]))
+                if message["type"] == "subscribe" and _text(message["channel"]) == control:
+                    control_confirmed = True
                 else:
                     self._on_message(message)
 
+    async def _send_channel_commands(self, pubsub: Listener) -> None:
+        for command, channels in self._channels.pending(time.monotonic()).items():
+            if command is ChannelCommand.SUBSCRIBE:
+                await pubsub.subscribe(*channels)
+            else:
+                await pubsub.unsubscribe(*channels)
+
+    async def _keep_channels(self) -> None:
+        """Send the joins and leaves of users' channels as connections come and go; survives any
+        exception (a lost connection is the listener's to handle, anything else is counted)."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RESEND_AFTER / 2):
+                    await self._channel_wake.wait()
+            self._channel_wake.clear()
+            pubsub = self._pubsub
+            if pubsub is None:
+                continue
+            try:
+                await self._send_channel_commands(pubsub)
+            except _UNREACHABLE as error:
+                logger.info("user channel change not sent, the listener will reconnect: %s", error)
+            except Exception as error:
+                self._background_error(_CHANNEL_TASK, error)
+
+    async def _wait_live(self, channel: str) -> None:
+        """Wait until Redis delivers the channel's events here, so that nothing published after
+        admission is missed, even when the listener reconnects meanwhile (on a cluster, a
+        subscription to a slot that a failover moved makes it reconnect, in milliseconds); past
+        :data:`_JOIN_WAIT`, go on (the backfill covers threads)."""
+        try:
+            async with asyncio.timeout(_JOIN_WAIT):
+                while not self._channels.live(channel):
+                    await self._channel_change.wait()
+        except TimeoutError:
+            logger.warning("channel %s not confirmed by redis within %.0f s", channel, _JOIN_WAIT)
+
+    def _channels_changed(self) -> None:
+        """Wake every admission waiting for its channel (each then checks its own)."""
+        self._channel_change.set()
+        self._channel_change = asyncio.Event()
+
     def _on_message(self, message: dict[str, Any]) -> None:
-        if message.get("type") != "message":
+        kind = message.get("type")
+        if kind in ("subscribe", "unsubscribe"):
+            channel = _text(message["channel"])
+            if kind == "unsubscribe" and (
+                channel == self.keys.control(self.instance_id) or self._channels.dropped(channel)
+            ):
+                raise ChannelDropped(f"redis dropped the subscription to {channel} (its slot moved)")
+            self._channels.confirmed(ChannelCommand(kind), channel)
+            self._channel_wake.set()
+            self._channels_changed()
+            return
+        if kind != "message":
             return
         channel = _text(message["channel"])
         try:
-            if channel == self.keys.events:
+            if channel.startswith(self.keys.user_events_prefix):
+                self._messages_received += 1
                 self._dispatch(parse_message(message["data"]))
             elif self._member is not None:
                 control = parse_control(message["data"])
@@ -567,7 +677,17 @@ class RedisBackend:
 
     @property
     def entry_count(self) -> int:
-        return len(self._leases)
+        return len(self._leases) + len(self._channels)
+
+    @property
+    def traffic(self) -> BackendTraffic:
+        return BackendTraffic(
+            messages_received=self._messages_received,
+            user_channels=self._channels.subscribed_count,
+            control_channels=1 if self._pubsub is not None else 0,
+            joins=self._channels.joins,
+            leaves=self._channels.leaves,
+        )
 
 
 def _text(value: object) -> str:

@@ -8,15 +8,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.redis.decisions import disconnect_payload
 from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.topology import Client
 from wsguard.runtime.presence import InstanceInfo, LeasedConnection
 
-_DOWN = (RedisError, OSError)
+_DOWN = (RedisError, RedisClusterException, OSError)
 
 
 def live_leases(user_id: str, fields: Mapping[bytes, bytes], now_ms: int) -> list[LeasedConnection]:
@@ -39,10 +39,13 @@ def live_leases(user_id: str, fields: Mapping[bytes, bytes], now_ms: int) -> lis
 class RedisDirectory:
     """:class:`~wsguard.runtime.presence.ClusterDirectory` on the backend's Redis client."""
 
-    def __init__(self, client: Redis, keys: Keys, instance_id: str) -> None:
+    def __init__(
+        self, client: Client, keys: Keys, instance_id: str, publish_command: str = "PUBLISH"
+    ) -> None:
         self._client = client
         self._keys = keys
         self._instance_id = instance_id
+        self._publish_command = publish_command
 
     @property
     def instance_id(self) -> str:
@@ -84,7 +87,10 @@ class RedisDirectory:
     async def instances(self) -> list[InstanceInfo]:
         try:
             keys = [_text(k) async for k in self._client.scan_iter(self._keys.instance_pattern(), count=100)]
-            values = await self._client.mget(keys) if keys else []
+            async with self._client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.get(key)
+                values: list[Any] = await pipe.execute() if keys else []
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error
         found: list[InstanceInfo] = []
@@ -112,8 +118,8 @@ class RedisDirectory:
 
     async def disconnect(self, instance_id: str, connection_id: str) -> bool:
         try:
-            listeners = await self._client.publish(
-                self._keys.control(instance_id), disconnect_payload(connection_id)
+            listeners = await self._client.execute_command(
+                self._publish_command, self._keys.control(instance_id), disconnect_payload(connection_id)
             )
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error

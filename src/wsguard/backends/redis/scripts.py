@@ -116,7 +116,8 @@ PUBLISH_THREAD = (
     _CLOCK
     + """
 -- KEYS[1] meta, KEYS[2] log
--- ARGV: new epoch, head, tail, header prefix, max events, retention ms, meta ttl ms, channel
+-- ARGV: new epoch, head, tail, header prefix, max events, retention ms, meta ttl ms, channel,
+-- publish command (PUBLISH, or SPUBLISH on a cluster: the channel is in the keys' slot)
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -128,24 +129,29 @@ local frame = ARGV[2] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[3]
 redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame, 't', now_ms)
 redis.call('PEXPIRE', KEYS[2], ARGV[6])
 redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call('PUBLISH', ARGV[8], ARGV[4] .. offset .. ',"' .. epoch .. '"]\\n' .. frame)
+redis.call(ARGV[9], ARGV[8], ARGV[4] .. offset .. ',"' .. epoch .. '"]\\n' .. frame)
 return {offset, epoch}
 """
 )
 """Number, retain and fan out one thread event. Reply: ``[offset, epoch]``."""
 
 PUBLISH_USER = """
--- KEYS[1] the dataset epoch; ARGV: new epoch, head, tail, header prefix, channel
+-- KEYS[1] the epoch of user-level events
+-- ARGV: new epoch, head, tail, header prefix, channel, publish command, epoch ttl ms (0: none)
 local epoch = redis.call('GET', KEYS[1])
 if not epoch then
   epoch = ARGV[1]
   redis.call('SET', KEYS[1], epoch)
 end
+if tonumber(ARGV[7]) > 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[7])
+end
 local frame = ARGV[2] .. 'null,"epoch":"' .. epoch .. '"' .. ARGV[3]
-redis.call('PUBLISH', ARGV[5], ARGV[4] .. 'null,"' .. epoch .. '"]\\n' .. frame)
+redis.call(ARGV[6], ARGV[5], ARGV[4] .. 'null,"' .. epoch .. '"]\\n' .. frame)
 return epoch
 """
-"""Fan out one user-level event (not retained). Reply: the epoch."""
+"""Fan out one user-level event (not retained). Reply: the epoch. The epoch key is the dataset's
+on a single Redis (kept), the user's on a cluster (kept as long as a thread's numbering)."""
 
 READ_THREAD = (
     _CLOCK

@@ -1,0 +1,202 @@
+"""The backend on a private Redis Cluster of three masters (``--backend redis-cluster://``).
+
+The tests that make several instances one server on a single Redis run here again, unchanged,
+with this module's ``redis_server`` (the cluster): the per-user limit across instances,
+concurrent admissions, renewal, delivery to every connection exactly once, replay with
+``since`` after a ``kill -9``, leases of a killed instance expiring, presence, a thread whose
+history Redis lost restarting in a new epoch, and a master refusing writes. The tests
+written here check what only a cluster has: users spread over every master, each user's keys
+and channel in one slot on one node, and sharded channels only.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+from redis.exceptions import RedisClusterException
+
+from tests.redis.cluster_clients import keys_of, no_more_frames, publish, read_until_subscribed, subscribe
+from tests.redis.conftest import StartInstance, require_redis_cluster
+from tests.redis.test_backend import (
+    Recorder,
+    _backend,
+    test_a_dead_instances_leases_expire_within_the_ttl,
+    test_a_master_that_refuses_writes_makes_publishing_unavailable,
+    test_backfill_restarts_a_thread_whose_history_redis_lost,
+    test_concurrent_admissions_from_three_instances_keep_the_newest_twenty,
+    test_reject_policy_and_session_takeover_across_instances,
+    test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit,
+    test_retention_bound_age_and_a_lost_dataset_make_recovery_fail,
+    test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once,
+)
+from tests.redis.test_cluster import (
+    test_a_client_whose_instance_is_killed_recovers_every_event_on_another,
+    test_an_event_published_on_a_reaches_b_and_c_exactly_once,
+    test_kill_9_frees_the_dead_instances_leases_within_the_ttl,
+    test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a,
+)
+from tests.redis.test_presence_cluster import (
+    test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl,
+)
+from wsguard.backends.base import BackendUnavailable
+from wsguard.testing import eventually
+from wsguard.testing.clients import Frame, open_socket, receive
+from wsguard.testing.redis_cluster import RedisClusterServers, free_cluster_port
+
+require_redis_cluster()
+
+__all__ = [
+    "test_a_client_whose_instance_is_killed_recovers_every_event_on_another",
+    "test_a_dead_instances_leases_expire_within_the_ttl",
+    "test_a_master_that_refuses_writes_makes_publishing_unavailable",
+    "test_an_event_published_on_a_reaches_b_and_c_exactly_once",
+    "test_backfill_restarts_a_thread_whose_history_redis_lost",
+    "test_concurrent_admissions_from_three_instances_keep_the_newest_twenty",
+    "test_kill_9_frees_the_dead_instances_leases_within_the_ttl",
+    "test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl",
+    "test_reject_policy_and_session_takeover_across_instances",
+    "test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit",
+    "test_retention_bound_age_and_a_lost_dataset_make_recovery_fail",
+    "test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once",
+    "test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a",
+]
+
+USERS = 24
+EVENTS_PER_USER = 10
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisClusterServers]:
+    """One private cluster of three masters per module, in place of the single redis-server."""
+    with RedisClusterServers(masters=3) as cluster:
+        yield cluster
+
+
+def test_users_on_every_master_get_each_event_once_over_sharded_channels_in_their_own_slot(
+    start_instance: StartInstance, redis_server: RedisClusterServers
+) -> None:
+    a, b = start_instance(), start_instance()
+    admin = a.auth("operator", admin=True)
+    users = [f"spread-{n}" for n in range(USERS)]
+    keys = keys_of(redis_server)
+    masters = {redis_server.master_of(keys.leases(user)).port for user in users}
+    assert len(masters) == 3, f"the users' slots are on {len(masters)} of 3 masters"
+
+    async def scenario() -> None:
+        sockets = {user: [(await open_socket(i.ws_url, a.token(user)))[0] for i in (a, b)] for user in users}
+        for pair in sockets.values():
+            for socket in pair:
+                assert (await subscribe(socket, "t"))["recovered"] is False
+        for user in users:
+            node = redis_server.master_of(keys.leases(user))
+            channel = keys.user_events(user)
+            with redis_server.node_client(node.port) as client:
+                assert client.exists(keys.leases(user), keys.thread_meta(user, "t")) == 2, "on its node"
+                assert client.pubsub_numsub(channel) == [(channel.encode(), 0)], "no plain channel"
+                shard_subscribers = client.execute_command("PUBSUB SHARDNUMSUB", channel)
+                assert shard_subscribers == [(channel.encode(), 2)], "a and b, on the slot's node"
+        for n in range(1, EVENTS_PER_USER + 1):
+            for index, user in enumerate(users):
+                sender = (a, b)[index % 2]
+                assert publish(sender, admin, user, "t", "step", {"n": n, "to": user}).json() == {"offset": n}
+        publish(a, admin, users[0], None, "note", {})
+        for user, pair in sockets.items():
+            for socket in pair:
+                frames: list[Frame] = [await receive(socket) for _ in range(EVENTS_PER_USER)]
+                assert [f["offset"] for f in frames] == list(range(1, EVENTS_PER_USER + 1)), user
+                assert {f["data"]["to"] for f in frames} == {user}
+                if user == users[0]:
+                    assert (await receive(socket))["event"] == "note"
+                assert await no_more_frames(socket, quiet=0.05)
+        for user in users:
+            node = redis_server.master_of(keys.leases(user))
+            with redis_server.node_client(node.port) as client:
+                assert client.exists(keys.thread_meta(user, "t"), keys.thread_log(user, "t")) == 2
+        with redis_server.client() as client:
+            assert not client.exists("wsguard:epoch"), "no global key: the user-level epoch is the user's"
+            assert client.exists(keys.user_epoch(users[0]))
+            assert client.pttl(keys.user_epoch(users[0])) > 0, "and it expires"
+        for pair in sockets.values():
+            await asyncio.gather(*(s.close() for s in pair))
+
+    asyncio.run(scenario())
+    for instance in (a, b):
+        instance.wait_idle(timeout=10.0)
+        eventually(
+            instance.metrics,
+            lambda m: m['wsguard_backend_subscriptions{kind="user"}'] == 0,
+            timeout=5.0,
+            what="every user's channel left",
+        )
+    with redis_server.client() as client:
+        assert client.pubsub_shardchannels(f"{keys.user_events_prefix}*") == []
+
+
+def test_a_users_slot_moved_to_another_master_keeps_delivering_and_replaying(
+    start_instance: StartInstance, redis_server: RedisClusterServers
+) -> None:
+    a, b = start_instance(), start_instance()
+    admin = a.auth("operator", admin=True)
+    user = "moving-user"
+    keys = keys_of(redis_server)
+    source = redis_server.master_of(keys.leases(user))
+    masters = [node for node in redis_server.nodes if node.alive and node.port != source.port]
+    target = masters[0]
+
+    def publish_until_accepted(n: int) -> int:
+        """A publish that meets the slot moving may be refused (503): post it again."""
+        outcome = eventually(
+            lambda: publish(a, admin, user, "job", "step", {"n": n}),
+            lambda response: response.status_code == 200,
+            timeout=10,
+            what=f"event {n} accepted",
+        )
+        offset: int = outcome.json()["offset"]
+        return offset
+
+    async def scenario() -> None:
+        socket, _ = await open_socket(b.ws_url, b.token(user))
+        epoch = (await subscribe(socket, "job"))["epoch"]
+        assert [publish_until_accepted(n) for n in range(1, 6)] == [1, 2, 3, 4, 5]
+        assert [(await receive(socket))["data"]["n"] for _ in range(5)] == [1, 2, 3, 4, 5]
+        redis_server.move_slot(keys.leases(user), target)
+        assert [publish_until_accepted(n) for n in range(6, 11)] == [6, 7, 8, 9, 10]
+        frames = [await receive(socket, timeout=10) for _ in range(5)]
+        assert [(f["offset"], f["data"]["n"]) for f in frames] == [(n, n) for n in range(6, 11)]
+        assert await no_more_frames(socket)
+        channel = keys.user_events(user)
+        with redis_server.node_client(target.port) as client:
+            assert client.execute_command("PUBSUB SHARDNUMSUB", channel) == [(channel.encode(), 1)]
+        with redis_server.node_client(source.port) as client:
+            assert client.execute_command("PUBSUB SHARDNUMSUB", channel) == [(channel.encode(), 0)]
+        replay, _ = await open_socket(a.ws_url, a.token(user))
+        replayed = await read_until_subscribed(replay, "job", {"epoch": epoch, "offset": 0})
+        assert replayed[-1]["recovered"] is True
+        assert [f["offset"] for f in replayed[:-1]] == list(range(1, 11)), "the stream moved with the slot"
+        await asyncio.gather(socket.close(), replay.close())
+
+    asyncio.run(scenario())
+
+
+def test_a_cluster_that_cannot_be_reached_is_a_backend_down_not_a_crash(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dead = ",".join(f"127.0.0.1:{free_cluster_port()}" for _ in range(2))
+
+    async def scenario() -> None:
+        backend = _backend(f"redis-cluster://{dead}")
+        await backend.start(Recorder().deliver)
+        assert not backend.up
+        assert await backend.admit("u", "c1", "s", takeover=False) is None, "decided on the local limit"
+        with pytest.raises(BackendUnavailable):
+            await backend.publish("u", "t", "e", {})
+        with pytest.raises(BackendUnavailable):
+            await backend.directory.lease_counts()
+        with pytest.raises(RedisClusterException):
+            await backend.renew()  # what the renewal loop logs quietly, as unreachable
+        await backend.close()
+
+    with caplog.at_level(logging.INFO, logger="wsguard"):
+        asyncio.run(scenario())
+    assert not [r for r in caplog.records if r.exc_info], "no traceback: an unreachable cluster is an outage"
