@@ -263,9 +263,13 @@ async def memory(args: argparse.Namespace, chosen: list[Server]) -> None:
             if tasks is not None:
                 print(f"[{server.name}] asyncio tasks per idle connection: {tasks:.2f}")
         with tempfile.TemporaryDirectory(prefix="wsguard-profile-") as scratch:
-            launch = (f"tracemalloc:{args.frames}", Path(scratch))
+            directory = Path(args.keep) / server.name if args.keep else Path(scratch)
+            directory.mkdir(parents=True, exist_ok=True)
+            for old in directory.glob("snapshot-*.pickle"):
+                old.unlink()
+            launch = (f"tracemalloc:{args.frames}", directory)
             with running(server, launch) as target:
-                before, after = await traced_growth(target, Path(scratch), n, args.per_user)
+                before, after = await traced_growth(target, directory, n, args.per_user)
         by_file[server.name] = grouped(before, after, "filename")
         title = f"[{server.name}] traced growth over {n} idle connections"
         print("\n" + table(f"{title}, by file:", by_file[server.name], n, args.top))
@@ -326,6 +330,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--per-user", type=int, default=100, help="idle connections per user")
     parser.add_argument("--frames", type=int, default=16, help="frames kept per traced allocation")
     parser.add_argument("--top", type=int, default=25, help="rows per table")
+    parser.add_argument("--keep", metavar="DIR", help="keep the snapshots in DIR/<server>/")
     parser.add_argument("--no-rss", action="store_true", help="skip the untraced RSS measurement")
     parser.add_argument("--churn-seconds", type=float, default=5.0)
     parser.add_argument("--churn-concurrency", type=int, default=20)

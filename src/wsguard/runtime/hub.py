@@ -25,7 +25,7 @@ from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import ThreadKey
-from wsguard.runtime.connection import Connection, ConnectionLimits
+from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
@@ -52,6 +52,9 @@ class Hub:
             max_message_bytes=settings.max_message_bytes,
             message_rate=settings.message_rate_per_connection,
             max_subscriptions=settings.max_subscriptions_per_connection,
+        )
+        self._hooks = ConnectionHooks(
+            release=self._release, ended=self._forget, delivered=self.metrics.events_delivered.inc
         )
         self.draining = False
         directory = backend.directory
@@ -108,15 +111,7 @@ class Hub:
             self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
             yield None
             return
-        connection = Connection(
-            context,
-            admission.handle,
-            socket,
-            self.limits,
-            release=self._release,
-            on_ended=self._forget,
-            on_delivered=self.metrics.events_delivered.inc,
-        )
+        connection = Connection(context, admission.handle, socket, self.limits, self._hooks)
         self._connections[context.connection_id] = connection
         self.metrics.opened.inc()
         logger.debug("connection admitted from %s", context.client_address)
@@ -170,8 +165,7 @@ class Hub:
     def reset_thread(self, key: ThreadKey) -> None:
         """A new epoch restarted the thread's offsets: let its subscribers take them from 1 again."""
         for connection in self._threads.get(key, {}).values():
-            if key[1] in connection.subscriptions:
-                connection.subscriptions[key[1]] = 0
+            connection.restart_thread(key[1])
 
     def background_error(self, task: str, error: BaseException) -> None:
         """A background task survived an unexpected exception: log it and count it."""

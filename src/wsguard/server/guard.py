@@ -11,7 +11,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +66,8 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
+        self._handle_text = self.commands.handle
+        """Bound once: every connection's task shares it."""
         self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
         self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
         self.sampler = Sampler(self.hub)
@@ -183,7 +184,7 @@ class WSGuard:
                         await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
                         return
                     connection.send(self._welcome(context))
-                    await connection.run(partial(self.commands.handle, connection))
+                    await connection.run(self._handle_text)
         finally:
             if admitting:
                 self._admitting -= 1
