@@ -90,15 +90,18 @@ class Server:
 
     def start(self, launch: tuple[str, Path] | None = None) -> Target:
         """Started; ``launch`` = (mode, output directory) runs it through the launcher."""
-        target = ["-m", "wsguard", "serve"] if self.target == "wsguard" else [self.target]
-        command = [sys.executable, *target]
+        what = ["-m", "wsguard", "serve"] if self.target == "wsguard" else [self.target]
+        command = [sys.executable, *what]
         if launch is not None:
             mode, directory = launch
-            target = [self.target, "serve"] if self.target == "wsguard" else [self.target]
-            command = [sys.executable, str(LAUNCHER), mode, str(directory), *target]
+            what = [self.target, "serve"] if self.target == "wsguard" else [self.target]
+            command = [sys.executable, str(LAUNCHER), mode, str(directory), *what]
         server = ServerProcess(*self.flags, command=command, env=child_environment(), ready_timeout=120)
         server.start()
-        return Target(self.name, server, self.publish_path, self.authenticated)
+        started = Target(self.name, server, self.publish_path, self.authenticated)
+        if launch is not None:
+            started.open_timeout = 120.0
+        return started
 
 
 def servers(per_user: int, churn_concurrency: int) -> dict[str, Server]:

@@ -46,6 +46,8 @@ class Target:
     authenticated: bool
     tokens: dict[str, str] = field(default_factory=dict)
     tasks_per_idle_connection: list[float] = field(default_factory=list)
+    open_timeout: float = 10.0
+    """Seconds a client waits for the opening handshake (a traced server is much slower)."""
 
     def connect_args(self, user_id: str) -> tuple[str, dict[str, str]]:
         """URL and headers for a WebSocket of ``user_id``."""
@@ -68,7 +70,14 @@ class Target:
 
 async def _open(target: Target, user_id: str) -> ClientConnection:
     url, headers = target.connect_args(user_id)
-    ws = await connect(url, additional_headers=headers, ping_interval=None, compression=None, close_timeout=2)
+    ws = await connect(
+        url,
+        additional_headers=headers,
+        ping_interval=None,
+        compression=None,
+        close_timeout=2,
+        open_timeout=target.open_timeout,
+    )
     welcome = json.loads(await ws.recv())
     assert welcome["type"] == "welcome", welcome
     return ws
