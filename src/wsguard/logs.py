@@ -65,7 +65,8 @@ class _LogContext:
         self._token: Token[dict[str, str] | None] | None = None
 
     def __enter__(self) -> None:
-        self._token = _context.set({**(_context.get() or {}), **self._fields})
+        outer = _context.get()
+        self._token = _context.set({**outer, **self._fields} if outer else self._fields)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._token is not None:
