@@ -109,6 +109,9 @@ def servers(per_user: int, churn_concurrency: int) -> dict[str, Server]:
     flags = ("--max-connections-per-user", limit, "--connect-rate-per-user", "0")
     return {
         "bare": Server("bare", str(HERE / "bare_server.py"), (), "/publish", False),
+        "bare-transport": Server(
+            "bare-transport", str(HERE / "bare_server.py"), ("--transport",), "/publish", False
+        ),
         "wsguard": Server("wsguard", "wsguard", flags, "/api/publish", True),
     }
 
@@ -328,7 +331,12 @@ async def churn(args: argparse.Namespace, chosen: list[Server]) -> None:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--churn", action="store_true", help="profile CPU under churn instead")
-    parser.add_argument("--servers", default=None, help="bare,wsguard (memory) or wsguard (churn)")
+    parser.add_argument(
+        "--servers",
+        default=None,
+        help="among bare, bare-transport (the bare app on wsguard.transport) and wsguard; "
+        "bare,wsguard by default (memory), wsguard (churn)",
+    )
     parser.add_argument("--connections", type=int, default=2000, help="idle connections")
     parser.add_argument("--per-user", type=int, default=100, help="idle connections per user")
     parser.add_argument("--frames", type=int, default=16, help="frames kept per traced allocation")
@@ -347,7 +355,7 @@ def main(argv: list[str]) -> int:
     names = (args.servers or ("wsguard" if args.churn else "bare,wsguard")).split(",")
     unknown = [name for name in names if name not in available]
     if unknown:
-        raise SystemExit(f"unknown servers: {', '.join(unknown)} (bare, wsguard)")
+        raise SystemExit(f"unknown servers: {', '.join(unknown)} ({', '.join(available)})")
     chosen = [available[name] for name in names]
     asyncio.run(churn(args, chosen) if args.churn else memory(args, chosen))
     return 0
