@@ -240,21 +240,28 @@ def table(title: str, growth: Growth, connections: int, top: int) -> str:
 
 
 def side_by_side(files: dict[str, Growth], connections: int, top: int) -> str:
-    """Bytes per connection by file for each server, the files that differ most first."""
+    """Bytes per connection by file for each server, the files where the last and the first
+    differ most first."""
     names = list(files)
     keys = set().union(*(growth.keys() for growth in files.values()))
+    width = {name: max(10, len(name) + 2) for name in names}
 
     def per(name: str, key: str) -> float:
         return files[name].get(key, (0, 0))[0] / connections
 
     spread = sorted(keys, key=lambda key: -abs(per(names[-1], key) - per(names[0], key)))
-    header = "".join(f"{name:>10}" for name in names)
-    lines = [f"{header}{'diff':>10}  file (bytes per connection)"]
+    header = "".join(f"{name:>{width[name]}}" for name in names)
+    diff = f"{names[-1]}-{names[0]}"
+    lines = [f"{header}{diff:>{len(diff) + 2}}  file (bytes per connection)"]
+
+    def row(values: list[float], where: str) -> str:
+        cells = "".join(f"{value:>{width[name]}.0f}" for name, value in zip(names, values, strict=True))
+        return f"{cells}{values[-1] - values[0]:>+{len(diff) + 2}.0f}  {where}"
+
     for key in spread[:top]:
-        cells = "".join(f"{per(name, key):>10.0f}" for name in names)
-        lines.append(f"{cells}{per(names[-1], key) - per(names[0], key):>+10.0f}  {key}")
+        lines.append(row([per(name, key) for name in names], key))
     totals = [sum(size for size, _ in files[name].values()) / connections for name in names]
-    lines.append("".join(f"{total:>10.0f}" for total in totals) + f"{totals[-1] - totals[0]:>+10.0f}  total")
+    lines.append(row(totals, "total"))
     return "\n".join(lines)
 
 
