@@ -322,9 +322,14 @@ async def churn(args: argparse.Namespace, chosen: list[Server]) -> None:
                 path = await take(target, signal.SIGUSR2, Path(scratch) / "profile-1.pstats")
                 stats = pstats.Stats(str(path))
             total = stats.total_tt  # type: ignore[attr-defined]
+            entries = stats.stats  # type: ignore[attr-defined]
+            own = sum(row[2] for (filename, _, _), row in entries.items() if is_wsguard(filename))
+            idle = sum(row[2] for (_, _, function), row in entries.items() if "poll" in function)
             print(
                 f"[{server.name}] churn under cProfile: {rate:,.0f} cycles/s over "
-                f"{args.churn_seconds:g} s, {args.churn_concurrency} clients; {total:.2f} s profiled"
+                f"{args.churn_seconds:g} s, {args.churn_concurrency} clients; {total:.2f} s profiled, "
+                f"{idle:.2f} s of it waiting in poll; wsguard's own functions {own:.2f} s "
+                f"({own / max(total - idle, 1e-9):.0%} of the time not waiting)"
             )
             for order in ("cumulative", "tottime"):
                 print(f"\n[{server.name}] top {args.top} by {order} (* wsguard):")
