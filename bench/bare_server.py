@@ -5,6 +5,9 @@ publish endpoint that sends to every socket of a user in turn. No auth, no limit
 no replay, no metrics (``GET /stats`` only reports the dict's sizes and the asyncio tasks, for
 the benchmark's cleanup figure). Compression is off, as in wsguard's default, so that the two compare
 like for like. Started by ``bench/run.py`` as ``python bare_server.py --host H --port P``.
+
+With ``--transport`` the same app is served through ``wsguard.transport`` instead of stock
+uvicorn: what the transport alone costs or saves, apart from wsguard's own state.
 """
 
 from __future__ import annotations
@@ -82,7 +85,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--dev", action="store_true", help="accepted and ignored")
+    parser.add_argument("--transport", action="store_true", help="serve through wsguard.transport")
     args = parser.parse_args(argv)
+    if args.transport:
+        from wsguard.transport import TransportOptions, run
+
+        async def no_drain() -> None:
+            return None
+
+        run(app, TransportOptions(host=args.host, port=args.port, log_level="warning"), no_drain)
+        return 0
     uvicorn.run(
         app,
         host=args.host,

@@ -38,9 +38,18 @@ BASELINE_COUNTS = frozenset({"tasks", "wsguard_tasks_active", "wsguard_http_pend
 """Counts that return to what they were before the load, rather than to 0."""
 
 
-async def _connect(url: str, headers: dict[str, str] | None = None) -> ClientConnection:
+OPEN_TIMEOUT = 10.0
+"""Seconds a client waits for the opening handshake, unless its target says otherwise."""
+
+
+async def _connect(url: str, headers: dict[str, str] | None, open_timeout: float) -> ClientConnection:
     return await connect(
-        url, additional_headers=headers, ping_interval=None, compression=None, close_timeout=2
+        url,
+        additional_headers=headers,
+        ping_interval=None,
+        compression=None,
+        close_timeout=2,
+        open_timeout=open_timeout,
     )
 
 
@@ -74,8 +83,10 @@ class PlainLink(Link):
     """wsguard's, bare Starlette's and bare websockets' frames: one JSON object with a ``type`` each."""
 
     @classmethod
-    async def open(cls, url: str, headers: dict[str, str] | None = None) -> PlainLink:
-        ws = await _connect(url, headers)
+    async def open(
+        cls, url: str, headers: dict[str, str] | None = None, open_timeout: float = OPEN_TIMEOUT
+    ) -> PlainLink:
+        ws = await _connect(url, headers, open_timeout)
         welcome = json.loads(await ws.recv())
         if welcome.get("type") != "welcome":
             raise RuntimeError(f"expected a welcome frame, got {welcome!r}")
@@ -104,8 +115,8 @@ class SocketIOLink(Link):
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def open(cls, url: str) -> SocketIOLink:
-        ws = await _connect(url)
+    async def open(cls, url: str, open_timeout: float = OPEN_TIMEOUT) -> SocketIOLink:
+        ws = await _connect(url, None, open_timeout)
         opening = _text(await ws.recv())
         if not opening.startswith("0{"):
             raise RuntimeError(f"expected an Engine.IO open packet, got {opening!r}")
@@ -167,6 +178,8 @@ class Target(ABC):
         self.server = server
         self.fewest_tasks = math.inf
         """The fewest asyncio tasks :meth:`counts` found so far: the server at rest."""
+        self.open_timeout = OPEN_TIMEOUT
+        """Seconds a client waits for the opening handshake (a traced server is much slower)."""
 
     def prepare(self, user_ids: Iterable[str]) -> None:
         """Whatever connecting as these users needs beforehand, done outside the timed part."""
@@ -214,7 +227,7 @@ class StarletteTarget(StatsTarget):
     """bench/bare_server.py: ``/ws?user=``, ``POST /publish``."""
 
     async def open(self, user_id: str) -> Link:
-        return await PlainLink.open(f"{self.server.ws_url}?user={user_id}")
+        return await PlainLink.open(f"{self.server.ws_url}?user={user_id}", open_timeout=self.open_timeout)
 
     def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
         return http_publisher(self.server.base_url, "/publish", {}, concurrency)
@@ -236,7 +249,9 @@ class SocketIOTarget(StatsTarget):
 
     async def open(self, user_id: str) -> Link:
         url = self.server.ws_url.removesuffix("/ws")
-        return await SocketIOLink.open(f"{url}/socket.io/?EIO=4&transport=websocket&user={user_id}")
+        return await SocketIOLink.open(
+            f"{url}/socket.io/?EIO=4&transport=websocket&user={user_id}", self.open_timeout
+        )
 
     def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
         return http_publisher(self.server.base_url, "/publish", {}, concurrency)
@@ -266,7 +281,7 @@ class WsguardTarget(Target):
     async def open(self, user_id: str) -> Link:
         self.prepare([user_id])
         headers = {"Authorization": f"Bearer {self.tokens[user_id]}"}
-        return await PlainLink.open(self.server.ws_url, headers)
+        return await PlainLink.open(self.server.ws_url, headers, self.open_timeout)
 
     def publisher(self, concurrency: int) -> AbstractAsyncContextManager[Publish]:
         self.prepare([])

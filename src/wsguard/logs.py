@@ -10,9 +10,8 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from typing import Any
 
 from uvicorn.logging import DefaultFormatter
@@ -38,15 +37,29 @@ def redact(text: str) -> str:
     return _SECRETS.sub(_hide, text)
 
 
-@contextmanager
-def log_context(**fields: str | None) -> Iterator[None]:
+def log_context(**fields: str | None) -> AbstractContextManager[None]:
     """Every line logged inside the block (and in tasks started in it) carries ``fields``."""
-    merged = {**(_context.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
-    token = _context.set(merged)
-    try:
-        yield
-    finally:
-        _context.reset(token)
+    return _LogContext({k: v for k, v in fields.items() if v is not None})
+
+
+class _LogContext:
+    """:func:`log_context`'s block: a small object rather than a generator, since every open
+    connection holds one for as long as it lives."""
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        self._fields = fields
+        self._token: Token[dict[str, str] | None] | None = None
+
+    def __enter__(self) -> None:
+        outer = _context.get()
+        self._token = _context.set({**outer, **self._fields} if outer else self._fields)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._token is not None:
+            _context.reset(self._token)
+            self._token = None
 
 
 def _fields_of(record: logging.LogRecord) -> dict[str, str]:

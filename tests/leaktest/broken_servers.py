@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -18,7 +18,7 @@ from uuid import uuid4
 from wsguard import close
 from wsguard.backends.base import Envelope
 from wsguard.core.registry import Admission, Handle
-from wsguard.runtime.connection import Connection
+from wsguard.runtime.connection import Connection, TextHandler
 from wsguard.runtime.hub import Hub
 
 _original_forget = Hub._forget
@@ -79,7 +79,7 @@ def forgets_vanished() -> None:
 def uncancelled_task() -> None:
     """Every connection starts a heartbeat task that nothing ever cancels."""
 
-    async def run(self: Connection, on_text: Callable[[str], Awaitable[None]]) -> None:
+    async def run(self: Connection, on_text: TextHandler) -> None:
         async def heartbeat() -> None:
             await asyncio.Event().wait()
 

@@ -11,8 +11,9 @@ growing. Any close the server asks for interrupts a stalled write and the read.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -40,25 +41,61 @@ class ConnectionLimits:
     max_subscriptions: int
 
 
+@dataclass(frozen=True, slots=True)
+class ConnectionHooks:
+    """What a connection tells its owner; one instance is shared by all of the owner's connections."""
+
+    release: Callable[[Handle], bool]
+    """Give back the connection's slot; True if it was held."""
+    ended: Callable[["Connection"], None]
+    """The connection is over: release every record of it (idempotent)."""
+    delivered: Callable[[], None]
+    """One frame was handed to the socket."""
+
+
+TextHandler = Callable[["Connection", str], Awaitable[None]]
+"""What the connection's task does with each text frame it reads."""
+
+_NO_THREADS: Mapping[str, int] = MappingProxyType({})
+
+
+class _Threads:
+    """A connection's thread subscriptions, created at its first ``subscribe``: an idle
+    connection that never subscribes holds none of this."""
+
+    __slots__ = ("delivered_floor", "pending_bytes", "replaying", "subscriptions")
+
+    def __init__(self) -> None:
+        self.subscriptions: dict[str, int] = {}
+        """Thread -> the last offset delivered."""
+        self.replaying: dict[str, list[tuple[int, str]]] = {}
+        """Thread whose history is being fetched -> its live events meanwhile."""
+        self.pending_bytes = 0
+        """The size of those live events, bounded by the queue limit."""
+        self.delivered_floor: dict[str, int] = {}
+        """Unsubscribed thread -> how far this connection got (the last few only)."""
+
+
 class Connection:
-    """The asyncio side of one connection. The hub owns its registration; this owns its I/O."""
+    """The asyncio side of one connection. The hub owns its registration; this owns its I/O.
+
+    Every attribute an idle connection does not need (its outbound queue, its inbound rate
+    bucket, its subscriptions) is created when first needed, so that many idle connections cost
+    little.
+    """
 
     __slots__ = (
-        "_delivered_floor",
+        "_hooks",
         "_inbound",
         "_interrupted",
-        "_on_delivered",
-        "_on_ended",
         "_outbound",
-        "_pending_bytes",
         "_queued_bytes",
         "_reading",
         "_refused_in_a_row",
-        "_release",
-        "_replaying",
         "_room",
         "_sending",
         "_task",
+        "_threads",
         "_writer",
         "close_request",
         "closed_label",
@@ -68,7 +105,6 @@ class Connection:
         "limits",
         "socket",
         "socket_closed_at",
-        "subscriptions",
         "transport",
     )
 
@@ -78,10 +114,7 @@ class Connection:
         handle: Handle,
         socket: WebSocket,
         limits: ConnectionLimits,
-        *,
-        release: Callable[[Handle], bool],
-        on_ended: Callable[["Connection"], None],
-        on_delivered: Callable[[], None],
+        hooks: ConnectionHooks,
     ) -> None:
         self.context = context
         self.handle = handle
@@ -89,10 +122,8 @@ class Connection:
         self.limits = limits
         extensions = socket.scope.get("extensions") or {}
         self.transport: TransportControl | None = extensions.get(EXTENSION_KEY)
-        self._release = release
-        self._on_ended = on_ended
-        self._on_delivered = on_delivered
-        self._outbound: list[str] = []
+        self._hooks = hooks
+        self._outbound: list[str] | None = None
         self._queued_bytes = 0
         self._task: asyncio.Task[object] | None = None
         self._reading = False
@@ -103,13 +134,9 @@ class Connection:
         self.close_request: close.Close | None = None
         self.closed_label: str | None = None
         self.socket_closed_at: float | None = None
-        self.subscriptions: dict[str, int] = {}
-        self._replaying: dict[str, list[tuple[int, str]]] = {}
-        self._pending_bytes = 0
-        self._delivered_floor: dict[str, int] = {}
+        self._threads: _Threads | None = None
         self.expiry_timer: asyncio.TimerHandle | None = None
-        rate = limits.message_rate
-        self._inbound = TokenBucket(rate, 2 * rate, 2 * rate, time.monotonic()) if rate else None
+        self._inbound: TokenBucket | None = None
         self._refused_in_a_row = 0
         if self.transport is not None:
             self.transport.on_closed(self._socket_ended)
@@ -121,6 +148,11 @@ class Connection:
     @property
     def user_id(self) -> str:
         return self.context.user_id
+
+    @property
+    def subscriptions(self) -> Mapping[str, int]:
+        """Subscribed thread -> the last offset delivered to this connection."""
+        return self._threads.subscriptions if self._threads is not None else _NO_THREADS
 
     @property
     def unsent_bytes(self) -> int:
@@ -143,6 +175,8 @@ class Connection:
         queue it for a writer task, started if none runs."""
         if not self._outbound and self._writer is None and self._send_now(frame):
             return
+        if self._outbound is None:
+            self._outbound = []
         self._outbound.append(frame)
         self._queued_bytes += frames.utf8_size(frame)
         if self._writer is None:
@@ -164,7 +198,7 @@ class Connection:
         except Exception as error:
             self._writer_failed(error)
             return True
-        self._on_delivered()
+        self._hooks.delivered()
         return True
 
     def _writer_done(self, task: asyncio.Task[None]) -> None:
@@ -177,10 +211,10 @@ class Connection:
 
     def request_close(self, reason: close.Close) -> None:
         """Release the connection's slot at once, then close; the first request wins."""
-        self._release(self.handle)
+        self._hooks.release(self.handle)
         if self.close_request is None:
             self.close_request = reason
-            self._outbound = []
+            self._outbound = None
             self._queued_bytes = 0
             _wake_up(self._room)
             if self._writer is not None and self._sending:
@@ -197,36 +231,33 @@ class Connection:
             self._interrupted = True
             self._task.cancel()
 
-    async def run(self, on_text: Callable[[str], Awaitable[None]]) -> None:
-        """Serve until the socket ends or a close was carried out; never raises for socket errors.
+    async def run(self, on_text: TextHandler) -> None:
+        """Read until the socket ends or a close is requested, then carry out the close; never
+        raises for socket errors. ``on_text(self, text)`` handles each text frame.
 
-        ``on_ended`` releases every record of the connection the moment it ends, before any
-        task is awaited or any close handshake is attempted.
+        A close requested while the read waits cancels the read (and only the read). The hooks'
+        ``ended`` releases every record of the connection the moment it ends, before any task
+        is awaited or any close handshake is attempted. The read loop is written out here
+        rather than in helpers, so that an idle connection's task holds one coroutine frame of
+        this class, not three.
         """
         task = self._task = asyncio.current_task()
         assert task is not None
-        try:
-            await self._read_until_closed(task, on_text)
-        finally:
-            self._task = None
-            must_close = self.close_request is not None and self.closed_label is None
-            if self.close_request is not None and must_close:
-                self.closed_label = self.close_request.reason
-            self._on_ended(self)
-            writer = self._writer
-            if writer is not None:
-                writer.cancel()
-                await asyncio.gather(writer, return_exceptions=True)
-            if self.close_request is not None and must_close:
-                await self._close_socket(self.close_request)
-
-    async def _read_until_closed(
-        self, task: asyncio.Task[object], on_text: Callable[[str], Awaitable[None]]
-    ) -> None:
-        """Read until the socket ends or a close is requested (which cancels the read)."""
         self._reading = True
         try:
-            await self._read(on_text)
+            while self.close_request is None:
+                message = await self.socket.receive()
+                if message["type"] == "websocket.disconnect":
+                    self._socket_ended(message.get("code", 1005), message.get("reason") or "")
+                    break
+                text = message.get("text")
+                if text is None:
+                    self.request_close(close.UNSUPPORTED_DATA)
+                elif frames.utf8_size(text) > self.limits.max_message_bytes:
+                    self.request_close(close.TOO_BIG)
+                elif self._rate_allows():
+                    await on_text(self, text)
+                    await asyncio.sleep(0)  # a burst of frames must not starve the writers or other sockets
         except asyncio.CancelledError:
             if not self._interrupted:
                 raise
@@ -238,31 +269,40 @@ class Connection:
             if self._interrupted:
                 self._interrupted = False
                 task.uncancel()
+            self._task = None
+            await self._end()
 
-    async def _read(self, on_text: Callable[[str], Awaitable[None]]) -> None:
-        while self.close_request is None:
-            message = await self.socket.receive()
-            kind = message["type"]
-            if kind == "websocket.disconnect":
-                self._socket_ended(message.get("code", 1005), message.get("reason") or "")
-                return
-            text = message.get("text")
-            if text is None:
-                self.request_close(close.UNSUPPORTED_DATA)
-                return
-            if frames.utf8_size(text) > self.limits.max_message_bytes:
-                self.request_close(close.TOO_BIG)
-                return
-            if self._inbound is not None and not self._inbound.take(time.monotonic()):
-                self._refused_in_a_row += 1
-                if self._refused_in_a_row > self._inbound.burst:
-                    self.request_close(close.POLICY_VIOLATION)
-                    return
-                self.send(frames.error_frame(RATE_LIMITED))
-                continue
+    def _rate_allows(self) -> bool:
+        """Whether the inbound rate allows one more frame; past the burst, the connection closes
+        for a policy violation. The bucket is made at the first frame (full, as it would be)."""
+        rate = self.limits.message_rate
+        if not rate:
+            return True
+        now = time.monotonic()
+        if self._inbound is None:
+            self._inbound = TokenBucket(rate, 2 * rate, 2 * rate, now)
+        if self._inbound.take(now):
             self._refused_in_a_row = 0
-            await on_text(text)
-            await asyncio.sleep(0)  # a burst of frames must not starve the writers or other sockets
+            return True
+        self._refused_in_a_row += 1
+        if self._refused_in_a_row > self._inbound.burst:
+            self.request_close(close.POLICY_VIOLATION)
+        else:
+            self.send(frames.error_frame(RATE_LIMITED))
+        return False
+
+    async def _end(self) -> None:
+        """Release, stop the writer, and send the close frame if the server asked for the close."""
+        must_close = self.close_request is not None and self.closed_label is None
+        if self.close_request is not None and must_close:
+            self.closed_label = self.close_request.reason
+        self._hooks.ended(self)
+        writer = self._writer
+        if writer is not None:
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
+        if self.close_request is not None and must_close:
+            await self._close_socket(self.close_request)
 
     def _socket_ended(self, code: int, reason: str) -> None:
         """The socket is gone: label why and release every record now (idempotent)."""
@@ -273,7 +313,7 @@ class Connection:
                 self.closed_label = close.peer_close_label(code, reason)
             else:
                 self.closed_label = self.close_request.reason
-        self._on_ended(self)
+        self._hooks.ended(self)
 
     async def _write(self) -> None:
         """Drain the queue, then end; a close request ends it, and cuts a stalled write short.
@@ -283,7 +323,7 @@ class Connection:
         """
         try:
             while self.close_request is None and self._outbound:
-                batch, self._outbound = self._outbound, []
+                batch, self._outbound = self._outbound, None
                 for frame in batch:
                     if self.close_request is not None:
                         return
@@ -293,7 +333,7 @@ class Connection:
                         await self.socket.send_text(frame)
                     self._sending = False
                     _wake_up(self._room)
-                    self._on_delivered()
+                    self._hooks.delivered()
         except TimeoutError:
             self._sending = False
             self.request_close(close.SLOW_CONSUMER)
@@ -319,44 +359,61 @@ class Connection:
     @property
     def pending_threads(self) -> tuple[str, ...]:
         """Threads whose history is being fetched."""
-        return tuple(self._replaying)
+        return tuple(self._threads.replaying) if self._threads is not None else ()
 
     def may_subscribe(self, thread_id: str) -> bool:
         """A thread already subscribed (or being fetched) always; a new one while under the cap."""
-        if thread_id in self.subscriptions or thread_id in self._replaying:
+        threads = self._threads
+        if threads is None:
+            return self.limits.max_subscriptions > 0
+        if thread_id in threads.subscriptions or thread_id in threads.replaying:
             return True
-        return len(self.subscriptions) + len(self._replaying) < self.limits.max_subscriptions
+        return len(threads.subscriptions) + len(threads.replaying) < self.limits.max_subscriptions
 
     def begin_subscription(self, thread_id: str) -> None:
         """Start buffering the thread's live events while its history is fetched."""
-        self._replaying.setdefault(thread_id, [])
+        if self._threads is None:
+            self._threads = _Threads()
+        self._threads.replaying.setdefault(thread_id, [])
+
+    def restart_thread(self, thread_id: str) -> None:
+        """The thread's offsets start from 1 again (a new epoch): take them from there."""
+        if self._threads is not None and thread_id in self._threads.subscriptions:
+            self._threads.subscriptions[thread_id] = 0
 
     def deliver_thread_event(self, offset: int | None, frame: str, thread_id: str) -> None:
         """A live event of a subscribed thread: at most once per connection, in offset order."""
-        pending = self._replaying.get(thread_id)
+        threads = self._threads
+        if threads is None:
+            return
+        pending = threads.replaying.get(thread_id)
         if pending is not None:
-            self._pending_bytes += frames.utf8_size(frame)
-            if self._pending_bytes > self.limits.queue_limit_bytes:
+            threads.pending_bytes += frames.utf8_size(frame)
+            if threads.pending_bytes > self.limits.queue_limit_bytes:
                 self.request_close(close.SLOW_CONSUMER)
                 return
             pending.append((offset or 0, frame))
             return
-        if thread_id not in self.subscriptions:
+        subscriptions = threads.subscriptions
+        if thread_id not in subscriptions:
             return
-        if offset is not None and offset <= self.subscriptions[thread_id]:
+        if offset is not None and offset <= subscriptions[thread_id]:
             return
-        self.subscriptions[thread_id] = offset or self.subscriptions[thread_id]
+        subscriptions[thread_id] = offset or subscriptions[thread_id]
         self.send(frame)
 
     def replay_frames(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> list[str]:
         """The frames of ``replay`` this connection has not had, in order; they count as delivered."""
-        floor = max(self.subscriptions.get(thread_id, 0), self._delivered_floor.pop(thread_id, 0))
+        if self._threads is None:
+            self._threads = _Threads()
+        threads = self._threads
+        floor = max(threads.subscriptions.get(thread_id, 0), threads.delivered_floor.pop(thread_id, 0))
         frames: list[str] = []
         for offset, frame in replay:
             if offset > floor:
                 frames.append(frame)
                 floor = offset
-        self.subscriptions[thread_id] = floor
+        threads.subscriptions[thread_id] = floor
         return frames
 
     async def send_when_room(self, frame: str) -> bool:
@@ -381,8 +438,10 @@ class Connection:
 
     def flush_buffered(self, thread_id: str) -> None:
         """Deliver what arrived during the replay, after the ``subscribed`` frame."""
-        for offset, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= frames.utf8_size(frame)
+        if self._threads is None:
+            return
+        for offset, frame in self._threads.replaying.pop(thread_id, []):
+            self._threads.pending_bytes -= frames.utf8_size(frame)
             self.deliver_thread_event(offset, frame, thread_id)
 
     def end_subscription(self, thread_id: str) -> None:
@@ -391,14 +450,18 @@ class Connection:
         Only the last ``max_subscriptions`` unsubscribed threads are remembered (the oldest is
         forgotten first), so that subscribing and unsubscribing cannot grow the connection.
         """
-        for _, frame in self._replaying.pop(thread_id, []):
-            self._pending_bytes -= frames.utf8_size(frame)
-        floor = self.subscriptions.pop(thread_id, None)
+        threads = self._threads
+        if threads is None:
+            return
+        for _, frame in threads.replaying.pop(thread_id, []):
+            threads.pending_bytes -= frames.utf8_size(frame)
+        floor = threads.subscriptions.pop(thread_id, None)
         if floor:
-            self._delivered_floor.pop(thread_id, None)
-            self._delivered_floor[thread_id] = floor
-            if len(self._delivered_floor) > self.limits.max_subscriptions:
-                del self._delivered_floor[next(iter(self._delivered_floor))]
+            remembered = threads.delivered_floor
+            remembered.pop(thread_id, None)
+            remembered[thread_id] = floor
+            if len(remembered) > self.limits.max_subscriptions:
+                del remembered[next(iter(remembered))]
 
 
 def _wake_up(waiter: asyncio.Future[None] | None) -> None:

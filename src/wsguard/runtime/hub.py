@@ -11,8 +11,8 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Collection, Coroutine
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -25,7 +25,7 @@ from wsguard.context import ConnectionContext, RunContext
 from wsguard.core.frames import Ref, Since, encode, utf8_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import ThreadKey
-from wsguard.runtime.connection import Connection, ConnectionLimits
+from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
@@ -53,6 +53,9 @@ class Hub:
             message_rate=settings.message_rate_per_connection,
             max_subscriptions=settings.max_subscriptions_per_connection,
         )
+        self._hooks = ConnectionHooks(
+            release=self._release, ended=self._forget, delivered=self.metrics.events_delivered.inc
+        )
         self.draining = False
         directory = backend.directory
         self.instance_id = directory.instance_id if directory is not None else ids.new_id("inst")
@@ -63,6 +66,7 @@ class Hub:
         self._serving = 0
         self._all_done = asyncio.Event()
         self._all_done.set()
+        self._serving_scope = _Serving(self)
 
     async def start(self) -> None:
         await self.backend.start(self.deliver, self)
@@ -76,17 +80,21 @@ class Hub:
 
     # Connections
 
-    @asynccontextmanager
-    async def open(
-        self, context: ConnectionContext, socket: WebSocket, *, takeover: bool
-    ) -> AsyncIterator[Connection | None]:
-        """Admit the connection for as long as the block runs; None when the limit rejected it.
+    def open(self, context: ConnectionContext, socket: WebSocket, *, takeover: bool) -> "Opened":
+        """``async with hub.open(...) as connection``: the connection is admitted for as long as
+        the block runs, and released when it ends; None when the limit rejected it.
 
         A clustered backend decides first, cluster-wide; the local registry then decides alone
         when the backend leaves it to it (memory, or Redis unreachable). A connection whose
         admission was still awaiting when the drain began is closed with 1001 at once, since
         the drain's sweep over the open connections may already have passed.
         """
+        return Opened(self, context, socket, takeover)
+
+    async def _admit(
+        self, context: ConnectionContext, socket: WebSocket, takeover: bool
+    ) -> Connection | None:
+        """The entry half of :meth:`open`; a connection it returns is counted as serving."""
         try:
             decision = await self.backend.admit(
                 context.user_id, context.connection_id, context.session_id, takeover=takeover
@@ -106,41 +114,24 @@ class Hub:
             self.backend.release(context.connection_id)
             self.metrics.rejections.inc()
             self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
-            yield None
-            return
-        connection = Connection(
-            context,
-            admission.handle,
-            socket,
-            self.limits,
-            release=self._release,
-            on_ended=self._forget,
-            on_delivered=self.metrics.events_delivered.inc,
-        )
+            return None
+        connection = Connection(context, admission.handle, socket, self.limits, self._hooks)
         self._connections[context.connection_id] = connection
         self.metrics.opened.inc()
         logger.debug("connection admitted from %s", context.client_address)
         self._schedule_expiry(connection)
         if self.draining:
             connection.request_close(close.GOING_AWAY)
-        with self.serving():
-            try:
-                yield connection
-            finally:
-                self._forget(connection)
+        self._serving_scope.__enter__()
+        return connection
 
-    @contextmanager
-    def serving(self) -> Iterator[None]:
+    def serving(self) -> AbstractContextManager[None]:
         """Count a connection, or an upgrade still being admitted, until it ends: the drain
-        waits for every one, so that an upgrade in flight when it began is refused or closed."""
-        self._serving += 1
-        self._all_done.clear()
-        try:
-            yield
-        finally:
-            self._serving -= 1
-            if not self._serving:
-                self._all_done.set()
+        waits for every one, so that an upgrade in flight when it began is refused or closed.
+
+        One object for the hub, entered once per connection: nothing is allocated per entry.
+        """
+        return self._serving_scope
 
     def _release(self, handle: Handle) -> bool:
         """Give back the local slot and the backend's record (a cluster lease) together."""
@@ -170,8 +161,7 @@ class Hub:
     def reset_thread(self, key: ThreadKey) -> None:
         """A new epoch restarted the thread's offsets: let its subscribers take them from 1 again."""
         for connection in self._threads.get(key, {}).values():
-            if key[1] in connection.subscriptions:
-                connection.subscriptions[key[1]] = 0
+            connection.restart_thread(key[1])
 
     def background_error(self, task: str, error: BaseException) -> None:
         """A background task survived an unexpected exception: log it and count it."""
@@ -194,9 +184,7 @@ class Hub:
         if expires_at is None:
             return
         delay = max(0.0, expires_at + self.settings.jwt_leeway - time.time())
-        connection.expiry_timer = asyncio.get_running_loop().call_later(
-            delay, connection.request_close, close.TOKEN_EXPIRED
-        )
+        connection.expiry_timer = asyncio.get_running_loop().call_later(delay, _expire, connection)
 
     def extend_expiry(self, connection: Connection, expires_at: float | None) -> None:
         """A ``refresh`` moved the session's expiry."""
@@ -441,3 +429,53 @@ class Hub:
             for fix in fixes:
                 logger.error("sweeper repair: %s", fix)
         return fixes
+
+
+def _expire(connection: Connection) -> None:
+    """The token expired: a module function, so that the timer holds no bound method."""
+    connection.request_close(close.TOKEN_EXPIRED)
+
+
+class _Serving:
+    """The context manager of :meth:`Hub.serving`: counts what the drain must wait for."""
+
+    __slots__ = ("_hub",)
+
+    def __init__(self, hub: Hub) -> None:
+        self._hub = hub
+
+    def __enter__(self) -> None:
+        self._hub._serving += 1
+        self._hub._all_done.clear()
+
+    def __exit__(self, *exc_info: object) -> None:
+        hub = self._hub
+        hub._serving -= 1
+        if not hub._serving:
+            hub._all_done.set()
+
+
+class Opened:
+    """What :meth:`Hub.open` returns. An ``async with`` on a small object rather than on an
+    async generator, so that each open connection holds no generator frame for it."""
+
+    __slots__ = ("_connection", "_context", "_hub", "_socket", "_takeover")
+
+    def __init__(self, hub: Hub, context: ConnectionContext, socket: WebSocket, takeover: bool) -> None:
+        self._hub = hub
+        self._context = context
+        self._socket = socket
+        self._takeover = takeover
+        self._connection: Connection | None = None
+
+    async def __aenter__(self) -> Connection | None:
+        self._connection = await self._hub._admit(self._context, self._socket, self._takeover)
+        return self._connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                self._hub._forget(connection)
+            finally:
+                self._hub._serving_scope.__exit__()

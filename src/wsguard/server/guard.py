@@ -11,7 +11,6 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -67,6 +66,8 @@ class WSGuard:
         self.backend = backend or backend_from_settings(settings)
         self.hub = Hub(settings, self.backend)
         self.commands = Commands(self.hub, hooks)
+        self._handle_text = self.commands.handle
+        """Bound once: every connection's task shares it."""
         self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
         self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
         self.sampler = Sampler(self.hub)
@@ -145,19 +146,44 @@ class WSGuard:
     # The WebSocket endpoint
 
     async def websocket_endpoint(self, websocket: WebSocket) -> None:
-        """Refuse before the upgrade, or admit, serve and release the connection."""
+        """Refuse before the upgrade, or admit, serve and release the connection.
+
+        All of it in this one coroutine (the helpers it awaits return before the connection is
+        served), since every open connection holds the frames its task is suspended in.
+        """
         if self.hub.draining:
             await websocket.send_denial_response(refusal(503, "draining", retry_after=5))
             return
         with self.hub.serving():
-            await self._serve_upgrade(websocket)
+            identity, problem = await self._check_upgrade(websocket)
+            if problem is not None:
+                await websocket.send_denial_response(problem)
+                return
+            assert identity is not None
+            context, takeover = self._context_of(websocket, identity)
+            self._admitting += 1
+            admitting = True
+            try:
+                with log_context(
+                    connection_id=context.connection_id,
+                    user_id=context.user_id,
+                    session_id=context.session_id,
+                ):
+                    await websocket.accept()
+                    async with self.hub.open(context, websocket, takeover=takeover) as connection:
+                        self._admitting -= 1
+                        admitting = False
+                        if connection is None:
+                            await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
+                            return
+                        connection.send(self._welcome(context))
+                        await connection.run(self._handle_text)
+            finally:
+                if admitting:
+                    self._admitting -= 1
 
-    async def _serve_upgrade(self, websocket: WebSocket) -> None:
-        identity, problem = await self._check_upgrade(websocket)
-        if problem is not None:
-            await websocket.send_denial_response(problem)
-            return
-        assert identity is not None
+    def _context_of(self, websocket: WebSocket, identity: Identity) -> tuple[ConnectionContext, bool]:
+        """Who the new connection is, and whether it takes over its session (``resume``)."""
         resume = websocket.query_params.get("resume")
         takeover = resume is not None and self.sessions.belongs_to(resume, identity.user_id)
         context = ConnectionContext(
@@ -169,24 +195,7 @@ class WSGuard:
             client_address=websocket.client.host if websocket.client else None,
             user_agent=websocket.headers.get("user-agent"),
         )
-        self._admitting += 1
-        admitting = True
-        try:
-            with log_context(
-                connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
-            ):
-                await websocket.accept()
-                async with self.hub.open(context, websocket, takeover=takeover) as connection:
-                    self._admitting -= 1
-                    admitting = False
-                    if connection is None:
-                        await _close_quietly(websocket, close.TOO_MANY_CONNECTIONS, self.settings)
-                        return
-                    connection.send(self._welcome(context))
-                    await connection.run(partial(self.commands.handle, connection))
-        finally:
-            if admitting:
-                self._admitting -= 1
+        return context, takeover
 
     async def _check_upgrade(self, websocket: WebSocket) -> tuple[Identity | None, Response | None]:
         settings, now = self.settings, time.monotonic()

@@ -45,7 +45,7 @@ from uvicorn.server import ServerState
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.frames import CloseCode
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
@@ -108,19 +108,123 @@ class _Control:
             listener(code, reason)
 
 
-class _AppQueue(asyncio.Queue[Any]):
+class _AppQueue:
     """The app's receive queue: a disconnect put in it also reaches the control's listener at
-    once, so that the app can release the connection before its own task is even scheduled."""
+    once, so that the app can release the connection before its own task is even scheduled.
+
+    It does what uvicorn asks of its ``asyncio.Queue`` (``put_nowait``, ``get``, ``empty``) and
+    holds nothing while it is empty and nobody waits: an ``asyncio.Queue`` keeps three deques
+    and an event (about 3 KB) for each connection, for a queue that holds one or two events at
+    a time (uvicorn stops reading the socket until the app takes each message).
+    """
+
+    __slots__ = ("_getters", "_items", "_protocol")
 
     def __init__(self, protocol: GuardedWebSocketProtocol) -> None:
-        super().__init__()
         self._protocol = protocol
+        self._items: list[Any] | None = None
+        self._getters: list[asyncio.Future[None]] | None = None
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def qsize(self) -> int:
+        return len(self._items) if self._items else 0
 
     def put_nowait(self, item: Any) -> None:
-        super().put_nowait(item)
+        if self._items is None:
+            self._items = []
+        self._items.append(item)
+        self._wake_next_getter()
         control = self._protocol.control
         if item.get("type") == "websocket.disconnect" and control is not None:
             control.notify_closed(item.get("code", ABNORMAL), item.get("reason") or "")
+
+    def get_nowait(self) -> Any:
+        if not self._items:
+            raise asyncio.QueueEmpty
+        item = self._items.pop(0)
+        if not self._items:
+            self._items = None
+        return item
+
+    async def get(self) -> Any:
+        """The next item, waiting for it; a cancelled getter passes its wake-up on, as
+        ``asyncio.Queue.get`` does."""
+        while not self._items:
+            getter = asyncio.get_running_loop().create_future()
+            if self._getters is None:
+                self._getters = []
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                self._forget_getter(getter)
+                if self._items and not getter.cancelled():
+                    self._wake_next_getter()
+                raise
+            self._forget_getter(getter)
+        return self.get_nowait()
+
+    def _forget_getter(self, getter: asyncio.Future[None]) -> None:
+        if self._getters is not None and getter in self._getters:
+            self._getters.remove(getter)
+            if not self._getters:
+                self._getters = None
+
+    def _wake_next_getter(self) -> None:
+        while self._getters:
+            getter = self._getters.pop(0)
+            if not getter.done():
+                getter.set_result(None)
+                break
+        if not self._getters:
+            self._getters = None
+
+
+class _Writable:
+    """Whether the transport's write buffer is below its high-water mark, as uvicorn's
+    ``asyncio.Event`` ``writable`` (``set``, ``clear``, ``is_set``, ``wait``), without the
+    event's deque of waiters (0.8 KB a connection): the list of waiters exists only while
+    someone waits for the buffer to drain."""
+
+    __slots__ = ("_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiters: list[asyncio.Future[None]] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        if self._set:
+            return
+        self._set = True
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> bool:
+        if self._set:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = []
+        self._waiters.append(waiter)
+        try:
+            await waiter
+            return True
+        finally:
+            if self._waiters is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+                if not self._waiters:
+                    self._waiters = None
 
 
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -147,7 +251,10 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         )
         self.control: _Control | None = None
         self.drop_timer: asyncio.TimerHandle | None = None
-        self.queue = _AppQueue(self)
+        # Lighter stand-ins for uvicorn's asyncio.Queue and asyncio.Event, with the methods
+        # uvicorn and this class call on them.
+        self.queue = _AppQueue(self)  # type: ignore[assignment]
+        self.writable = _Writable()  # type: ignore[assignment]
 
     # Connection lifecycle
 
@@ -180,6 +287,17 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         super().data_received(data)
         self.refuse_unparsed_request()
         self.drop_when_closing()
+
+    def handle_connect(self, event: Request) -> None:
+        """After uvicorn's: forget the parsed request head (about 3 KB with its headers).
+
+        It is not read again (the scope carries what the app needs), but uvicorn keeps it for
+        the life of the connection, and so does the ``websockets`` parser (a local variable of
+        its generator, which runs until the socket closes): hence its headers are emptied.
+        """
+        super().handle_connect(event)
+        event.headers.clear()
+        del self.request
 
     def refuse_unparsed_request(self) -> None:
         """When the ``websockets`` parser gave up on the request head, send its answer (414 or
@@ -359,6 +477,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 self.handshake_complete = True
                 self.conn.send_response(self.response)
                 self.transport.write(b"".join(self.conn.data_to_send()))
+                del self.response  # written, and never read again (uvicorn would keep it)
                 self.start_keepalive()
         elif message["type"] == "websocket.close":
             self.queue.put_nowait({"type": "websocket.disconnect", "code": ABNORMAL})
