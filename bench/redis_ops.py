@@ -518,7 +518,8 @@ class Extras:
 
     frame_bytes: list[int] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
-    renewal: dict[str, float] = field(default_factory=dict)
+    renewal: dict[str, dict[str, float]] = field(default_factory=dict)
+    idle: dict[str, float] = field(default_factory=dict)
     idle_ops: dict[str, int] = field(default_factory=dict)
     redis_version: str = ""
     memory: dict[str, float] = field(default_factory=dict)
@@ -651,43 +652,61 @@ async def measured_run(
         await meter.measure("close: the user's last connection on the instance", users + half, close_last)
 
 
+RENEWAL_OPS = ("SCRIPT EXISTS", "EVALSHA renew")
+
+
+def per_cycle(held: Row, idle: Row, connections: int) -> dict[str, float]:
+    """One renewal cycle's figures from a window holding ``connections``, less what the idle
+    window shows an instance does anyway (its report and health check), op for op."""
+    cycles = held.sent["SCRIPT EXISTS"]
+    background = sum(n for name, n in held.sent.items() if name not in RENEWAL_OPS)
+    idle_ops = sum(idle.sent.values()) or 1
+    return {
+        "connections": connections,
+        "cycles": cycles,
+        "seconds": held.seconds,
+        "script exists": held.sent["SCRIPT EXISTS"] / cycles,
+        "evalsha renew": held.sent["EVALSHA renew"] / cycles,
+        "inside": sum(held.inside.values()) / cycles,
+        "hset inside": held.inside["HSET"] / cycles,
+        "micros": sum(held.micros[n] for n in RENEWAL_OPS) / cycles,
+        "cpu": (held.redis_cpu - idle.redis_cpu * held.seconds / idle.seconds) / cycles,
+        "bytes in": (held.bytes_in - background * idle.bytes_in / idle_ops) / cycles,
+        "bytes out": (held.bytes_out - background * idle.bytes_out / idle_ops) / cycles,
+    }
+
+
 async def renewal(meter: Meter, c: ServerProcess, users: int, ttl: float, extras: Extras) -> None:
     """The lease heartbeat on C (renewal every ``ttl / 3``): an idle window, then the same window
-    holding ``users`` x 2 connections; each window spans three renewal periods."""
+    holding ``users`` x 2 connections, then ``users`` x 1; each window spans three periods."""
     meter.instances = [c]
-    window = ttl  # three periods
-    idle = await meter.measure("idle instance", 1, lambda: asyncio.sleep(window), rounds=1)
+    window = ttl
+
+    async def hold() -> None:
+        await asyncio.sleep(window)
+
+    idle = await meter.measure("idle instance", 1, hold, rounds=1)
     tokens = [c.token(f"r{n}") for n in range(users)]
     sockets = await open_many(c, tokens * 2)
     await asyncio.sleep(ttl / 2)  # admission is over; the renewals hold them now
-    held = await meter.measure("holding", 1, lambda: asyncio.sleep(window), rounds=1)
-    await close_all(sockets)
-    cycles = held.sent["SCRIPT EXISTS"]
-    renewal_ops = ("SCRIPT EXISTS", "EVALSHA renew")
-    background = sum(n for name, n in held.sent.items() if name not in renewal_ops)
-    idle_ops = sum(idle.sent.values())
-    per_op_in = idle.bytes_in / idle_ops if idle_ops else 0.0
-    per_op_out = idle.bytes_out / idle_ops if idle_ops else 0.0
+    two = await meter.measure("holding two per user", 1, hold, rounds=1)
+    await close_all(sockets[users:])
+    await asyncio.sleep(ttl / 2)
+    one = await meter.measure("holding one per user", 1, hold, rounds=1)
+    await close_all(sockets[:users])
     extras.renewal = {
-        "users": users,
-        "connections": 2 * users,
-        "cycles": cycles,
-        "seconds": held.seconds,
-        "script exists per cycle": cycles and held.sent["SCRIPT EXISTS"] / cycles,
-        "evalsha renew per cycle": cycles and held.sent["EVALSHA renew"] / cycles,
-        "inside per cycle": cycles and sum(held.inside.values()) / cycles,
-        "hset inside per cycle": cycles and held.inside["HSET"] / cycles,
-        "micros per cycle": cycles and sum(held.micros[n] for n in renewal_ops) / cycles,
-        "cpu per cycle": cycles and (held.redis_cpu - idle.redis_cpu * held.seconds / idle.seconds) / cycles,
-        "bytes in per cycle": cycles and (held.bytes_in - background * per_op_in) / cycles,
-        "bytes out per cycle": cycles and (held.bytes_out - background * per_op_out) / cycles,
-        "idle seconds": idle.seconds,
-        "idle ops per second": idle_ops / idle.seconds,
-        "idle bytes in per second": idle.bytes_in / idle.seconds,
-        "idle bytes out per second": idle.bytes_out / idle.seconds,
+        "two per user": per_cycle(two, idle, 2 * users),
+        "one per user": per_cycle(one, idle, users),
+    }
+    extras.idle = {
+        "seconds": idle.seconds,
+        "ops per second": sum(idle.sent.values()) / idle.seconds,
+        "bytes in per second": idle.bytes_in / idle.seconds,
+        "bytes out per second": idle.bytes_out / idle.seconds,
     }
     extras.idle_ops = dict(idle.sent)
-    del meter.rows["idle instance"], meter.rows["holding"]
+    for label in ("idle instance", "holding two per user", "holding one per user"):
+        del meter.rows[label]
 
 
 async def run(users: int, events: int, renewal_ttl: float) -> tuple[list[Row], Extras]:
@@ -720,6 +739,20 @@ def breakdown(counts: Counter[str], per: int) -> str:
     return ", ".join(f"{name} {n / per:.2f}" for name, n in counts.most_common()) or "none"
 
 
+def renewal_line(users: str, r: dict[str, float]) -> str:
+    n = r["connections"]
+    return (
+        f"Lease renewal, {users} (instance C, {n:.0f} connections, {r['cycles']:.0f} cycles in "
+        f"{r['seconds']:.1f} s): per cycle {r['script exists']:.2f} SCRIPT EXISTS + "
+        f"{r['evalsha renew']:.2f} EVALSHA renew (one per user held), {r['inside']:.1f} commands "
+        f"inside ({r['hset inside']:.1f} HSET), {r['micros']:.0f} µs in Redis (slow log), "
+        f"{r['cpu'] * 1e6:.0f} µs of Redis CPU, {r['bytes in']:.0f} B in, {r['bytes out']:.0f} B out; "
+        f"per connection: {(r['script exists'] + r['evalsha renew']) / n:.3f} ops, "
+        f"{r['cpu'] * 1e6 / n:.1f} µs of Redis CPU, {r['bytes in'] / n:.0f} B in, "
+        f"{r['bytes out'] / n:.0f} B out."
+    )
+
+
 def report(rows: list[Row], extras: Extras, command: str) -> str:
     lines = [
         f"Redis operations per wsguard operation (`{command}`; redis-server {extras.redis_version}, "
@@ -741,27 +774,15 @@ def report(rows: list[Row], extras: Extras, command: str) -> str:
             f"| {row.per(row.traffic[RECEIVED]):.2f} "
             f"| {row.per(row.traffic[JOINS]):.2f} / {row.per(row.traffic[LEAVES]):.2f} |"
         )
-    r = extras.renewal
     frames = extras.frame_bytes
     m = extras.memory
+    i = extras.idle
     lines += [
         "",
-        f"Lease renewal (instance C, {r['users']:.0f} users x 2 connections, {r['cycles']:.0f} cycles in "
-        f"{r['seconds']:.1f} s): per cycle {r['script exists per cycle']:.2f} SCRIPT EXISTS + "
-        f"{r['evalsha renew per cycle']:.2f} EVALSHA renew (one per user held), "
-        f"{r['inside per cycle']:.1f} commands inside ({r['hset inside per cycle']:.1f} HSET), "
-        f"{r['micros per cycle']:.0f} µs in Redis (slow log), "
-        f"{r['cpu per cycle'] * 1e6:.0f} µs of Redis CPU, "
-        f"{r['bytes in per cycle']:.0f} B in, "
-        f"{r['bytes out per cycle']:.0f} B out; per connection per cycle: "
-        f"{(r['script exists per cycle'] + r['evalsha renew per cycle']) / r['connections']:.3f} ops, "
-        f"{r['cpu per cycle'] * 1e6 / r['connections']:.1f} µs of Redis CPU, "
-        f"{r['bytes in per cycle'] / r['connections']:.0f} B in, "
-        f"{r['bytes out per cycle'] / r['connections']:.0f} B out.",
-        f"Idle instance (no connection): {r['idle ops per second']:.2f} ops/s "
-        f"({breakdown(Counter(extras.idle_ops), 1)} "
-        f"in {r['idle seconds']:.1f} s), {r['idle bytes in per second']:.0f} B/s in, "
-        f"{r['idle bytes out per second']:.0f} B/s out.",
+        *(renewal_line(users, figures) for users, figures in extras.renewal.items()),
+        f"Idle instance (no connection): {i['ops per second']:.2f} ops/s "
+        f"({breakdown(Counter(extras.idle_ops), 1)} in {i['seconds']:.1f} s), "
+        f"{i['bytes in per second']:.0f} B/s in, {i['bytes out per second']:.0f} B/s out.",
         f"Event frame delivered to a client: {sum(frames) / len(frames):.0f} B of JSON text on average "
         f"({len(frames)} frames).",
         f"Redis memory (MEMORY USAGE): {m['leases of a user with 2 connections']:.0f} B for the leases of a "
