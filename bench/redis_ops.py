@@ -73,6 +73,7 @@ GATE = 16
 """Connections opened at once."""
 IN_FLIGHT = 8
 """Publish requests at once."""
+SIMPLE = "reference: SET, one at a time from one client"
 PACED_RATE = 5000
 """Events a second published for instance B's CPU at a steady rate (about what each instance
 receives in the sizing model of docs/scaling.md)."""
@@ -650,6 +651,22 @@ async def measured_run(
                            what="every channel left")  # fmt: skip
 
         await meter.measure("close: the user's last connection on the instance", users + half, close_last)
+        await simple_requests(meter, events)
+
+
+async def simple_requests(meter: Meter, count: int) -> None:
+    """A yardstick: ``count`` plain SETs from one client, each waiting for its reply, so that each
+    operation above reads as so many simple requests of this Redis on this machine."""
+    where = meter.counters.admin.connection_pool.connection_kwargs
+    with Redis(host=where["host"], port=where["port"]) as client:
+        client.ping()
+
+        async def sets() -> None:
+            for n in range(count):
+                client.set("wsguard:bench:simple", n)
+
+        await meter.measure(SIMPLE, count, sets)
+        client.delete("wsguard:bench:simple")
 
 
 RENEWAL_OPS = ("SCRIPT EXISTS", "EVALSHA renew")
@@ -739,7 +756,7 @@ def breakdown(counts: Counter[str], per: int) -> str:
     return ", ".join(f"{name} {n / per:.2f}" for name, n in counts.most_common()) or "none"
 
 
-def renewal_line(users: str, r: dict[str, float]) -> str:
+def renewal_line(users: str, r: dict[str, float], unit: float) -> str:
     n = r["connections"]
     return (
         f"Lease renewal, {users} (instance C, {n:.0f} connections, {r['cycles']:.0f} cycles in "
@@ -748,8 +765,8 @@ def renewal_line(users: str, r: dict[str, float]) -> str:
         f"inside ({r['hset inside']:.1f} HSET), {r['micros']:.0f} µs in Redis (slow log), "
         f"{r['cpu'] * 1e6:.0f} µs of Redis CPU, {r['bytes in']:.0f} B in, {r['bytes out']:.0f} B out; "
         f"per connection: {(r['script exists'] + r['evalsha renew']) / n:.3f} ops, "
-        f"{r['cpu'] * 1e6 / n:.1f} µs of Redis CPU, {r['bytes in'] / n:.0f} B in, "
-        f"{r['bytes out'] / n:.0f} B out."
+        f"{r['cpu'] * 1e6 / n:.1f} µs of Redis CPU ({r['cpu'] / n / unit:.2f} SETs), "
+        f"{r['bytes in'] / n:.0f} B in, {r['bytes out'] / n:.0f} B out."
     )
 
 
@@ -759,17 +776,21 @@ def report(rows: list[Row], extras: Extras, command: str) -> str:
         "loopback).",
         "Sent: what instances send (a script's EVALSHA counts once). Inside: what the scripts run.",
         "Bytes: Redis's total_net_input_bytes / total_net_output_bytes (pub/sub deliveries included).",
+        "In SETs: the Redis CPU of the operation over that of the last row's plain SET.",
         "",
         "| operation | n | sent per op | inside scripts per op | Redis µs per op (slow log) "
-        "| Redis CPU µs per op | bytes in | bytes out | deliveries from Redis | channels joined / left |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| Redis CPU µs per op | in SETs | bytes in | bytes out | deliveries from Redis "
+        "| channels joined / left |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    simple = next(row for row in rows if row.label == SIMPLE)
+    unit = simple.per(simple.redis_cpu)
     for row in rows:
         sent = sum(row.sent.values())
         lines.append(
             f"| {row.label} | {row.count} | {row.per(sent):.2f}: {breakdown(row.sent, row.count)} "
             f"| {breakdown(row.inside, row.count)} | {row.per(sum(row.micros.values())):.1f} "
-            f"| {row.per(row.redis_cpu) * 1e6:.1f} "
+            f"| {row.per(row.redis_cpu) * 1e6:.1f} | {row.per(row.redis_cpu) / unit:.2f} "
             f"| {row.per(row.bytes_in):.0f} | {row.per(row.bytes_out):.0f} "
             f"| {row.per(row.traffic[RECEIVED]):.2f} "
             f"| {row.per(row.traffic[JOINS]):.2f} / {row.per(row.traffic[LEAVES]):.2f} |"
@@ -779,7 +800,7 @@ def report(rows: list[Row], extras: Extras, command: str) -> str:
     i = extras.idle
     lines += [
         "",
-        *(renewal_line(users, figures) for users, figures in extras.renewal.items()),
+        *(renewal_line(users, figures, unit) for users, figures in extras.renewal.items()),
         f"Idle instance (no connection): {i['ops per second']:.2f} ops/s "
         f"({breakdown(Counter(extras.idle_ops), 1)} in {i['seconds']:.1f} s), "
         f"{i['bytes in per second']:.0f} B/s in, {i['bytes out per second']:.0f} B/s out.",
