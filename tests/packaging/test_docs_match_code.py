@@ -9,8 +9,10 @@ import sys
 from pathlib import Path
 
 from tests.leaktest.broken_servers import BUGS
+from wsguard.backends.redis.decisions import RenewalSchedule
 from wsguard.leaktest.cli import configure_parser
 from wsguard.leaktest.profiles import default_profile_name
+from wsguard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -58,3 +60,15 @@ def test_deploy_guide_points_at_the_redis_backend_it_has() -> None:
     assert "when available" not in section
     assert "[redis.md](redis.md)" in section
     assert "wsguard[redis]" in section
+
+
+def test_scaling_model_uses_the_defaults_it_names() -> None:
+    """The sizing model's renewal period, heartbeat and retention are the code's defaults."""
+    scaling = (ROOT / "docs" / "scaling.md").read_text(encoding="utf-8")
+    settings = Settings()
+    period = RenewalSchedule(settings.lease_ttl).interval
+    assert f"every `--lease-ttl / 3` = {period:g} s by default" in scaling
+    assert f"one script per user held per instance every {period:g} s" in scaling
+    assert f"a ping every {settings.heartbeat_interval:g} s per connection" in scaling
+    events, seconds = settings.retention_events, settings.retention_seconds
+    assert f"`--retention-events {events}`, `--retention-seconds {seconds:g}`" in scaling
