@@ -11,9 +11,11 @@ and channel in one slot on one node, and sharded channels only.
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 
 import pytest
+from redis.asyncio.connection import Connection
 from redis.exceptions import RedisClusterException
 
 from tests.redis.cluster_clients import keys_of, no_more_frames, publish, read_until_subscribed, subscribe
@@ -21,6 +23,8 @@ from tests.redis.conftest import StartInstance, require_redis_cluster
 from tests.redis.test_backend import (
     Recorder,
     _backend,
+    _started,
+    _wait_for,
     test_a_dead_instances_leases_expire_within_the_ttl,
     test_a_master_that_refuses_writes_makes_publishing_unavailable,
     test_backfill_restarts_a_thread_whose_history_redis_lost,
@@ -40,6 +44,7 @@ from tests.redis.test_presence_cluster import (
     test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl,
 )
 from wsguard.backends.base import BackendUnavailable
+from wsguard.backends.redis import RedisBackend
 from wsguard.testing import eventually
 from wsguard.testing.clients import Frame, open_socket, receive
 from wsguard.testing.redis_cluster import RedisClusterServers, free_cluster_port
@@ -64,6 +69,9 @@ __all__ = [
 
 USERS = 24
 EVENTS_PER_USER = 10
+LEAVERS = 6
+LEAVE_PAUSE = 0.05
+"""Seconds a task that sent ``SUNSUBSCRIBE`` waits before going on, as on a busy event loop."""
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +139,50 @@ def test_users_on_every_master_get_each_event_once_over_sharded_channels_in_thei
         )
     with redis_server.client() as client:
         assert client.pubsub_shardchannels(f"{keys.user_events_prefix}*") == []
+
+
+def test_a_leave_confirmed_before_its_sender_goes_on_leaves_no_record_in_the_redis_client(
+    redis_server: RedisClusterServers, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Users come and go while every task that sends ``SUNSUBSCRIBE`` resumes late (as on a busy
+    event loop), so that the node's reader takes each confirmation first: each leave is still
+    forgotten everywhere, redis-py's ``ClusterPubSub`` included, and the records held are back to
+    zero (before, each user's channel stayed in ``shard_channels`` for as long as the listener lived)."""
+    send = Connection.send_packed_command
+
+    async def send_then_pause(
+        self: Connection, command: bytes | str | Iterable[bytes], check_health: bool = True
+    ) -> None:
+        await send(self, command, check_health)
+        if isinstance(command, list) and command and b"SUNSUBSCRIBE" in bytes(command[0])[:32]:
+            await asyncio.sleep(LEAVE_PAUSE)
+
+    monkeypatch.setattr(Connection, "send_packed_command", send_then_pause)
+    users = [f"leaver-{n}" for n in range(LEAVERS)]
+    keys = keys_of(redis_server)
+    assert len({redis_server.master_of(keys.leases(user)).port for user in users}) > 1
+
+    async def scenario() -> None:
+        backend, _ = await _started(redis_server.url)
+        try:
+            for cycle, user in enumerate(users * 2):
+                connection_id = f"conn_leaver_{cycle}"
+                decision = await backend.admit(user, connection_id, f"ses_{cycle}", takeover=False)
+                assert decision is not None
+                assert decision.admitted
+                backend.release(connection_id)
+                await _wait_for(partial(_left, backend, cycle + 1))
+            assert backend.traffic.joins == len(users) * 2
+            assert backend.entry_count == 0, f"{backend.entry_count} records left after every user left"
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
+
+
+def _left(backend: RedisBackend, count: int) -> bool:
+    """Redis has confirmed ``count`` leaves of users' channels."""
+    return backend.traffic.leaves == count
 
 
 def test_a_users_slot_moved_to_another_master_keeps_delivering_and_replaying(

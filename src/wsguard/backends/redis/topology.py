@@ -31,7 +31,8 @@ Listeners report subscription changes and messages with the plain kinds (``subsc
 """
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
@@ -73,6 +74,11 @@ class Listener(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+    def tracked_channels(self, prefix: str) -> int:
+        """How many channels named ``prefix...`` the Redis client keeps a record of (it would
+        subscribe to them again by itself after a reconnect): 0 once they are all left."""
+        ...
 
     @property
     def server(self) -> Address | None:
@@ -286,6 +292,9 @@ class _PlainListener:
     async def aclose(self) -> None:
         await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    def tracked_channels(self, prefix: str) -> int:
+        return _count_named(self._pubsub.channels, prefix)
+
     @property
     def server(self) -> Address | None:
         connection = self._pubsub.connection
@@ -297,7 +306,8 @@ class _ShardedListener:
     node that holds its slot (one connection per node); one reader per node feeds a queue, so a
     message from any node is handed on at once (``ClusterPubSub`` alone polls the nodes in turn,
     waiting the whole timeout on each). A reader that loses its node, or a (un)subscription that
-    fails, puts the error in the queue, and the backend's listener reconnects."""
+    fails, puts the error in the queue, and the backend's listener reconnects. A reader also
+    makes ``ClusterPubSub`` forget a channel it left (see :meth:`_forget_if_left`)."""
 
     def __init__(self, client: RedisCluster) -> None:
         self._client = client
@@ -339,10 +349,37 @@ class _ShardedListener:
                 if node is None:
                     raise RedisConnectionError(f"node {name} left the cluster")
                 message = await self._pubsub.get_sharded_message(timeout=_READ_WAIT, target_node=node)
-                if message is not None:
-                    self._queue.put_nowait(message)
+                if message is None:
+                    continue
+                if message.get("type") == "sunsubscribe":
+                    await self._forget_if_left(message["channel"])
+                self._queue.put_nowait(message)
         except Exception as error:
             self._queue.put_nowait(error)
+
+    async def _forget_if_left(self, channel: object) -> None:
+        """After redis-py has handled a ``SUNSUBSCRIBE`` confirmation: drop the channel from
+        ``ClusterPubSub``'s own records when no node's ``PubSub`` holds it any more.
+
+        redis-py 8.1's ``ClusterPubSub.sunsubscribe`` marks a channel as being left only after
+        the node's ``PubSub`` has sent ``SUNSUBSCRIBE``, by copying that ``PubSub``'s pending
+        set. The send yields (``asyncio.wait_for`` around the write), and when this node's
+        reader takes the confirmation meanwhile, the node's ``PubSub`` forgets the channel but
+        ``ClusterPubSub`` finds it not pending and keeps it in ``shard_channels`` and in its
+        channel-to-node index for as long as the listener lives: one record per user whose
+        leave met the race, which a busy event loop makes common. Under ``ClusterPubSub``'s
+        own lock no (un)subscription is half done, so a channel that no node holds is left.
+        """
+        pubsub = self._pubsub
+        lock = getattr(pubsub, "_shard_state_lock", None)
+        async with lock if isinstance(lock, asyncio.Lock) else contextlib.nullcontext():
+            if any(channel in node.shard_channels for node in pubsub.node_pubsub_mapping.values()):
+                return
+            pubsub.shard_channels.pop(channel, None)
+            pubsub.pending_unsubscribe_shard_channels.discard(channel)
+            index = getattr(pubsub, "_shard_channel_to_node", None)
+            if isinstance(index, dict):
+                index.pop(channel, None)
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:
         try:
@@ -362,6 +399,21 @@ class _ShardedListener:
         self._readers.clear()
         await self._pubsub.aclose()
 
+    def tracked_channels(self, prefix: str) -> int:
+        index = getattr(self._pubsub, "_shard_channel_to_node", None)
+        names = {*self._pubsub.shard_channels, *(index if isinstance(index, dict) else ())}
+        return _count_named(names, prefix)
+
     @property
     def server(self) -> Address | None:
         return None
+
+
+def _count_named(names: Iterable[object], prefix: str) -> int:
+    """How many of ``names`` (bytes, or text when the client decodes) start with ``prefix``."""
+    encoded = prefix.encode()
+    return sum(
+        1
+        for name in names
+        if (name.startswith(encoded) if isinstance(name, bytes) else str(name).startswith(prefix))
+    )
