@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 users: defaultdict[str, set[WebSocket]] = defaultdict(set)
@@ -95,16 +96,22 @@ def main(argv: list[str]) -> int:
 
         run(app, TransportOptions(host=args.host, port=args.port, log_level="warning"), no_drain)
         return 0
+    serve_on_stock_uvicorn(app, args.host, args.port)
+    return 0
+
+
+def serve_on_stock_uvicorn(asgi_app: ASGIApp, host: str, port: int) -> None:
+    """Stock uvicorn as every peer on it runs: its sans-I/O WebSocket protocol, compression off
+    (wsguard's default), no access log."""
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
+        asgi_app,
+        host=host,
+        port=port,
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         log_level="warning",
         access_log=False,
     )
-    return 0
 
 
 if __name__ == "__main__":

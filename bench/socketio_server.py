@@ -17,11 +17,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import socketio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+
+from bare_server import serve_on_stock_uvicorn
 
 sio = socketio.AsyncServer(async_mode="asgi")
 
@@ -75,15 +76,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8768)
     parser.add_argument("--dev", action="store_true", help="accepted and ignored")
     args = parser.parse_args(argv)
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        log_level="warning",
-        access_log=False,
-    )
+    serve_on_stock_uvicorn(app, args.host, args.port)
     return 0
 
 
