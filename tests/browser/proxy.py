@@ -72,6 +72,10 @@ class CuttableProxy:
         except OSError:
             _reset(writer)
             return
+        if self._cut:  # cut while the upstream connection was being opened
+            _reset(up_writer)
+            _reset(writer)
+            return
         pair = {writer, up_writer}
         self._writers |= pair
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
