@@ -38,7 +38,8 @@ async def warm_up(target: Target) -> None:
 
 
 async def churn(target: Target, seconds: float, concurrency: int) -> Sample:
-    """Connect, wait for the welcome, close with a handshake: completed cycles per second."""
+    """Connect, wait for the welcome, close with a handshake: completed cycles per second, and
+    the server's CPU time per cycle (which the load client's share of the CPUs does not blur)."""
     users = [f"churn-{worker}" for worker in range(concurrency)]
     target.prepare(users)
     completed = 0
@@ -51,9 +52,10 @@ async def churn(target: Target, seconds: float, concurrency: int) -> Sample:
             await link.close()
             completed += 1
 
-    started = time.monotonic()
+    started, cpu_before = time.monotonic(), target.cpu_seconds()
     await asyncio.gather(*(cycle(user_id) for user_id in users))
-    return {"cycles_per_s": completed / (time.monotonic() - started)}
+    elapsed, cpu = time.monotonic() - started, target.cpu_seconds() - cpu_before
+    return {"cycles_per_s": completed / elapsed, "server_cpu_ms_per_cycle": 1000 * cpu / max(completed, 1)}
 
 
 def cleanups(before: dict[float, float], after: dict[float, float]) -> dict[str, list[float]]:

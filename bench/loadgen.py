@@ -213,6 +213,11 @@ class Target(ABC):
     def open_fds(self) -> int:
         return int(psutil.Process(self.server.pid).num_fds())
 
+    def cpu_seconds(self) -> float:
+        """The server process's CPU time so far, user and system."""
+        times = psutil.Process(self.server.pid).cpu_times()
+        return float(times.user + times.system)
+
 
 class StatsTarget(Target):
     """A peer server that reports what it holds as JSON on ``GET /stats``."""

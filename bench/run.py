@@ -37,6 +37,8 @@ from wsguard.testing import ServerProcess, free_port
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SERVERS = ("bare", "wsguard", "websockets", "socketio")
+OPTIONAL_SERVERS = ("bare-transport",)
+"""Not run by default: the bare app on ``wsguard.transport``, what the transport alone costs."""
 FIGURES = ("churn", "idle", "fanout", "spread", "hold")
 
 
@@ -151,7 +153,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--publish-concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of churn and of both fan-outs")
     parser.add_argument(
-        "--servers", type=_names(SERVERS), default=list(SERVERS), help=f"some of {','.join(SERVERS)}"
+        "--servers",
+        type=_names(SERVERS + OPTIONAL_SERVERS),
+        default=list(SERVERS),
+        help=f"some of {','.join(SERVERS + OPTIONAL_SERVERS)} (default: all but the last)",
     )
     parser.add_argument(
         "--only", type=_names(FIGURES), default=list(FIGURES), help=f"some of {','.join(FIGURES)}"
@@ -187,6 +192,7 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
 
     makers: dict[str, Callable[[], Target]] = {
         "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
+        "bare-transport": lambda: StarletteTarget("bare-transport", peer("bare_server.py", "--transport")),
         "wsguard": lambda: WsguardTarget(
             "wsguard", ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
         ),

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
+import gc
 import itertools
 import os
 import sys
@@ -59,6 +61,17 @@ class GuardedApp:
 
     async def closed(self, request: Request) -> Response:
         return JSONResponse({"open": list(self.open_records.values()), "closed": self.log})
+
+    async def garbage(self, request: Request) -> Response:
+        """Collect, and count by type what only the cyclic collector could free (reference cycles)."""
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            gc.collect()
+            found = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.garbage)
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+        return JSONResponse(dict(found))
 
     async def denied(self, websocket: WebSocket) -> None:
         await websocket.send_denial_response(PlainTextResponse("no", status_code=401))
@@ -139,6 +152,7 @@ class GuardedApp:
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
                 Route("/log", self.closed),
+                Route("/garbage", self.garbage),
                 WebSocketRoute("/ws", self.ws),
                 WebSocketRoute("/denied", self.denied),
             ]

@@ -4,19 +4,18 @@ so that an idle connection holds no deque: they must behave as uvicorn expects o
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from wsguard.transport.protocol import GuardedWebSocketProtocol, _AppQueue, _Writable
+from wsguard.transport.protocol import _AppQueue, _Writable
 
 WAIT = 2.0
 
 
 def _queue() -> _AppQueue:
-    """A queue whose protocol has no control yet (as before ``connection_made``)."""
-    return _AppQueue(cast(GuardedWebSocketProtocol, SimpleNamespace(control=None)))
+    """A queue without a control yet (as before ``connection_made``)."""
+    return _AppQueue()
 
 
 def test_the_queue_hands_out_items_in_order_and_holds_nothing_once_empty() -> None:

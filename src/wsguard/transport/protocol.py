@@ -118,10 +118,12 @@ class _AppQueue:
     a time (uvicorn stops reading the socket until the app takes each message).
     """
 
-    __slots__ = ("_getters", "_items", "_protocol")
+    __slots__ = ("_getters", "_items", "control")
 
-    def __init__(self, protocol: GuardedWebSocketProtocol) -> None:
-        self._protocol = protocol
+    def __init__(self) -> None:
+        self.control: _Control | None = None
+        """Told of the disconnect; set once the transport exists. Not the protocol, which holds
+        this queue: a cycle would leave every closed connection to the garbage collector."""
         self._items: list[Any] | None = None
         self._getters: list[asyncio.Future[None]] | None = None
 
@@ -136,7 +138,7 @@ class _AppQueue:
             self._items = []
         self._items.append(item)
         self._wake_next_getter()
-        control = self._protocol.control
+        control = self.control
         if item.get("type") == "websocket.disconnect" and control is not None:
             control.notify_closed(item.get("code", ABNORMAL), item.get("reason") or "")
 
@@ -253,7 +255,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.drop_timer: asyncio.TimerHandle | None = None
         # Lighter stand-ins for uvicorn's asyncio.Queue and asyncio.Event, with the methods
         # uvicorn and this class call on them.
-        self.queue = _AppQueue(self)  # type: ignore[assignment]
+        self.queue = _AppQueue()  # type: ignore[assignment]
         self.writable = _Writable()  # type: ignore[assignment]
 
     # Connection lifecycle
@@ -263,7 +265,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
-        self.control = _Control(self.transport, self)
+        self.control = cast(_AppQueue, self.queue).control = _Control(self.transport, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stamp_closed()
