@@ -51,6 +51,11 @@ def rows(sizes: Sizes) -> list[Row]:
         Row("connect/close churn (cycles/s)", "churn.cycles_per_s"),
         Row("connect/close churn: server CPU per cycle (ms)", "churn.server_cpu_ms_per_cycle", form="{:.3f}"),
         Row(
+            "connect/close churn: load client CPU per cycle (ms)",
+            "churn.client_cpu_ms_per_cycle",
+            form="{:.3f}",
+        ),
+        Row(
             "cleanup during churn: p99 at most (ms, a bucket bound)",
             "churn.cleanup_p99_bound_ms",
             form="{:g}",

@@ -21,19 +21,15 @@ THREAD = "thr"
 TICKET = "tkt"
 
 
-def _encode(value: int, length: int) -> str:
-    chars = []
-    for _ in range(length):
-        value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
-    return "".join(reversed(chars))
+_PAIRS = tuple(high + low for high in _ALPHABET for low in _ALPHABET)
+"""Every 10-bit value as its two base32 digits: an id is 13 lookups, not 26 divisions."""
+_SHIFTS = tuple(range(120, -1, -10))
 
 
 def new_id(prefix: str) -> str:
     """A fresh, time-sortable id of the kind ``prefix``."""
-    millis = time.time_ns() // 1_000_000
-    randomness = int.from_bytes(os.urandom(10), "big")
-    return f"{prefix}_{_encode(millis, 10)}{_encode(randomness, 16)}"
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return prefix + "_" + "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def is_thread_id(value: object) -> bool:
