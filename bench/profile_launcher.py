@@ -9,6 +9,9 @@ Usage: ``python bench/profile_launcher.py MODE OUTPUT_DIR TARGET [ARGS...]``
   writes ``snapshot-N.pickle`` to ``OUTPUT_DIR`` (N counts from 1).
 - ``MODE`` ``cprofile``: SIGUSR1 starts profiling, SIGUSR2 stops it and writes
   ``profile-N.pstats``, so that a profile covers only the window the caller chose.
+- ``MODE`` ``gc``: SIGUSR1 starts counting the cyclic garbage collector's runs (a
+  ``gc.callbacks`` hook), SIGUSR2 stops and writes ``gc-N.json``: per generation, the runs, the
+  seconds they took and the objects they freed.
 
 Each file is written under a temporary name and renamed, so that a caller polling for it never
 reads half of one. It lives in bench/ and not in wsguard so that the server itself has no hooks
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import cProfile
 import gc
+import json
 import os
 import runpy
 import signal
 import sys
+import time
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -67,6 +72,36 @@ def cprofile_handlers(directory: Path) -> dict[int, Handler]:
     return {signal.SIGUSR1: start, signal.SIGUSR2: stop}
 
 
+def gc_handlers(directory: Path) -> dict[int, Handler]:
+    counts = [{"runs": 0, "seconds": 0.0, "freed": 0} for _ in range(3)]
+    began = 0.0
+    dumped = 0
+
+    def hook(phase: str, info: dict[str, int]) -> None:
+        nonlocal began
+        if phase == "start":
+            began = time.perf_counter()
+            return
+        generation = counts[info["generation"]]
+        generation["runs"] += 1
+        generation["seconds"] += time.perf_counter() - began
+        generation["freed"] += info["collected"]
+
+    def start(signum: int, frame: FrameType | None) -> None:
+        for generation in counts:
+            generation.update(runs=0, seconds=0.0, freed=0)
+        gc.callbacks.append(hook)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal dumped
+        gc.callbacks.remove(hook)
+        dumped += 1
+        text = json.dumps(counts)
+        publish(directory, f"gc-{dumped}.json", lambda path: Path(path).write_text(text))
+
+    return {signal.SIGUSR1: start, signal.SIGUSR2: stop}
+
+
 def run_target(target: str, args: list[str]) -> int:
     if target == "wsguard":
         from wsguard.cli import main
@@ -93,6 +128,8 @@ def main(argv: list[str]) -> int:
         handlers = tracemalloc_handlers(directory, int(frames or 1))
     elif kind == "cprofile":
         handlers = cprofile_handlers(directory)
+    elif kind == "gc":
+        handlers = gc_handlers(directory)
     else:
         print(f"unknown mode {mode!r}", file=sys.stderr)
         return 2
