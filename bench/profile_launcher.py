@@ -97,7 +97,11 @@ def gc_handlers(directory: Path) -> dict[int, Handler]:
         gc.callbacks.remove(hook)
         dumped += 1
         text = json.dumps(counts)
-        publish(directory, f"gc-{dumped}.json", lambda path: Path(path).write_text(text))
+
+        def write(path: str) -> None:
+            Path(path).write_text(text)
+
+        publish(directory, f"gc-{dumped}.json", write)
 
     return {signal.SIGUSR1: start, signal.SIGUSR2: stop}
 
