@@ -1,7 +1,7 @@
 """Who is connecting: JWT bearer tokens (and, through :class:`Identity`, any embedding's own auth)."""
 
-import functools
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,7 +31,7 @@ Authenticate = Callable[[HTTPConnection], Awaitable[Identity]]
 
 
 VERIFIED_TOKENS = 4096
-"""How many verified tokens are remembered (a bounded LRU)."""
+"""How many verified tokens are remembered at most (the oldest verification goes first)."""
 
 RECHECK_SECONDS = 60.0
 """How long a verified token is remembered before its signature is checked again."""
@@ -41,11 +41,19 @@ class TokenAuthority:
     """Verifies JWTs whose ``sub`` is the user id and whose ``exp`` is required; in ``--dev`` it
     also issues HS256 tokens with a secret of its own."""
 
-    def __init__(self, sources: list[KeySource], leeway: float, issuing_secret: str | None) -> None:
+    def __init__(
+        self,
+        sources: list[KeySource],
+        leeway: float,
+        issuing_secret: str | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._sources = sources
+        self._clock = clock
         self._leeway = leeway
         self._issuing_secret = issuing_secret
-        self._verified = functools.lru_cache(maxsize=VERIFIED_TOKENS)(self._verify_signature)
+        self._verified: OrderedDict[str, tuple[float, Identity]] = OrderedDict()
+        """Token -> (when its signature was checked, monotonic; its identity), oldest first."""
 
     @classmethod
     def from_settings(cls, settings: Settings, dev_secret: str) -> "TokenAuthority":
@@ -66,12 +74,37 @@ class TokenAuthority:
         Verified tokens are remembered for at most a minute (so a key removed from a JWKS file
         stops working within a minute); expiry is checked on every use.
         """
-        identity = self._verified(token, int(time.monotonic() // RECHECK_SECONDS))
+        now = self._clock()
+        remembered = self._verified.get(token)
+        if remembered is not None and now - remembered[0] < RECHECK_SECONDS:
+            identity = remembered[1]
+        else:
+            identity = self._verify_signature(token)
+            self._verified[token] = (now, identity)
+            self._verified.move_to_end(token)
+            if len(self._verified) > VERIFIED_TOKENS:
+                self._verified.popitem(last=False)
         if identity.expires_at is not None and identity.expires_at <= time.time() - self._leeway:
             raise Unauthorized("Signature has expired")
         return identity
 
-    def _verify_signature(self, token: str, period: int) -> Identity:
+    def prune(self, now: float) -> int:
+        """Forget the tokens verified more than a minute ago (the sweeper's chore): a token in
+        use is checked again anyway, and one no longer used is held by nothing."""
+        stale = 0
+        while self._verified:
+            token, (checked_at, _) = next(iter(self._verified.items()))
+            if now - checked_at < RECHECK_SECONDS:
+                break
+            del self._verified[token]
+            stale += 1
+        return stale
+
+    def __len__(self) -> int:
+        """How many verified tokens are remembered."""
+        return len(self._verified)
+
+    def _verify_signature(self, token: str) -> Identity:
         if len(self._sources) == 1 and isinstance(self._sources[0], SecretKey | PublicKeyFile):
             return self._decode(token, self._sources[0].key)
         try:

@@ -90,6 +90,7 @@ class WSGuard:
                 self.run_starts.prune,
                 self.ticket_requests.prune,
                 self.tickets.prune,
+                self.tokens.prune,
             ],
         )
 
