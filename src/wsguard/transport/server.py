@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -107,7 +106,6 @@ class WSGuardServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         widen_listen_queue((listener for server in self.servers for listener in server.sockets), LISTEN_QUEUE)
-        freeze_startup_objects()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -121,14 +119,3 @@ class WSGuardServer(uvicorn.Server):
         finally:
             for sig, handler in original.items():
                 signal.signal(sig, handler)
-
-
-def freeze_startup_objects() -> None:
-    """Put what the imports and the start-up made out of the cyclic collector's reach.
-
-    It lives as long as the process, yet each full collection walked all of it (about 20 ms
-    each, every few thousand connections under churn); frozen, a full collection walks only
-    what the connections made. Whatever start-up left in cycles is collected first.
-    """
-    gc.collect()
-    gc.freeze()
