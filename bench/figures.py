@@ -6,11 +6,13 @@ A figure returns ``{name: value}``; bench/run.py collects them per server over t
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -178,18 +180,46 @@ async def hold(target: Target, count: int, per_user: int, concurrency: int, time
         links = await open_many(target, user_of, count)
         opened = time.monotonic() - started
         delivery = await fan_out(target, by_user(links, per_user, "hold"), 1, concurrency)
-        aborted = time.monotonic()
-        for link in links:
-            link.abort()
-        deadline = aborted + timeout
-        released_at = await first_time(target, http, released, deadline)
-        settled_at = await first_time(target, http, lambda counts: settled(counts, baseline), deadline)
+        with collector_paused():
+            aborted = time.monotonic()
+            for link in links:
+                link.abort()
+            released_at, settled_at = await asyncio.to_thread(
+                watch_release, target, baseline, aborted + timeout
+            )
     return {
         "open_per_s": count / opened,
         "fanout_ms": 1000 * delivery.seconds,
         "released_ms": _since(aborted, released_at),
         "to_zero_ms": _since(aborted, settled_at),
     }
+
+
+def watch_release(target: Target, baseline: Counts, deadline: float) -> tuple[float | None, float | None]:
+    """When the server first showed every connection released, then every count at its
+    baseline. Scraped from a thread with a loop of its own, so that the scrapes need not wait
+    for the load client's loop, busy with the teardown of its own side of the connections."""
+
+    async def watch() -> tuple[float | None, float | None]:
+        async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
+            released_at = await first_time(target, http, released, deadline)
+            settled_at = await first_time(target, http, lambda counts: settled(counts, baseline), deadline)
+        return released_at, settled_at
+
+    return asyncio.run(watch())
+
+
+@contextlib.contextmanager
+def collector_paused() -> Iterator[None]:
+    """No garbage collection in the load client while it times the server: a full collection
+    over its own 10,000 connections would add hundreds of milliseconds to the server's figure."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _since(start: float, end: float | None) -> float:
