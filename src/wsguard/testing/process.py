@@ -10,12 +10,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import psutil
 
+from wsguard.testing.managed import Managed
 from wsguard.testing.metrics import parse_metrics
 from wsguard.testing.wait import eventually
 
@@ -36,7 +36,7 @@ def free_port() -> int:
         return port
 
 
-class ServerProcess:
+class ServerProcess(Managed):
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
     ``command`` replaces ``python -m wsguard serve``: it must accept ``--host``, ``--port`` and
@@ -81,7 +81,7 @@ class ServerProcess:
         assert self.process is not None, "server not started"
         return self.process.pid
 
-    def start(self, attempts: int = 3) -> ServerProcess:
+    def start(self, attempts: int = 3) -> Self:
         """Start the process and wait until ``/healthz`` (``ready_path``) answers 200.
 
         The free port is only free when it was probed: another process may bind it first, and the
@@ -178,17 +178,6 @@ class ServerProcess:
     def auth(self, user_id: str, *, admin: bool = False) -> dict[str, str]:
         """The ``Authorization`` header for ``user_id``."""
         return {"Authorization": f"Bearer {self.token(user_id, admin=admin)}"}
-
-    def __enter__(self) -> ServerProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 StartServer = Callable[..., ServerProcess]

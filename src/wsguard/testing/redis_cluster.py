@@ -20,10 +20,10 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from wsguard.extras import require_redis
+from wsguard.testing.managed import Managed
 from wsguard.testing.redis_server import redis_server_binary
 from wsguard.testing.wait import eventually
 
@@ -114,7 +114,7 @@ class ClusterNode:
         return self.process is not None and self.process.poll() is None
 
 
-class RedisClusterServers:
+class RedisClusterServers(Managed):
     """``masters`` masters, each with ``replicas`` replicas, without persistence.
 
     ``url`` is ``redis-cluster://127.0.0.1:<port>,...`` naming every master.
@@ -149,7 +149,7 @@ class RedisClusterServers:
     def url(self) -> str:
         return "redis-cluster://" + ",".join(node.address for node in self.nodes[: self.masters])
 
-    def start(self) -> RedisClusterServers:
+    def start(self) -> Self:
         """Start every node, create the cluster, and wait until every node says it is ok."""
         for node in self.nodes:
             self._start_node(node)
@@ -310,17 +310,10 @@ class RedisClusterServers:
             self.kill(node)
         self._workdir.cleanup()
 
-    def __enter__(self) -> RedisClusterServers:
+    def __enter__(self) -> Self:
+        """As every managed process, but a half-made cluster is stopped before the error goes on."""
         try:
             return self.start()
         except BaseException:
             self.stop()
             raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

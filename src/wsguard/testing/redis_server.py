@@ -16,10 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from wsguard.extras import require_redis
+from wsguard.testing.managed import Managed
 from wsguard.testing.process import free_port
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ def redis_server_binary() -> str | None:
     return str(shipped) if shipped.exists() else None
 
 
-class RedisServer:
+class RedisServer(Managed):
     """One redis-server process without persistence; ``url`` is ``redis://127.0.0.1:<port>/0``.
 
     ``extra`` is appended to its command line (``("--replicaof", "127.0.0.1", "6379")``).
@@ -72,7 +72,7 @@ class RedisServer:
             *self.extra,
         ]  # fmt: skip
 
-    def start(self) -> RedisServer:
+    def start(self) -> Self:
         """Start on the port and wait until it answers PING."""
         import redis
 
@@ -113,17 +113,6 @@ class RedisServer:
 
         return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1.0)
 
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
 
 class SentinelServer(RedisServer):
     """One ``redis-server --sentinel`` watching ``service``; its config file is in its own
@@ -155,7 +144,7 @@ class SentinelServer(RedisServer):
         return [self.binary, str(self.config), "--sentinel"]
 
 
-class SentinelGroup:
+class SentinelGroup(Managed):
     """A private master, its replicas and the Sentinels watching them; ``url`` is the
     ``redis-sentinel://`` URL naming every Sentinel.
 
@@ -191,7 +180,7 @@ class SentinelGroup:
     def nodes(self) -> list[RedisServer]:
         return [self.master, *self.replicas]
 
-    def start(self) -> SentinelGroup:
+    def start(self) -> Self:
         """Start everything and wait until the Sentinels know the replicas and each other."""
         try:
             for node in self.nodes:
@@ -272,17 +261,6 @@ class SentinelGroup:
     def stop(self) -> None:
         for server in [*self.sentinels, *self.nodes]:
             server.stop()
-
-    def __enter__(self) -> SentinelGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _alive(server: RedisServer) -> bool:
