@@ -215,7 +215,7 @@ def serve(settings: Settings) -> int:
     from wsguard.server.run import run_server
 
     guard = WSGuard(settings)
-    return run_server(guard.app(), settings, guard.drain, guard.stop_admitting)
+    return run_server(guard.server_app(), settings, guard.drain, guard.stop_admitting)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from wsguard import close, ids
@@ -33,6 +34,7 @@ from wsguard.runtime.sweeper import Sweeper
 from wsguard.server.admin import admin_routes
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
 from wsguard.server.banner import log_backend, log_start
+from wsguard.server.direct import DirectWebSocket
 from wsguard.server.feed import Sampler
 from wsguard.server.http import http_routes
 from wsguard.server.instances import InstanceReporter
@@ -246,6 +248,11 @@ class WSGuard:
         app = Starlette(routes=self.routes(), lifespan=self.lifespan)
         app.state.wsguard = self
         return app
+
+    def server_app(self) -> ASGIApp:
+        """What the standalone server serves: :meth:`app`, with the upgrades of the WebSocket
+        path handed straight to the endpoint (see :mod:`wsguard.server.direct`)."""
+        return DirectWebSocket(self.app(), self.websocket_path, self.websocket_endpoint)
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
         """The WebSocket route, the browser client at ``/client/wsguard.js`` and, with ``api``,

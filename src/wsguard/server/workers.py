@@ -101,7 +101,7 @@ def serve_worker(settings: Settings, listener: socket.socket, parent_pid: int) -
     threading.Thread(target=_drain_when_orphaned, args=(parent_pid,), daemon=True).start()
     guard = WSGuard(settings)
     options = TransportOptions.from_settings(settings)
-    run(guard.app(), options, guard.drain, sockets=[listener], on_signal=guard.stop_admitting)
+    run(guard.server_app(), options, guard.drain, sockets=[listener], on_signal=guard.stop_admitting)
 
 
 def _drain_when_orphaned(parent_pid: int) -> None:

@@ -1,0 +1,79 @@
+"""The standalone server hands upgrades of ``/ws`` straight to the endpoint, past Starlette's
+router: fewer objects per held connection for the garbage collector, the same answers."""
+
+import asyncio
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
+
+from wsguard.testing import ServerProcess
+from wsguard.testing.clients import open_socket, receive, send
+
+APP = Path(__file__).with_name("standalone_app.py")
+HELD = 200
+ROUTER_LAYERS = ("Starlette.", "Router.", "WebSocketRoute.", "ExceptionMiddleware.", "ServerErrorMiddleware.")
+MOST_TRACKED_PER_CONNECTION = 95
+"""Measured 80 (docs/performance.md); through Starlette's router it was 118."""
+
+
+@pytest.fixture(scope="module")
+def server() -> Any:
+    with ServerProcess(command=[sys.executable, str(APP)]) as server:
+        yield server
+
+
+def tracked(server: ServerProcess) -> tuple[int, Counter[str]]:
+    answer = server.http.get("/tracked", timeout=30)
+    answer.raise_for_status()
+    body = answer.json()
+    return body["objects"], Counter(body["coroutines"])
+
+
+def test_a_held_connection_suspends_no_router_layer_and_gives_the_collector_few_objects(
+    server: ServerProcess,
+) -> None:
+    async def hold() -> tuple[tuple[int, Counter[str]], tuple[int, Counter[str]]]:
+        warm = [(await open_socket(server.ws_url, server.token("warm")))[0] for _ in range(10)]
+        await asyncio.gather(*(socket.close() for socket in warm))
+        server.wait_idle(timeout=10)
+        before = await asyncio.to_thread(tracked, server)
+        sockets: list[ClientConnection] = []
+        for index in range(HELD):
+            sockets.append((await open_socket(server.ws_url, server.token(f"held-{index % 2}")))[0])
+        after = await asyncio.to_thread(tracked, server)
+        await asyncio.gather(*(socket.close() for socket in sockets))
+        return before, after
+
+    (objects_before, coroutines_before), (objects_after, coroutines_after) = asyncio.run(hold())
+    grown = coroutines_after - coroutines_before
+    assert grown["WSGuard.websocket_endpoint"] == HELD, grown
+    through_router = {name: count for name, count in grown.items() if name.startswith(ROUTER_LAYERS)}
+    assert through_router == {}, through_router
+    per_connection = (objects_after - objects_before) / HELD
+    assert per_connection <= MOST_TRACKED_PER_CONNECTION, (per_connection, grown.most_common(12))
+    server.wait_idle(timeout=10)
+
+
+def test_an_exception_out_of_the_endpoint_is_a_500_and_leaves_nothing(server: ServerProcess) -> None:
+    """A bug in ``authenticate`` escapes the endpoint before the upgrade: the server answers 500
+    (as Starlette's router would have let it), serves the next upgrade, and holds nothing."""
+
+    async def scenario() -> dict[str, Any]:
+        with pytest.raises(InvalidStatus) as refused:
+            await open_socket(server.ws_url, server.token("crash"))
+        assert refused.value.response.status_code == 500
+        socket, _ = await open_socket(server.ws_url, server.token("after-crash"))
+        await send(socket, type="ping", ref="alive")
+        answer = await receive(socket)
+        await socket.close()
+        return answer
+
+    assert asyncio.run(scenario()) == {"type": "pong", "ref": "alive"}
+    metrics = server.wait_idle(timeout=10)
+    assert metrics["wsguard_connections_active"] == 0
+    assert server.http.get("/ws").status_code in (403, 404), "a plain GET of /ws still reaches Starlette"
