@@ -97,7 +97,18 @@ class Delivery:
 
     deliveries: int
     seconds: float
+    server_cpu_seconds: float
+    client_cpu_seconds: float
     latencies: list[float] = field(default_factory=list)
+
+    def cpu_us_per_delivery(self) -> Sample:
+        """The server's CPU time (publish requests included) and the load client's, per
+        delivery: on a machine where both share the CPUs, the rate depends on both."""
+        deliveries = max(self.deliveries, 1)
+        return {
+            "server_cpu_us_per_delivery": 1e6 * self.server_cpu_seconds / deliveries,
+            "client_cpu_us_per_delivery": 1e6 * self.client_cpu_seconds / deliveries,
+        }
 
 
 async def fan_out(target: Target, links: dict[str, list[Link]], events: int, concurrency: int) -> Delivery:
@@ -122,14 +133,15 @@ async def fan_out(target: Target, links: dict[str, list[Link]], events: int, con
                 async with gate:
                     await publish(user_id, {"n": number, "sent": time.monotonic()})
 
-            started = time.monotonic()
+            started, cpu_before, client_before = time.monotonic(), target.cpu_seconds(), time.process_time()
             await asyncio.gather(*(publish_one(user_id, n) for n in range(events) for user_id in links))
             await asyncio.wait_for(asyncio.gather(*consumers), timeout=DELIVERY_TIMEOUT)
-            elapsed = time.monotonic() - started
+            elapsed, cpu = time.monotonic() - started, target.cpu_seconds() - cpu_before
+            client_cpu = time.process_time() - client_before
     finally:
         for consumer in consumers:
             consumer.cancel()
-    return Delivery(len(consumers) * events, elapsed, latencies)
+    return Delivery(len(consumers) * events, elapsed, cpu, client_cpu, latencies)
 
 
 def by_user(links: list[Link], per_user: int, prefix: str) -> dict[str, list[Link]]:
@@ -145,7 +157,10 @@ async def fanout_one_user(target: Target, connections: int, events: int, concurr
     links = await open_many(target, lambda index: "fan-0", connections)
     delivery = await fan_out(target, by_user(links, connections, "fan"), events, concurrency)
     await close_all(links)
-    return {"deliveries_per_s": delivery.deliveries / delivery.seconds}
+    return {
+        "deliveries_per_s": delivery.deliveries / delivery.seconds,
+        **delivery.cpu_us_per_delivery(),
+    }
 
 
 async def fanout_spread(target: Target, users: int, per_user: int, events: int, concurrency: int) -> Sample:
@@ -156,18 +171,26 @@ async def fanout_spread(target: Target, users: int, per_user: int, events: int, 
     quantiles = statistics.quantiles(delivery.latencies, n=100, method="inclusive")
     return {
         "deliveries_per_s": delivery.deliveries / delivery.seconds,
+        **delivery.cpu_us_per_delivery(),
         "latency_p50_ms": 1000 * quantiles[49],
         "latency_p99_ms": 1000 * quantiles[98],
     }
 
 
-async def hold(target: Target, count: int, per_user: int, concurrency: int, timeout: float) -> Sample:
+async def hold(
+    target: Target,
+    count: int,
+    per_user: int,
+    concurrency: int,
+    timeout: float,
+    on_reset: Callable[[float], None] | None = None,
+) -> Sample:
     """Open ``count`` connections, fan one event out to all, drop them all by TCP reset.
 
     Two times from the first reset, each to the first scrape that shows it (``inf`` past
     ``timeout``): every count of connections, users and records back to 0 (``released_ms``),
     and also the asyncio tasks and descriptors back to their level before the load
-    (``to_zero_ms``).
+    (``to_zero_ms``). ``on_reset`` is told when (``time.monotonic``) the first reset was sent.
     """
 
     def user_of(index: int) -> str:
@@ -182,6 +205,8 @@ async def hold(target: Target, count: int, per_user: int, concurrency: int, time
         delivery = await fan_out(target, by_user(links, per_user, "hold"), 1, concurrency)
         with collector_paused():
             aborted = time.monotonic()
+            if on_reset is not None:
+                on_reset(aborted)
             for link in links:
                 link.abort()
             released_at, settled_at = await asyncio.to_thread(

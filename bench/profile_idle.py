@@ -5,6 +5,7 @@ Usage::
     python bench/profile_idle.py [--connections 2000] [--servers bare,wsguard] [--frames 16]
     python bench/profile_idle.py --churn [--churn-seconds 5] [--servers wsguard]
     python bench/profile_idle.py --churn --gc [--servers bare,bare-transport,wsguard]
+    python bench/profile_idle.py --hold [--hold-connections 10000] [--servers bare,wsguard]
 
 Memory (the default), for each server: first the growth of its resident memory per idle
 connection (as ``bench/run.py`` measures it, the server untraced), then the same load on a
@@ -22,6 +23,12 @@ Garbage collector (``--churn --gc``): the same churn, the server not profiled; h
 generation of the cyclic garbage collector ran, the time it took and the objects it freed, per
 1,000 cycles. Objects freed by the collector were left in reference cycles; a connection that
 leaves its objects in cycles makes the collector run more and each run walk more.
+
+Full collections over held connections (``--hold``): the benchmark's 10,000-connection hold
+(``figures.hold``: open, one event to every user, reset them all) on a server whose full
+collections are logged with their start; how many ran while the connections were opened and
+the longest, and how many ran between the first reset and every count back at 0. Each walks
+every object the held connections keep, so one in the teardown adds its whole length to it.
 
 wsguard runs as ``python -m wsguard serve --dev`` with the flags of ``bench/run.py``.
 """
@@ -49,6 +56,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from figures import churn as churn_figure
+from figures import hold as hold_figure
 from figures import idle as idle_figure
 from loadgen import StarletteTarget, Target, WsguardTarget, close_all, open_many
 from run import child_environment, raise_open_files_limit
@@ -350,7 +358,7 @@ async def collector(args: argparse.Namespace, chosen: list[Server]) -> None:
             os.kill(target.server.pid, signal.SIGUSR1)
             figure = await churn_figure(target, args.churn_seconds, args.churn_concurrency)
             path = await take(target, signal.SIGUSR2, Path(scratch) / "gc-1.json")
-            generations = json.loads(path.read_text())
+            generations = json.loads(path.read_text())["generations"]
         cycles = figure["cycles_per_s"] * args.churn_seconds
         print(
             f"[{server.name}] churn: {figure['cycles_per_s']:,.0f} cycles/s, server CPU "
@@ -364,10 +372,44 @@ async def collector(args: argparse.Namespace, chosen: list[Server]) -> None:
             )
 
 
+async def hold_collector(args: argparse.Namespace, chosen: list[Server]) -> None:
+    """The full collections while ``--hold-connections`` are opened and while they are reset."""
+    for server in chosen:
+        resets: list[float] = []
+        with (
+            tempfile.TemporaryDirectory(prefix="wsguard-profile-") as scratch,
+            running(server, ("gc", Path(scratch))) as target,
+        ):
+            await warm_up(target, 300, args.per_user)
+            os.kill(target.server.pid, signal.SIGUSR1)
+            figure = await hold_figure(
+                target, args.hold_connections, args.per_user, 8, 30.0, on_reset=resets.append
+            )
+            path = await take(target, signal.SIGUSR2, Path(scratch) / "gc-1.json")
+            full = json.loads(path.read_text())["full"]
+        reset = resets[0]
+        settled = reset + figure["to_zero_ms"] / 1000
+        before = [seconds for began, seconds in full if began < reset]
+        during = [seconds for began, seconds in full if reset <= began < settled]
+        longest = 1000 * max(before, default=0)
+        print(
+            f"[{server.name}] {args.hold_connections:,} connections held: "
+            f"{len(before)} full collections before the reset (the longest {longest:.0f} ms), "
+            f"{len(during)} between the reset and every count at 0 ({1000 * sum(during):.0f} ms); "
+            f"reset to every count at 0: {figure['to_zero_ms']:.0f} ms"
+        )
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--churn", action="store_true", help="profile CPU under churn instead")
     parser.add_argument("--gc", action="store_true", help="with --churn: the garbage collector's runs")
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="the collector's full collections while --hold-connections are opened and reset",
+    )
+    parser.add_argument("--hold-connections", type=int, default=10000)
     parser.add_argument(
         "--servers",
         default=None,
@@ -387,14 +429,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    raise_open_files_limit(2 * args.connections + 1024)
+    raise_open_files_limit(2 * max(args.connections, args.hold_connections if args.hold else 0) + 1024)
     available = servers(args.per_user, args.churn_concurrency)
-    names = (args.servers or ("wsguard" if args.churn else "bare,wsguard")).split(",")
+    names = (args.servers or ("wsguard" if args.churn or args.hold else "bare,wsguard")).split(",")
     unknown = [name for name in names if name not in available]
     if unknown:
         raise SystemExit(f"unknown servers: {', '.join(unknown)} ({', '.join(available)})")
     chosen = [available[name] for name in names]
-    if args.churn:
+    if args.hold:
+        asyncio.run(hold_collector(args, chosen))
+    elif args.churn:
         asyncio.run(collector(args, chosen) if args.gc else churn(args, chosen))
     else:
         asyncio.run(memory(args, chosen))

@@ -11,7 +11,8 @@ Usage: ``python bench/profile_launcher.py MODE OUTPUT_DIR TARGET [ARGS...]``
   ``profile-N.pstats``, so that a profile covers only the window the caller chose.
 - ``MODE`` ``gc``: SIGUSR1 starts counting the cyclic garbage collector's runs (a
   ``gc.callbacks`` hook), SIGUSR2 stops and writes ``gc-N.json``: per generation, the runs, the
-  seconds they took and the objects they freed.
+  seconds they took and the objects they freed; and each full collection's start
+  (``time.monotonic``) and seconds.
 
 Each file is written under a temporary name and renamed, so that a caller polling for it never
 reads half of one. It lives in bench/ and not in wsguard so that the server itself has no hooks
@@ -74,29 +75,36 @@ def cprofile_handlers(directory: Path) -> dict[int, Handler]:
 
 def gc_handlers(directory: Path) -> dict[int, Handler]:
     counts = [{"runs": 0, "seconds": 0.0, "freed": 0} for _ in range(3)]
+    full: list[tuple[float, float]] = []
+    """Each full collection: when it began (``time.monotonic``, which every process on the
+    machine shares) and the seconds it took."""
     began = 0.0
     dumped = 0
 
     def hook(phase: str, info: dict[str, int]) -> None:
         nonlocal began
         if phase == "start":
-            began = time.perf_counter()
+            began = time.monotonic()
             return
+        seconds = time.monotonic() - began
         generation = counts[info["generation"]]
         generation["runs"] += 1
-        generation["seconds"] += time.perf_counter() - began
+        generation["seconds"] += seconds
         generation["freed"] += info["collected"]
+        if info["generation"] == 2:
+            full.append((began, seconds))
 
     def start(signum: int, frame: FrameType | None) -> None:
         for generation in counts:
             generation.update(runs=0, seconds=0.0, freed=0)
+        full.clear()
         gc.callbacks.append(hook)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         nonlocal dumped
         gc.callbacks.remove(hook)
         dumped += 1
-        text = json.dumps(counts)
+        text = json.dumps({"generations": counts, "full": full})
 
         def write(path: str) -> None:
             Path(path).write_text(text)

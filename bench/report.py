@@ -65,7 +65,21 @@ def rows(sizes: Sizes) -> list[Row]:
             f"asyncio tasks per idle connection at {sizes.idle:,}", "idle.tasks_per_connection", form="{:.2f}"
         ),
         Row(f"fan-out to 1 user x {sizes.fanout} connections (deliveries/s)", "fanout.deliveries_per_s"),
+        Row(
+            f"fan-out to 1 user x {sizes.fanout}: server CPU per delivery (us)",
+            "fanout.server_cpu_us_per_delivery",
+            form="{:.1f}",
+        ),
+        Row(
+            f"fan-out to 1 user x {sizes.fanout}: load client CPU per delivery (us)",
+            "fanout.client_cpu_us_per_delivery",
+            form="{:.1f}",
+        ),
         Row(f"{spread} connections (deliveries/s)", "spread.deliveries_per_s"),
+        Row(f"{spread}: server CPU per delivery (us)", "spread.server_cpu_us_per_delivery", form="{:.1f}"),
+        Row(
+            f"{spread}: load client CPU per delivery (us)", "spread.client_cpu_us_per_delivery", form="{:.1f}"
+        ),
         Row(f"{spread}: publish-to-delivery p50 (ms)", "spread.latency_p50_ms", form="{:,.1f}"),
         Row(f"{spread}: publish-to-delivery p99 (ms)", "spread.latency_p99_ms", form="{:,.1f}"),
         Row(f"{hold}: opened per second", "hold.open_per_s"),

@@ -37,8 +37,9 @@ from wsguard.testing import ServerProcess, free_port
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SERVERS = ("bare", "wsguard", "websockets", "socketio")
-OPTIONAL_SERVERS = ("bare-transport",)
-"""Not run by default: the bare app on ``wsguard.transport``, what the transport alone costs."""
+OPTIONAL_SERVERS = ("bare-transport", "bare-frames")
+"""Not run by default: the bare app on ``wsguard.transport`` (what the transport alone costs),
+and the bare app sending event frames as long as wsguard's (what the wire format alone costs)."""
 FIGURES = ("churn", "idle", "fanout", "spread", "hold")
 
 
@@ -144,14 +145,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--churn-seconds", type=float, default=5.0)
     parser.add_argument("--churn-concurrency", type=int, default=20)
     parser.add_argument("--fanout-connections", type=int, default=100)
-    parser.add_argument("--fanout-events", type=int, default=500)
+    parser.add_argument("--fanout-events", type=int, default=1000)
     parser.add_argument("--spread-users", type=int, default=1000, help="users of the spread fan-out")
     parser.add_argument("--spread-per-user", type=int, default=5, help="connections per spread user")
     parser.add_argument("--spread-events", type=int, default=1, help="events published to each spread user")
     parser.add_argument("--hold-connections", type=int, default=10000, help="connections held, then reset")
     parser.add_argument("--hold-timeout", type=float, default=30.0, help="seconds to wait for the counts")
     parser.add_argument("--publish-concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of churn and of both fan-outs")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of churn and of both fan-outs")
     parser.add_argument(
         "--servers",
         type=_names(SERVERS + OPTIONAL_SERVERS),
@@ -193,6 +194,7 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
     makers: dict[str, Callable[[], Target]] = {
         "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
         "bare-transport": lambda: StarletteTarget("bare-transport", peer("bare_server.py", "--transport")),
+        "bare-frames": lambda: StarletteTarget("bare-frames", peer("bare_server.py", "--protocol-frames")),
         "wsguard": lambda: WsguardTarget(
             "wsguard", ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
         ),

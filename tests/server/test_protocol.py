@@ -128,12 +128,14 @@ def test_user_level_events_reach_every_connection_of_that_user_only(server: Serv
     async def scenario() -> None:
         mine = [(await open_socket(server.ws_url, server.token("carol")))[0] for _ in range(2)]
         other, _ = await open_socket(server.ws_url, server.token("dave"))
+        delivered = server.metrics()["wsguard_events_delivered_total"]
         body = {"user_id": "carol", "thread_id": None, "event": "notice", "data": {"x": 1}}
         response = server.http.post("/api/publish", json=body, headers=server.auth("ops", admin=True))
         assert response.json() == {"offset": None}
         for socket in mine:
             frame = await receive(socket)
             assert (frame["event"], frame["thread_id"], frame["offset"]) == ("notice", None, None)
+        assert server.metrics()["wsguard_events_delivered_total"] == delivered + len(mine)
         await send(other, type="ping")
         assert (await receive(other))["type"] == "pong"
         for socket in [*mine, other]:

@@ -53,9 +53,9 @@ class Hub:
             message_rate=settings.message_rate_per_connection,
             max_subscriptions=settings.max_subscriptions_per_connection,
         )
-        self._hooks = ConnectionHooks(
-            release=self._release, ended=self._forget, delivered=self.metrics.events_delivered.inc
-        )
+        self.events_delivered = 0
+        """Frames written to connections (``wsguard_events_delivered_total``)."""
+        self._hooks = ConnectionHooks(release=self._release, ended=self._forget, delivered=self._delivered)
         self.draining = False
         directory = backend.directory
         self.instance_id = directory.instance_id if directory is not None else ids.new_id("inst")
@@ -132,6 +132,9 @@ class Hub:
         One object for the hub, entered once per connection: nothing is allocated per entry.
         """
         return self._serving_scope
+
+    def _delivered(self) -> None:
+        self.events_delivered += 1
 
     def _release(self, handle: Handle) -> bool:
         """Give back the local slot and the backend's record (a cluster lease) together."""
@@ -399,6 +402,7 @@ class Hub:
             thread_logs=self.backend.thread_log_count,
             backend_up=self.backend.up,
             backend=self.backend.traffic,
+            events_delivered=self.events_delivered,
         )
 
     def repair(self) -> list[str]:

@@ -1,7 +1,9 @@
 """Prometheus series of PROTOCOL.md section 7, on a registry of the server's own.
 
 Counters and the histogram are updated where things happen; the gauges are read from the live
-state at scrape time, so that they cannot drift from it.
+state at scrape time, so that they cannot drift from it. So is the count of frames delivered,
+an integer of the hub: it moves once per connection per event, where a Prometheus counter's
+lock and checks would be a tenth of a delivery's cost.
 """
 
 import asyncio
@@ -36,6 +38,7 @@ class Snapshot:
     thread_logs: int
     backend_up: bool
     backend: BackendTraffic = field(default_factory=BackendTraffic)
+    events_delivered: int = 0
 
 
 class _LiveGauges(Collector):
@@ -60,6 +63,9 @@ class _LiveGauges(Collector):
         )
         yield GaugeMetricFamily("wsguard_thread_logs", "Thread logs held for replay.", now.thread_logs)
         yield GaugeMetricFamily("wsguard_backend_up", "1 when the backend is reachable.", int(now.backend_up))
+        yield CounterMetricFamily(
+            "wsguard_events_delivered", "Event frames written to connections.", now.events_delivered
+        )
         yield CounterMetricFamily(
             "wsguard_backend_messages_received",
             "Events this instance received from the backend (the cost of fan-in).",
@@ -135,9 +141,6 @@ class Metrics:
             registry=registry,
         )
         self.events_published = Counter("wsguard_events_published", "Events published.", registry=registry)
-        self.events_delivered = Counter(
-            "wsguard_events_delivered", "Event frames written to connections.", registry=registry
-        )
         registry.register(_LiveGauges(snapshot))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
