@@ -1,6 +1,7 @@
 """The standalone app (``WSGuard.server_app``) as ``wsguard serve`` runs it, with two additions for
 tests: ``GET /tracked`` in front of it (after a full collection, how many objects the cyclic
-garbage collector tracks, and the qualified names of the suspended coroutines), and an
+garbage collector tracks, the qualified names of the suspended coroutines, and how many young
+collections ran so far), and an
 ``authenticate`` with a bug: it raises for the user ``crash``."""
 
 import argparse
@@ -29,7 +30,10 @@ class Tracked:
         coroutines = collections.Counter(
             o.cr_code.co_qualname for o in objects if isinstance(o, CoroutineType)
         )
-        body = json.dumps({"objects": len(objects), "coroutines": coroutines}).encode()
+        young_collections = gc.get_stats()[0]["collections"]
+        body = json.dumps(
+            {"objects": len(objects), "coroutines": coroutines, "young_collections": young_collections}
+        ).encode()
         del objects
         await send(
             {

@@ -96,12 +96,11 @@ def serve_worker(settings: Settings, listener: socket.socket, parent_pid: int) -
     it once), its own app, wsguard's transport on the inherited socket."""
     os.setpgid(0, 0)
     from wsguard.server.guard import WSGuard
-    from wsguard.transport import TransportOptions, run
+    from wsguard.server.run import run_server
 
     threading.Thread(target=_drain_when_orphaned, args=(parent_pid,), daemon=True).start()
     guard = WSGuard(settings)
-    options = TransportOptions.from_settings(settings)
-    run(guard.server_app(), options, guard.drain, sockets=[listener], on_signal=guard.stop_admitting)
+    run_server(guard.server_app(), settings, guard.drain, guard.stop_admitting, sockets=[listener])
 
 
 def _drain_when_orphaned(parent_pid: int) -> None:
