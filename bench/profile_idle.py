@@ -429,7 +429,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str]) -> int:
     args = parse(argv)
-    raise_open_files_limit(2 * max(args.connections, args.hold_connections if args.hold else 0) + 1024)
+    raise_open_files_limit(max(2 * args.connections, args.hold_connections if args.hold else 0) + 1024)
     available = servers(args.per_user, args.churn_concurrency)
     names = (args.servers or ("wsguard" if args.churn or args.hold else "bare,wsguard")).split(",")
     unknown = [name for name in names if name not in available]
