@@ -3,13 +3,13 @@ command ``poison`` replies with it. The write must not fail silently (whether th
 written at once or by a writer task): the connection is closed with 1011 ``internal_error``
 (and the error logged), like a reader's failure."""
 
-import argparse
 from typing import Any
 
 from uvicorn._types import ASGISendEvent
 
-from wsguard import CommandHooks, ConnectionContext, Settings, WSGuard
+from wsguard import CommandHooks, ConnectionContext, WSGuard
 from wsguard.server.run import run_server
+from wsguard.testing import script_settings
 from wsguard.transport.protocol import GuardedWebSocketProtocol
 
 POISON = "poisoned-frame"
@@ -27,13 +27,8 @@ async def poison(context: ConnectionContext, frame: dict[str, Any]) -> dict[str,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dev", action="store_true")
-    args = parser.parse_args()
     GuardedWebSocketProtocol.send_message = _failing_send_message  # type: ignore[method-assign]
-    settings = Settings(host=args.host, port=args.port, dev=args.dev)
+    settings = script_settings()
     guard = WSGuard(settings, hooks=CommandHooks(custom={"poison": poison}))
     run_server(guard.app(), settings, guard.drain)
 

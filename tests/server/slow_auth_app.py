@@ -1,7 +1,6 @@
 """A server whose authentication takes as long as the ``X-Auth-Delay`` header asks (seconds),
 so that a test can start the drain while an upgrade is still being admitted."""
 
-import argparse
 import asyncio
 
 from starlette.requests import HTTPConnection
@@ -9,13 +8,11 @@ from starlette.requests import HTTPConnection
 from wsguard import Settings, WSGuard
 from wsguard.server.auth import Identity
 from wsguard.server.run import run_server
+from wsguard.testing import script_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dev", action="store_true")
+    parser = script_parser()
     parser.add_argument("--drain-timeout", type=float, default=30.0)
     args = parser.parse_args()
     settings = Settings(host=args.host, port=args.port, dev=args.dev, drain_timeout=args.drain_timeout)

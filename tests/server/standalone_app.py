@@ -4,7 +4,6 @@ garbage collector tracks, the qualified names of the suspended coroutines, and h
 collections ran so far), and an
 ``authenticate`` with a bug: it raises for the user ``crash``."""
 
-import argparse
 import collections
 import gc
 import json
@@ -13,8 +12,9 @@ from types import CoroutineType
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from wsguard import Identity, Settings, WSGuard
+from wsguard import Identity, WSGuard
 from wsguard.server.run import run_server
+from wsguard.testing import script_settings
 
 
 class Tracked:
@@ -46,14 +46,7 @@ class Tracked:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--dev", action="store_true")
-    args = parser.parse_args()
-    settings = Settings(
-        host=args.host, port=args.port, dev=args.dev, max_connections_per_user=100, connect_rate_per_user=0
-    )
+    settings = script_settings(max_connections_per_user=100, connect_rate_per_user=0)
 
     async def authenticate(connection: HTTPConnection) -> Identity:
         identity = await guard.tokens.authenticate(connection)

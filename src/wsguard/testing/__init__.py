@@ -2,6 +2,7 @@
 
 from wsguard.testing.metrics import parse_metrics
 from wsguard.testing.process import IDLE_COUNTS, ServerProcess, StartServer, free_port
+from wsguard.testing.script import script_parser, script_settings
 from wsguard.testing.wait import eventually, eventually_async
 
 __all__ = [
@@ -12,4 +13,6 @@ __all__ = [
     "eventually_async",
     "free_port",
     "parse_metrics",
+    "script_parser",
+    "script_settings",
 ]
