@@ -39,10 +39,44 @@ async def warm_up(target: Target) -> None:
         await target.counts(http)
 
 
+@dataclass(frozen=True)
+class Spent:
+    """A window's wall-clock seconds, and the CPU seconds the server and the load client spent in it.
+
+    On a machine where both share the CPUs, a rate depends on both; each one's CPU time per unit
+    of work is the figure that the other's share does not blur.
+    """
+
+    seconds: float
+    server_cpu: float
+    client_cpu: float
+
+    def cpu_per(self, units: int, scale: float, suffix: str) -> Sample:
+        """``server_cpu_<suffix>`` and ``client_cpu_<suffix>``: CPU seconds x ``scale`` per unit."""
+        units = max(units, 1)
+        return {
+            f"server_cpu_{suffix}": scale * self.server_cpu / units,
+            f"client_cpu_{suffix}": scale * self.client_cpu / units,
+        }
+
+
+class Stopwatch:
+    """Started on making; :meth:`read` gives what was :class:`Spent` since."""
+
+    def __init__(self, target: Target) -> None:
+        self._target = target
+        self._started = (time.monotonic(), target.cpu_seconds(), time.process_time())
+
+    def read(self) -> Spent:
+        wall, server, client = self._started
+        return Spent(
+            time.monotonic() - wall, self._target.cpu_seconds() - server, time.process_time() - client
+        )
+
+
 async def churn(target: Target, seconds: float, concurrency: int) -> Sample:
     """Connect, wait for the welcome, close with a handshake: completed cycles per second, and
-    the server's and the load client's CPU time per cycle: on a machine where both share the
-    CPUs, the rate depends on both, and the server's own cost is the one to compare."""
+    the server's and the load client's CPU time per cycle."""
     users = [f"churn-{worker}" for worker in range(concurrency)]
     target.prepare(users)
     completed = 0
@@ -55,15 +89,10 @@ async def churn(target: Target, seconds: float, concurrency: int) -> Sample:
             await link.close()
             completed += 1
 
-    started, cpu_before, client_before = time.monotonic(), target.cpu_seconds(), time.process_time()
+    stopwatch = Stopwatch(target)
     await asyncio.gather(*(cycle(user_id) for user_id in users))
-    elapsed, cpu = time.monotonic() - started, target.cpu_seconds() - cpu_before
-    client_cpu = time.process_time() - client_before
-    return {
-        "cycles_per_s": completed / elapsed,
-        "server_cpu_ms_per_cycle": 1000 * cpu / max(completed, 1),
-        "client_cpu_ms_per_cycle": 1000 * client_cpu / max(completed, 1),
-    }
+    spent = stopwatch.read()
+    return {"cycles_per_s": completed / spent.seconds, **spent.cpu_per(completed, 1000, "ms_per_cycle")}
 
 
 def cleanups(before: dict[float, float], after: dict[float, float]) -> dict[str, list[float]]:
@@ -96,18 +125,15 @@ class Delivery:
     """How long a fan-out took, from the first publish to the last event received, and each latency."""
 
     deliveries: int
-    seconds: float
-    server_cpu_seconds: float
-    client_cpu_seconds: float
+    spent: Spent
     latencies: list[float] = field(default_factory=list)
 
-    def cpu_us_per_delivery(self) -> Sample:
-        """The server's CPU time (publish requests included) and the load client's, per
-        delivery: on a machine where both share the CPUs, the rate depends on both."""
-        deliveries = max(self.deliveries, 1)
+    def rates(self) -> Sample:
+        """Deliveries per second, and the server's CPU time (publish requests included) and the
+        load client's per delivery."""
         return {
-            "server_cpu_us_per_delivery": 1e6 * self.server_cpu_seconds / deliveries,
-            "client_cpu_us_per_delivery": 1e6 * self.client_cpu_seconds / deliveries,
+            "deliveries_per_s": self.deliveries / self.spent.seconds,
+            **self.spent.cpu_per(self.deliveries, 1e6, "us_per_delivery"),
         }
 
 
@@ -133,15 +159,14 @@ async def fan_out(target: Target, links: dict[str, list[Link]], events: int, con
                 async with gate:
                     await publish(user_id, {"n": number, "sent": time.monotonic()})
 
-            started, cpu_before, client_before = time.monotonic(), target.cpu_seconds(), time.process_time()
+            stopwatch = Stopwatch(target)
             await asyncio.gather(*(publish_one(user_id, n) for n in range(events) for user_id in links))
             await asyncio.wait_for(asyncio.gather(*consumers), timeout=DELIVERY_TIMEOUT)
-            elapsed, cpu = time.monotonic() - started, target.cpu_seconds() - cpu_before
-            client_cpu = time.process_time() - client_before
+            spent = stopwatch.read()
     finally:
         for consumer in consumers:
             consumer.cancel()
-    return Delivery(len(consumers) * events, elapsed, cpu, client_cpu, latencies)
+    return Delivery(len(consumers) * events, spent, latencies)
 
 
 def by_user(links: list[Link], per_user: int, prefix: str) -> dict[str, list[Link]]:
@@ -157,10 +182,7 @@ async def fanout_one_user(target: Target, connections: int, events: int, concurr
     links = await open_many(target, lambda index: "fan-0", connections)
     delivery = await fan_out(target, by_user(links, connections, "fan"), events, concurrency)
     await close_all(links)
-    return {
-        "deliveries_per_s": delivery.deliveries / delivery.seconds,
-        **delivery.cpu_us_per_delivery(),
-    }
+    return delivery.rates()
 
 
 async def fanout_spread(target: Target, users: int, per_user: int, events: int, concurrency: int) -> Sample:
@@ -170,8 +192,7 @@ async def fanout_spread(target: Target, users: int, per_user: int, events: int, 
     await close_all(links)
     quantiles = statistics.quantiles(delivery.latencies, n=100, method="inclusive")
     return {
-        "deliveries_per_s": delivery.deliveries / delivery.seconds,
-        **delivery.cpu_us_per_delivery(),
+        **delivery.rates(),
         "latency_p50_ms": 1000 * quantiles[49],
         "latency_p99_ms": 1000 * quantiles[98],
     }
@@ -214,7 +235,7 @@ async def hold(
             )
     return {
         "open_per_s": count / opened,
-        "fanout_ms": 1000 * delivery.seconds,
+        "fanout_ms": 1000 * delivery.spent.seconds,
         "released_ms": _since(aborted, released_at),
         "to_zero_ms": _since(aborted, settled_at),
     }

@@ -383,7 +383,12 @@ async def hold_collector(args: argparse.Namespace, chosen: list[Server]) -> None
             await warm_up(target, 300, args.per_user)
             os.kill(target.server.pid, signal.SIGUSR1)
             figure = await hold_figure(
-                target, args.hold_connections, args.per_user, 8, 30.0, on_reset=resets.append
+                target,
+                args.hold_connections,
+                args.per_user,
+                concurrency=args.publish_concurrency,
+                timeout=args.hold_timeout,
+                on_reset=resets.append,
             )
             path = await take(target, signal.SIGUSR2, Path(scratch) / "gc-1.json")
             full = json.loads(path.read_text())["full"]
@@ -410,6 +415,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="the collector's full collections while --hold-connections are opened and reset",
     )
     parser.add_argument("--hold-connections", type=int, default=10000)
+    parser.add_argument("--hold-timeout", type=float, default=30.0, help="seconds to wait for the counts")
+    parser.add_argument("--publish-concurrency", type=int, default=8)
     parser.add_argument(
         "--servers",
         default=None,

@@ -1,8 +1,7 @@
 """The standalone app (``WSGuard.server_app``) as ``wsguard serve`` runs it, with two additions for
 tests: ``GET /tracked`` in front of it (after a full collection, how many objects the cyclic
 garbage collector tracks, the qualified names of the suspended coroutines, and how many young
-collections ran so far), and an
-``authenticate`` with a bug: it raises for the user ``crash``."""
+collections ran so far), and an ``authenticate`` with a bug: it raises for the user ``crash``."""
 
 import collections
 import gc

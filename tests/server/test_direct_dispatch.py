@@ -31,17 +31,18 @@ def server() -> Any:
         yield server
 
 
-def tracked(server: ServerProcess) -> tuple[int, Counter[str]]:
+def tracked(server: ServerProcess) -> dict[str, Any]:
+    """``GET /tracked`` of standalone_app.py: objects, coroutines by name, young collections."""
     answer = server.http.get("/tracked", timeout=30)
     answer.raise_for_status()
-    body = answer.json()
-    return body["objects"], Counter(body["coroutines"])
+    body: dict[str, Any] = answer.json()
+    return body
 
 
 def test_a_held_connection_suspends_no_router_layer_and_gives_the_collector_few_objects(
     server: ServerProcess,
 ) -> None:
-    async def hold() -> tuple[tuple[int, Counter[str]], tuple[int, Counter[str]]]:
+    async def hold() -> tuple[dict[str, Any], dict[str, Any]]:
         warm = [(await open_socket(server.ws_url, server.token("warm")))[0] for _ in range(10)]
         await asyncio.gather(*(socket.close() for socket in warm))
         server.wait_idle(timeout=10)
@@ -53,12 +54,12 @@ def test_a_held_connection_suspends_no_router_layer_and_gives_the_collector_few_
         await asyncio.gather(*(socket.close() for socket in sockets))
         return before, after
 
-    (objects_before, coroutines_before), (objects_after, coroutines_after) = asyncio.run(hold())
-    grown = coroutines_after - coroutines_before
+    before, after = asyncio.run(hold())
+    grown = Counter(after["coroutines"]) - Counter(before["coroutines"])
     assert grown["WSGuard.websocket_endpoint"] == HELD, grown
     through_router = {name: count for name, count in grown.items() if name.startswith(ROUTER_LAYERS)}
     assert through_router == {}, through_router
-    per_connection = (objects_after - objects_before) / HELD
+    per_connection = (after["objects"] - before["objects"]) / HELD
     assert per_connection <= MOST_TRACKED_PER_CONNECTION, (per_connection, grown.most_common(12))
     server.wait_idle(timeout=10)
 
@@ -90,11 +91,11 @@ def test_the_collector_runs_a_tenth_as_many_young_collections_while_connections_
     young collection instead of being promoted toward a full one."""
 
     async def open_and_count() -> int:
-        before = (await asyncio.to_thread(server.http.get, "/tracked", timeout=30)).json()
+        before = await asyncio.to_thread(tracked, server)
         sockets = [
             (await open_socket(server.ws_url, server.token(f"young-{n % 10}")))[0] for n in range(OPENED)
         ]
-        after = (await asyncio.to_thread(server.http.get, "/tracked", timeout=30)).json()
+        after = await asyncio.to_thread(tracked, server)
         await asyncio.gather(*(socket.close() for socket in sockets))
         return int(after["young_collections"] - before["young_collections"])
 
