@@ -220,19 +220,19 @@ async def hold(
     target.prepare(dict.fromkeys(map(user_of, range(count))))
     async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
         baseline = await quiet_counts(target, http)
-        started = time.monotonic()
-        links = await open_many(target, user_of, count)
-        opened = time.monotonic() - started
-        delivery = await fan_out(target, by_user(links, per_user, "hold"), 1, concurrency)
-        with collector_paused():
-            aborted = time.monotonic()
-            if on_reset is not None:
-                on_reset(aborted)
-            for link in links:
-                link.abort()
-            released_at, settled_at = await asyncio.to_thread(
-                watch_release, target, baseline, aborted + timeout
-            )
+    # Closed here, not kept open beside the watcher's: the server's descriptors would stay one
+    # over the baseline until the idle keep-alive connection timed out.
+    started = time.monotonic()
+    links = await open_many(target, user_of, count)
+    opened = time.monotonic() - started
+    delivery = await fan_out(target, by_user(links, per_user, "hold"), 1, concurrency)
+    with collector_paused():
+        aborted = time.monotonic()
+        if on_reset is not None:
+            on_reset(aborted)
+        for link in links:
+            link.abort()
+        released_at, settled_at = await asyncio.to_thread(watch_release, target, baseline, aborted + timeout)
     return {
         "open_per_s": count / opened,
         "fanout_ms": 1000 * delivery.spent.seconds,
