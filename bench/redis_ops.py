@@ -398,7 +398,7 @@ def captured(admin: Redis, channel: str, publish: Callable[[], None]) -> bytes:
     """The payload of the next message on ``channel`` once ``publish`` ran: what instances get."""
     where = admin.connection_pool.connection_kwargs
     listening = Redis(host=where["host"], port=where["port"])  # not the admin's connection
-    with listening, listening.pubsub() as pubsub:  # type: ignore[no-untyped-call]  # untyped in redis-py
+    with listening, listening.pubsub() as pubsub:  # type: ignore[no-untyped-call, unused-ignore]  # untyped in redis-py
         pubsub.subscribe(channel)
         while True:
             message = pubsub.get_message(timeout=5)

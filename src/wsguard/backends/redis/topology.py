@@ -178,7 +178,7 @@ class SentinelRedis(SingleRedis):
             "username": parsed.username,
             "password": parsed.password,
         }
-        self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        self._sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(parsed.sentinels),
             sentinel_kwargs={
                 "socket_connect_timeout": SENTINEL_TIMEOUT,
@@ -198,7 +198,7 @@ class SentinelRedis(SingleRedis):
         for client in clients:
             pool = client.connection_pool if isinstance(client, Redis) else None
             if isinstance(pool, SentinelConnectionPool):
-                host, port = await pool.get_master_address()  # type: ignore[no-untyped-call]
+                host, port = await pool.get_master_address()  # type: ignore[no-untyped-call, unused-ignore]
                 address = (str(host), int(port))
         return address
 
@@ -290,7 +290,7 @@ class _PlainListener:
         return message
 
     async def aclose(self) -> None:
-        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     def tracked_channels(self, prefix: str) -> int:
         return _count_named(self._pubsub.channels, prefix)
