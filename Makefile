@@ -1,14 +1,24 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
+# Both install from the lock (requirements/test.txt, exact versions with hashes); `make lock`
+# compiles it again from pyproject.toml's ranges. `make test-latest` runs the suite on the newest
+# versions those ranges allow, `make test-oldest` the server's tests on the lowest ones.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+LOCK = requirements/test.txt
+OLDEST_LOCK = requirements/oldest.txt
+LATEST_VENV = .venv-latest
+OLDEST_VENV = .venv-oldest
+COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11
 
-.PHONY: install demo test lint typecheck unit node soak bench clean
+.PHONY: install demo test checks lint typecheck unit node soak bench lock test-latest test-oldest clean
 
-$(BIN)/.installed: pyproject.toml
+# The project itself is installed without build isolation, so that its build backend is the
+# locked setuptools too.
+$(BIN)/.installed: $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/.installed
@@ -20,14 +30,20 @@ demo: install
 	$(BIN)/python -m wsguard.demo
 	$(BIN)/wsguard leakcheck --profile demo --report-dir reports
 
-lint: install
+test: install
+	$(MAKE) checks
+
+# ruff, mypy --strict, pytest and Node's tests in the environment $(VENV), whatever installed it.
+checks: lint typecheck unit node
+
+lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: install
+typecheck:
 	$(BIN)/mypy
 
-unit: install
+unit:
 	$(BIN)/pytest
 
 # Unit tests of the browser client's reconnect and de-duplication logic (Node's own runner).
@@ -36,19 +52,38 @@ node:
 	elif [ -n "$$WSGUARD_REQUIRE_NODE" ]; then echo "node is required (WSGUARD_REQUIRE_NODE is set)" >&2; exit 1; \
 	else echo "skipped the browser client's unit tests: install Node.js 20+ to run them"; fi
 
-test: lint typecheck unit node
-
 # Long floods and soaks (pytest marker `soak`), left out of `make test`.
 soak: install
 	$(BIN)/pytest -m soak -s
 
-# The benchmark's peers (python-socketio) come from the `bench` extra, installed here only.
-$(BIN)/.bench-installed: $(BIN)/.installed
-	$(BIN)/python -m pip install -q -e ".[test,bench]"
-	touch $@
-
-bench: $(BIN)/.bench-installed
+bench: install
 	$(BIN)/python bench/run.py
 
+# The locks again from pyproject.toml's ranges (and requirements/*.in), newest versions first.
+lock: install
+	$(COMPILE) pyproject.toml requirements/tools.in --extra test --extra bench -o $(LOCK)
+	$(COMPILE) pyproject.toml requirements/tools.in --extra test -c requirements/oldest.in -o $(OLDEST_LOCK)
+
+# The whole of `make test` on the newest versions pyproject.toml allows, in a fresh environment:
+# what a user installing wsguard today gets.
+test-latest:
+	rm -rf $(LATEST_VENV)
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LATEST_VENV)/bin/python -m pip install -q --upgrade --upgrade-strategy eager -e ".[test,bench]"
+	$(LATEST_VENV)/bin/python -m pip list --format=freeze | grep -iE '^(uvicorn|starlette|websockets|redis)=='
+	$(MAKE) checks VENV=$(LATEST_VENV)
+
+# The transport, server, client and Redis tests on the lowest supported uvicorn, Starlette,
+# websockets and redis-py (requirements/oldest.in).
+$(OLDEST_VENV)/.installed: $(OLDEST_LOCK) pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install -q --require-hashes -r $(OLDEST_LOCK)
+	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+	touch $@
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
+
 clean:
-	rm -rf $(VENV) reports .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(LATEST_VENV) $(OLDEST_VENV) reports .mypy_cache .ruff_cache .hypothesis

@@ -2,10 +2,12 @@
 
 The names below are imported on first use, so that ``import wsguard.client`` on a machine with
 only ``websockets`` installed does not load the server (Starlette, uvicorn, PyJWT, Prometheus).
+``__version__`` is the installed distribution's version, read from its metadata on first use.
 """
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wsguard.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wsguard.context import ConnectionContext, RunContext
@@ -14,8 +16,10 @@ if TYPE_CHECKING:
     from wsguard.server.auth import Identity, Unauthorized
     from wsguard.server.guard import WSGuard, create_app
     from wsguard.settings import LimitPolicy, Settings
+    from wsguard.version import __version__ as __version__
 
 _EXPORTS = {
+    "__version__": "wsguard.version",
     "CommandHooks": "wsguard.runtime.commands",
     "ConnectionContext": "wsguard.context",
     "EventTooLarge": "wsguard.runtime.hub",
@@ -43,16 +47,4 @@ __all__ = [
     "create_app",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """Import an exported name from its module the first time it is asked for."""
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'wsguard' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -1,5 +1,7 @@
 """The ``wsguard`` command: ``serve`` runs a server; ``leakcheck`` runs the leak harness.
 
+``wsguard --version`` prints the installed version (``wsguard X.Y.Z``).
+
 Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>``; a flag beats
 its variable. A bad value exits with status 2 and one line naming the setting.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from jwt import PyJWKSetError
 
+import wsguard
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM
 from wsguard.server.keys import JwksFile, PublicKeyFile
@@ -206,7 +209,18 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
 
 
 def serve(settings: Settings) -> int:
-    """Run the standalone server until SIGTERM or SIGINT; returns the exit status."""
+    """Run the standalone server until SIGTERM or SIGINT; returns the exit status.
+
+    A uvicorn that lacks what the transport overrides is refused in one line (status 2) before
+    the modules that subclass it are imported.
+    """
+    from wsguard.transport.compat import UnsupportedUvicorn, check_uvicorn
+
+    try:
+        check_uvicorn()
+    except UnsupportedUvicorn as error:
+        print(f"wsguard: {error}", file=sys.stderr)
+        return 2
     if settings.workers > 1:
         from wsguard.server.workers import run_workers
 
@@ -221,6 +235,7 @@ def serve(settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="wsguard", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {wsguard.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     configure_serve(commands.add_parser("serve", help="run a wsguard server"))
     leakcheck = commands.add_parser("leakcheck", help="run the production-scenario leak harness")

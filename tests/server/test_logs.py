@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import IO
@@ -26,8 +26,9 @@ JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.")
 class LogReader:
     """A ``wsguard serve`` process whose stderr lines are collected by a thread as they come."""
 
-    def __init__(self, *flags: str) -> None:
-        argv = [sys.executable, "-m", "wsguard", "serve", "--host", "127.0.0.1", "--port", "0", *flags]
+    def __init__(self, *flags: str, command: Sequence[str] = (sys.executable, "-m", "wsguard")) -> None:
+        """``command`` runs the CLI: its arguments follow (``serve``, the address, ``flags``)."""
+        argv = [*command, "serve", "--host", "127.0.0.1", "--port", "0", *flags]
         self.process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
         self.lines: list[str] = []
         self._incoming: queue.Queue[str | None] = queue.Queue()

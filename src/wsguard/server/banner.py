@@ -2,20 +2,13 @@
 
 import logging
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 from wsguard.backends.base import Backend
 from wsguard.redis_url import redact_url
 from wsguard.settings import Settings
+from wsguard.version import __version__
 
 logger = logging.getLogger("wsguard")
-
-
-def wsguard_version() -> str:
-    try:
-        return version("wsguard")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def _off_or(value: float, text: str) -> str:
@@ -26,7 +19,7 @@ def log_start(settings: Settings, websocket_path: str) -> None:
     """Version, endpoints, the limits in force, and a warning when ``--dev`` is on."""
     logger.info(
         "wsguard %s starting (pid %d): WebSocket at %s, admin dashboard at /admin",
-        wsguard_version(),
+        __version__,
         os.getpid(),
         websocket_path,
     )

@@ -16,7 +16,7 @@ import psutil
 from wsguard.backends.base import BackendUnavailable
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.presence import InstanceInfo
-from wsguard.server.banner import wsguard_version
+from wsguard.version import __version__
 
 logger = logging.getLogger("wsguard")
 
@@ -30,7 +30,7 @@ class InstanceReporter:
         self.started_at = time.time()
         self._process = psutil.Process()
         self._host = socket.gethostname()
-        self._version = wsguard_version()
+        self._version = __version__
         self._task: asyncio.Task[None] | None = None
 
     def describe(self) -> InstanceInfo:

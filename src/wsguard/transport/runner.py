@@ -14,7 +14,7 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from wsguard.logs import formatters
-from wsguard.transport.compat import check_uvicorn_version
+from wsguard.transport.compat import check_uvicorn
 from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
 from wsguard.transport.edge import Edge, EdgeLimits
 from wsguard.transport.http_limits import MAX_HEAD_BYTES
@@ -24,6 +24,8 @@ from wsguard.transport.server import Drain, WSGuardServer
 
 if TYPE_CHECKING:
     from wsguard.settings import Settings
+
+logger = logging.getLogger("wsguard.transport")
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
 
     ``edge`` (a new one by default) is shared by every HTTP connection of the server.
     """
-    check_uvicorn_version()
+    untested = check_uvicorn()
     edge = edge or Edge(options.edge_limits)
     http = http_protocol_class(edge, close_timeout=options.close_timeout)
     ws = protocol_class(
@@ -129,7 +131,7 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
         write_timeout=options.write_timeout,
         refusal_log_window=options.refusal_log_window,
     )
-    return uvicorn.Config(
+    config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
@@ -152,6 +154,9 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
         lifespan="on",
         timeout_graceful_shutdown=max(1, math.ceil(options.shutdown_timeout)),
     )
+    if untested is not None:
+        logger.warning("%s", untested)
+    return config
 
 
 def run(

@@ -4,17 +4,13 @@
 without the extra: the leak harness reads lease keys by their names.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wsguard.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from wsguard.backends.redis.backend import RedisBackend
 
 __all__ = ["RedisBackend"]
 
-
-def __getattr__(name: str) -> Any:
-    if name == "RedisBackend":
-        from wsguard.backends.redis.backend import RedisBackend
-
-        return RedisBackend
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, {"RedisBackend": "wsguard.backends.redis.backend"}, globals())
