@@ -8,6 +8,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import pytest
 
@@ -229,10 +230,12 @@ def test_new_flags_are_validated() -> None:
 
 def test_the_websocket_protocol_class_answers_a_head_its_parser_refuses() -> None:
     """On uvicorn's own HTTP protocol (no head limits) a 9 KiB header line reaches the
-    WebSocket protocol class, whose parser refuses it: it must answer and close."""
+    WebSocket protocol class, whose parser refuses it: it must answer and close. websockets
+    names the limit from version 17 on (431); before, the class answers 400 itself."""
+    expected = 431 if int(version("websockets").split(".")[0]) >= 17 else 400
     with guarded_server_on_stock_http() as server:
         baseline = descriptors(server)
         answer = exchange(server.port, BAD_HEADS["9 KiB header line"][0], timeout=1.0)
-        assert answer.status == 431, answer
+        assert answer.status == expected, answer
         assert answer.closed, answer
         back_to(server, baseline, timeout=2.0)
