@@ -11,6 +11,7 @@ and channel in one slot on one node, and sharded channels only.
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from functools import partial
 
@@ -72,6 +73,9 @@ EVENTS_PER_USER = 10
 LEAVERS = 6
 LEAVE_PAUSE = 0.05
 """Seconds a task that sent ``SUNSUBSCRIBE`` waits before going on, as on a busy event loop."""
+JOIN_LEAVE_CYCLES = 5
+PROMPT = 0.5
+"""Seconds within which a join or a leave is confirmed: half the listener's wait on one node."""
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +150,9 @@ def test_a_leave_confirmed_before_its_sender_goes_on_leaves_no_record_in_the_red
 ) -> None:
     """Users come and go while every task that sends ``SUNSUBSCRIBE`` resumes late (as on a busy
     event loop), so that the node's reader takes each confirmation first: each leave is still
-    forgotten everywhere, redis-py's ``ClusterPubSub`` included, and the records held are back to
-    zero (before, each user's channel stayed in ``shard_channels`` for as long as the listener lived)."""
+    forgotten everywhere, the Redis client's own records included, and the records held are back
+    to zero (redis-py 8.1's ``ClusterPubSub`` kept each such channel in ``shard_channels`` for as
+    long as the listener lived)."""
     send = Connection.send_packed_command
 
     async def send_then_pause(
@@ -174,6 +179,37 @@ def test_a_leave_confirmed_before_its_sender_goes_on_leaves_no_record_in_the_red
                 await _wait_for(partial(_left, backend, cycle + 1))
             assert backend.traffic.joins == len(users) * 2
             assert backend.entry_count == 0, f"{backend.entry_count} records left after every user left"
+        finally:
+            await backend.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_join_and_a_leave_on_a_node_being_read_are_confirmed_at_once(
+    redis_server: RedisClusterServers,
+) -> None:
+    """A user joins and leaves again and again, each leave sent just as the node's reader starts
+    waiting there: each is confirmed in well under that wait (redis-py 8.2's ``ClusterPubSub``
+    held every (un)subscription on a node until its reader's wait ran out, about a second, past
+    the leak checks' cleanup bound)."""
+
+    async def scenario() -> None:
+        backend, _ = await _started(redis_server.url)
+        try:
+            for cycle in range(JOIN_LEAVE_CYCLES):
+                connection_id = f"conn_prompt_{cycle}"
+                started = time.monotonic()
+                decision = await backend.admit("prompt-user", connection_id, f"ses_{cycle}", takeover=False)
+                joined = time.monotonic() - started
+                assert decision is not None
+                assert decision.admitted
+                started = time.monotonic()
+                backend.release(connection_id)
+                await _wait_for(partial(_left, backend, cycle + 1))
+                left = time.monotonic() - started
+                assert joined < PROMPT, f"cycle {cycle}: joined in {joined:.3f} s"
+                assert left < PROMPT, f"cycle {cycle}: left in {left:.3f} s"
+            assert backend.entry_count == 0, f"{backend.entry_count} records left after the user left"
         finally:
             await backend.close()
 

@@ -12,7 +12,8 @@ answers differ:
 - pub/sub: ``PUBLISH``/``SUBSCRIBE`` on one Redis (Sentinel's master included); sharded
   ``SPUBLISH``/``SSUBSCRIBE`` on a cluster, where a channel lives on the node that holds its
   slot, so that an event is published from the script that numbers it and reaches only that
-  node's subscribers (plain ``PUBLISH`` would be broadcast to every node of the cluster);
+  node's subscribers (plain ``PUBLISH`` would be broadcast to every node of the cluster); the
+  cluster listener holds one plain ``PubSub`` per node itself (see :class:`_ShardedListener`);
 - one script for many users (the lease renewal): one pipeline on a Redis; redis-py refuses
   scripts in a cluster pipeline, so there the calls go concurrently, a bounded number at a time;
 - before the listener reconnects: a cluster's slot map is read again (a failover moved slots);
@@ -31,19 +32,21 @@ Listeners report subscription changes and messages with the plain kinds (``subsc
 """
 
 import asyncio
-import contextlib
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import ClusterNode, ClusterPubSub, RedisCluster
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException
 
 from wsguard.redis_url import is_cluster_url, is_sentinel_url, parse_cluster_url, parse_sentinel_url
 
@@ -233,18 +236,33 @@ class ClusterRedis:
         parsed = parse_cluster_url(url)
         self._nodes = parsed.nodes
         self._username, self._password = parsed.username, parsed.password
+        self._options: weakref.WeakKeyDictionary[RedisCluster, dict[str, Any]] = weakref.WeakKeyDictionary()
+        """Each client's options, for the listener's own connection to each node."""
 
     def client(self, **options: Any) -> Client:
-        return RedisCluster(
+        client = RedisCluster(
             startup_nodes=[ClusterNode(host, port) for host, port in self._nodes],
             username=self._username,
             password=self._password,
             **options,
         )
+        self._options[client] = options
+        return client
 
     def listener(self, client: Client) -> Listener:
         assert isinstance(client, RedisCluster)
-        return _ShardedListener(client)
+        options = self._options.get(client, {})
+
+        def node_client(node: ClusterNode) -> Redis:
+            return Redis(
+                host=node.host,
+                port=int(node.port),
+                username=self._username,
+                password=self._password,
+                **options,
+            )
+
+        return _ShardedListener(client, node_client)
 
     async def ready(self, client: Client) -> None:
         assert isinstance(client, RedisCluster)
@@ -301,39 +319,103 @@ class _PlainListener:
         return (connection.host, connection.port) if isinstance(connection, Connection) else None
 
 
-class _ShardedListener:
-    """Sharded pub/sub on a cluster: redis-py's ``ClusterPubSub`` subscribes each channel on the
-    node that holds its slot (one connection per node); one reader per node feeds a queue, so a
-    message from any node is handed on at once (``ClusterPubSub`` alone polls the nodes in turn,
-    waiting the whole timeout on each). A reader that loses its node, or a (un)subscription that
-    fails, puts the error in the queue, and the backend's listener reconnects. A reader also
-    makes ``ClusterPubSub`` forget a channel it left (see :meth:`_forget_if_left`)."""
+@dataclass(eq=False)
+class _Shard:
+    """One node's sharded subscriptions: a plain ``PubSub`` on a client of its own."""
 
-    def __init__(self, client: RedisCluster) -> None:
+    name: str
+    redis: Redis
+    pubsub: PubSub
+    wanted: set[str] = field(default_factory=set)
+    """The channels subscribed, or being subscribed, here (updated before each command is sent)."""
+    reader: asyncio.Task[None] | None = None
+
+    def holds(self, channel: str) -> bool:
+        """Whether this node has the channel, or redis-py's ``PubSub`` still keeps a record of it."""
+        records = self.pubsub.shard_channels
+        return channel in self.wanted or channel in records or channel.encode() in records
+
+    async def aclose(self) -> None:
+        try:
+            await self.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        finally:
+            await self.redis.aclose()
+
+
+class _ShardedListener:
+    """Sharded pub/sub on a cluster: each channel is subscribed on the node that holds its slot,
+    with one plain ``PubSub`` per node, and one reader per node feeds a queue, so a message from
+    any node is handed on at once. A reader that loses its node, or a (un)subscription that fails,
+    puts the error in the queue, and the backend's listener reconnects. A node's ``PubSub`` is
+    closed, and its reader ends, once it holds no channel.
+
+    Not redis-py's ``ClusterPubSub``: in 8.2 its ``ssubscribe``/``sunsubscribe`` wait for a
+    per-node lock that ``get_sharded_message(timeout=...)`` holds for its whole wait, so a reader
+    waiting on a quiet node delayed every join and leave there by up to :data:`_READ_WAIT` (and
+    in 8.1 its records could keep a channel already left). A plain ``PubSub`` per node is the
+    public API the single-Redis listener uses too: it sends while another task reads.
+    """
+
+    def __init__(self, client: RedisCluster, node_client: Callable[[ClusterNode], Redis]) -> None:
         self._client = client
-        self._pubsub: ClusterPubSub = client.pubsub()
+        self._node_client = node_client
+        self._shards: dict[str, _Shard] = {}
+        """The node's shard by node name: where a new subscription there goes."""
+        self._open: set[_Shard] = set()
+        """Every shard not yet closed (including one its reader is retiring)."""
         self._queue: asyncio.Queue[dict[str, Any] | Exception] = asyncio.Queue()
-        self._readers: dict[str, asyncio.Task[None]] = {}
+        self._closed = False
 
     async def subscribe(self, *channels: str) -> None:
         try:
-            await self._pubsub.ssubscribe(*channels)
+            for channel in channels:
+                node = self._client.get_node_from_key(channel)
+                if node is None:
+                    raise RedisClusterException(f"no node serves the slot of {channel}")
+                shard = self._shard(node)
+                shard.wanted.add(channel)
+                await shard.pubsub.ssubscribe(channel)
+                await self._check_open(shard)
+                if shard.reader is None:
+                    name = f"wsguard redis shard {shard.name}"
+                    shard.reader = asyncio.create_task(self._read(shard), name=name)
         except Exception as error:
             self._fail(error)
             raise
-        for name in self._pubsub.node_pubsub_mapping:
-            reader = self._readers.get(name)
-            if reader is None or reader.done():
-                self._readers[name] = asyncio.create_task(
-                    self._read(name), name=f"wsguard redis shard {name}"
-                )
 
     async def unsubscribe(self, *channels: str) -> None:
         try:
-            await self._pubsub.sunsubscribe(*channels)
+            for channel in channels:
+                shard = next((shard for shard in self._shards.values() if shard.holds(channel)), None)
+                if shard is None:
+                    # No connection here holds it: it is left already (say, a resent leave).
+                    left = {"type": "sunsubscribe", "pattern": None, "channel": channel, "data": 0}
+                    self._queue.put_nowait(left)
+                    continue
+                shard.wanted.discard(channel)
+                await shard.pubsub.sunsubscribe(channel)
+                await self._check_open(shard)
         except Exception as error:
             self._fail(error)
             raise
+
+    def _shard(self, node: ClusterNode) -> _Shard:
+        if self._closed:
+            raise RedisConnectionError("the listener is closed")
+        shard = self._shards.get(node.name)
+        if shard is None:
+            redis = self._node_client(node)
+            shard = _Shard(node.name, redis, redis.pubsub())
+            self._shards[node.name] = shard
+            self._open.add(shard)
+        return shard
+
+    async def _check_open(self, shard: _Shard) -> None:
+        """After a command: if the listener was closed meanwhile, close the shard again (a
+        ``PubSub`` sending after its ``aclose`` opens a new connection)."""
+        if self._closed:
+            await shard.aclose()
+            raise RedisConnectionError("the listener is closed")
 
     def _fail(self, error: Exception) -> None:
         """A (un)subscription failed: most likely the slot map is stale (a failover moved the
@@ -341,45 +423,25 @@ class _ShardedListener:
         reading side too, so that the listener reconnects and reads the map again."""
         self._queue.put_nowait(error)
 
-    async def _read(self, name: str) -> None:
-        """Read one node's messages for as long as something is subscribed there."""
+    async def _read(self, shard: _Shard) -> None:
+        """Read one node's messages until its ``PubSub`` holds nothing, then close it."""
         try:
-            while name in self._pubsub.node_pubsub_mapping:
-                node = self._client.get_node(node_name=name)
-                if node is None:
-                    raise RedisConnectionError(f"node {name} left the cluster")
-                message = await self._pubsub.get_sharded_message(timeout=_READ_WAIT, target_node=node)
+            while True:
+                if self._client.get_node(node_name=shard.name) is None:
+                    raise RedisConnectionError(f"node {shard.name} left the cluster")
+                message: dict[str, Any] | None = await shard.pubsub.get_message(timeout=_READ_WAIT)
                 if message is None:
                     continue
-                if message.get("type") == "sunsubscribe":
-                    await self._forget_if_left(message["channel"])
                 self._queue.put_nowait(message)
+                if message.get("type") == "sunsubscribe" and not shard.wanted and not shard.pubsub.subscribed:
+                    break
         except Exception as error:
             self._queue.put_nowait(error)
-
-    async def _forget_if_left(self, channel: object) -> None:
-        """After redis-py has handled a ``SUNSUBSCRIBE`` confirmation: drop the channel from
-        ``ClusterPubSub``'s own records when no node's ``PubSub`` holds it any more.
-
-        redis-py 8.1's ``ClusterPubSub.sunsubscribe`` marks a channel as being left only after
-        the node's ``PubSub`` has sent ``SUNSUBSCRIBE``, by copying that ``PubSub``'s pending
-        set. The send yields (``asyncio.wait_for`` around the write), and when this node's
-        reader takes the confirmation meanwhile, the node's ``PubSub`` forgets the channel but
-        ``ClusterPubSub`` finds it not pending and keeps it in ``shard_channels`` and in its
-        channel-to-node index for as long as the listener lives: one record per user whose
-        leave met the race, which a busy event loop makes common. Under ``ClusterPubSub``'s
-        own lock no (un)subscription is half done, so a channel that no node holds is left.
-        """
-        pubsub = self._pubsub
-        lock = getattr(pubsub, "_shard_state_lock", None)
-        async with lock if isinstance(lock, asyncio.Lock) else contextlib.nullcontext():
-            if any(channel in node.shard_channels for node in pubsub.node_pubsub_mapping.values()):
-                return
-            pubsub.shard_channels.pop(channel, None)
-            pubsub.pending_unsubscribe_shard_channels.discard(channel)
-            index = getattr(pubsub, "_shard_channel_to_node", None)
-            if isinstance(index, dict):
-                index.pop(channel, None)
+            return
+        if self._shards.get(shard.name) is shard:
+            del self._shards[shard.name]
+        await shard.aclose()
+        self._open.discard(shard)
 
     async def get_message(self, timeout: float) -> dict[str, Any] | None:
         try:
@@ -393,16 +455,19 @@ class _ShardedListener:
         return {**item, "type": _SHARDED_KINDS.get(kind, kind) if isinstance(kind, str) else kind}
 
     async def aclose(self) -> None:
-        for reader in self._readers.values():
+        """Stop the readers and close every node's connection (best effort: the listener is
+        going away, and one node that fails to close must not keep the others open)."""
+        self._closed = True
+        shards, self._open = list(self._open), set()
+        self._shards.clear()
+        readers = [shard.reader for shard in shards if shard.reader is not None]
+        for reader in readers:
             reader.cancel()
-        await asyncio.gather(*self._readers.values(), return_exceptions=True)
-        self._readers.clear()
-        await self._pubsub.aclose()
+        await asyncio.gather(*readers, return_exceptions=True)
+        await asyncio.gather(*(shard.aclose() for shard in shards), return_exceptions=True)
 
     def tracked_channels(self, prefix: str) -> int:
-        index = getattr(self._pubsub, "_shard_channel_to_node", None)
-        names = {*self._pubsub.shard_channels, *(index if isinstance(index, dict) else ())}
-        return _count_named(names, prefix)
+        return _count_named({name for shard in self._open for name in shard.pubsub.shard_channels}, prefix)
 
     @property
     def server(self) -> Address | None:
