@@ -3,7 +3,8 @@
 ``wsguard --version`` prints the installed version (``wsguard X.Y.Z``).
 
 Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>``; a flag beats
-its variable. A bad value exits with status 2 and one line naming the setting.
+its variable. The port has a third source below those two: ``PORT``, the variable that Cloud
+Run, Render and Heroku set. A bad value exits with status 2 and one line naming the setting.
 """
 
 import argparse
@@ -54,7 +55,12 @@ def _origins(text: str) -> tuple[str, ...]:
 
 OPTIONS = [
     Option("--host", "host", str, "address to listen on"),
-    Option("--port", "port", int, "port to listen on (0 picks a free one)"),
+    Option(
+        "--port",
+        "port",
+        int,
+        f"port to listen on (0 picks a free one); else WSGUARD_PORT, else PORT, else {Settings.port}",
+    ),
     Option(
         "--backend",
         "backend",
@@ -130,6 +136,9 @@ FLAGS = [
     Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
+PLATFORM_PORT = "PORT"
+"""The port a platform (Cloud Run, Render, Heroku) gives its container; used when neither
+``--port`` nor ``WSGUARD_PORT`` is given."""
 
 
 class UsageError(Exception):
@@ -158,8 +167,12 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
-    """Flags over environment over defaults; raises :class:`UsageError` naming the bad setting."""
+    """Flags over environment over defaults; raises :class:`UsageError` naming the bad setting.
+
+    The port alone has a platform's ``PORT`` between its variable and its default.
+    """
     values: dict[str, Any] = {}
+    named: dict[str, str] = {}  # how an error names a setting taken from neither flag nor variable
     for option in [*OPTIONS, *FLAGS, ORIGINS]:
         given = getattr(args, option.field, None)
         if isinstance(given, list):
@@ -168,17 +181,21 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
         if isinstance(given, bool):
             values[option.field] = given
             continue
-        raw = given if given is not None else environ.get(option.variable)
+        raw, source = given if given is not None else environ.get(option.variable), option.variable
+        if raw is None and option.field == "port" and PLATFORM_PORT in environ:
+            raw, source = environ[PLATFORM_PORT], PLATFORM_PORT
+            named["port"] = f"{option.flag} ({PLATFORM_PORT})"
         if raw is None:
             continue
         try:
             values[option.field] = option.parse(raw)
         except ValueError as error:
-            raise UsageError(f"{option.flag} ({option.variable}): invalid value {raw!r}") from error
+            raise UsageError(f"{option.flag} ({source}): invalid value {raw!r}") from error
     try:
         settings = Settings(**values)
     except SettingError as error:
-        raise UsageError(f"{_flag_of(error.setting)}: {str(error).partition(': ')[2]}") from error
+        name = named.get(error.setting) or _flag_of(error.setting)
+        raise UsageError(f"{name}: {str(error).partition(': ')[2]}") from error
     if settings.backend != "memory":
         try:
             require_redis()

@@ -3,13 +3,22 @@
 The files ship inside the package (``wsguard/browser``); each is read once, served with its
 content type, an ``ETag`` and ``Cache-Control: no-cache``, so browsers keep a copy and
 revalidate it with a 304 rather than download it again.
+
+A browser fetches a module script in CORS mode, so a front end on another origin can
+``import`` the client only if the answer allows that origin: the client files carry
+``Access-Control-Allow-Origin: <origin>`` for the origins a WebSocket upgrade would accept
+(``--allowed-origin``, the server's own, any with ``--dev``), never ``*`` and never credentials
+(the files are the same for everyone), ``Vary: Origin`` on every answer so that a cache does not
+hand one origin's answer to another, and an ``OPTIONS`` preflight is answered (204, or 403 for
+an origin not allowed).
 """
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
@@ -59,17 +68,62 @@ def _serve(file: _File, request: Request, headers: dict[str, str] | None = None)
     return Response(file.body, media_type=file.media_type, headers=common)
 
 
-def client_routes() -> list[BaseRoute]:
-    """``GET /client/wsguard.js`` and the modules it imports."""
+OriginAllowed = Callable[[HTTPConnection], bool]
+"""Whether a request's ``Origin`` may use the server: ``WSGuard.origin_allowed``."""
+
+
+def _origin_rule(request: Request, allowed: OriginAllowed | None) -> OriginAllowed | None:
+    """``allowed``, else that of the ``WSGuard`` whose own app serves the request."""
+    if allowed is not None:
+        return allowed
+    guard = getattr(request.app.state, "wsguard", None) if "app" in request.scope else None
+    rule: OriginAllowed | None = getattr(guard, "origin_allowed", None)
+    return rule
+
+
+def _cors_headers(request: Request, allowed: OriginAllowed | None) -> dict[str, str] | None:
+    """The CORS headers of a client file's answer; ``None`` for an origin that is not allowed.
+
+    Where no rule can be asked (an embedding whose app does not say which guard it runs), a
+    cross-origin request gets no CORS header: the files stay usable from the page's own origin.
+    """
+    origin = request.headers.get("origin")
+    if origin is None:
+        return {}
+    rule = _origin_rule(request, allowed)
+    if rule is None or not rule(request):
+        return None
+    return {"Access-Control-Allow-Origin": origin}
+
+
+def _preflight(cors: dict[str, str] | None) -> Response:
+    """204 with the methods allowed (and, for another origin, the CORS headers), or 403."""
+    if cors is None:
+        return refusal(403, "origin not allowed")
+    headers = {"Allow": "GET, HEAD, OPTIONS", **cors}
+    if cors:
+        headers |= {"Access-Control-Allow-Methods": "GET, HEAD", "Access-Control-Max-Age": "600"}
+    return Response(status_code=204, headers=headers)
+
+
+def client_routes(allowed: OriginAllowed | None = None) -> list[BaseRoute]:
+    """``GET /client/wsguard.js`` and the modules it imports, with CORS for the origins that
+    ``allowed`` accepts (by default, those of the ``WSGuard`` whose app serves the request)."""
     files = _load("", CLIENT_FILES)
 
     async def client_file(request: Request) -> Response:
-        file = files.get(request.path_params["name"])
-        if file is None:
-            return refusal(404, "not found")
-        return _serve(file, request)
+        cors = _cors_headers(request, allowed)
+        response: Response
+        if request.method == "OPTIONS":
+            response = _preflight(cors)
+        elif (file := files.get(request.path_params["name"])) is None:
+            response = refusal(404, "not found")
+        else:
+            response = _serve(file, request, cors)
+        response.headers["Vary"] = "Origin"  # the answer depends on it: no cache may share it
+        return response
 
-    return [Route("/client/{name}", client_file, methods=["GET", "HEAD"])]
+    return [Route("/client/{name}", client_file, methods=["GET", "HEAD", "OPTIONS"])]
 
 
 def demo_routes() -> list[BaseRoute]:
