@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import wsguard
+from tests.packaging.test_optional_dependencies import SERVER_MODULES, run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "wsguard"
@@ -20,15 +21,6 @@ PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(en
 PROJECT: dict[str, Any] = PYPROJECT["project"]
 VERSION: str = PROJECT["version"]
 STALE = "the installed metadata is not pyproject.toml's: reinstall (make install, or pip install -e .)"
-SERVER_MODULES = (
-    "starlette",
-    "uvicorn",
-    "jwt",
-    "prometheus_client",
-    "httpx",
-    "wsguard.server",
-    "wsguard.runtime",
-)
 
 
 def test_installed_metadata_is_pyprojects_version() -> None:
@@ -58,7 +50,7 @@ def test_version_is_read_without_loading_the_server() -> None:
         "import wsguard.client\n"
         f"print(version, sorted(set({SERVER_MODULES!r}) & set(sys.modules)))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{VERSION} []"
 
