@@ -57,8 +57,7 @@ SCRIPTS = {
     for name, source in (
         ("admit", scripts.ADMIT),
         ("renew", scripts.RENEW),
-        ("publish_thread", scripts.PUBLISH_THREAD),
-        ("publish_user", scripts.PUBLISH_USER),
+        ("publish", scripts.PUBLISH),
         ("read_thread", scripts.READ_THREAD),
         ("restart_thread", scripts.RESTART_THREAD),
     )

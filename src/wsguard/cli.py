@@ -18,8 +18,10 @@ from typing import Any
 from jwt import PyJWKSetError
 
 import wsguard
+from wsguard import jwt_algorithms
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM
+from wsguard.server.api_keys import read_key_file
 from wsguard.server.keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
@@ -30,10 +32,12 @@ class Option:
     field: str
     parse: Callable[[str], Any]
     help: str
+    env: str | None = None
+    """The variable, when it is not ``WSGUARD_<FLAG>`` (``WSGUARD_API_KEYS``)."""
 
     @property
     def variable(self) -> str:
-        return "WSGUARD_" + self.flag.lstrip("-").replace("-", "_").upper()
+        return self.env or "WSGUARD_" + self.flag.lstrip("-").replace("-", "_").upper()
 
 
 def _seconds(text: str) -> float:
@@ -72,8 +76,17 @@ OPTIONS = [
     Option("--heartbeat-interval", "heartbeat_interval", _seconds, "seconds between pings"),
     Option("--heartbeat-timeout", "heartbeat_timeout", _seconds, "seconds to wait for a pong"),
     Option("--jwt-secret", "jwt_secret", str, "HS256 secret"),
-    Option("--jwt-public-key", "jwt_public_key", str, "RS256/ES256 public key file"),
+    Option("--jwt-public-key", "jwt_public_key", str, "PEM public key file (RSA, EC, Ed25519)"),
     Option("--jwks-file", "jwks_file", str, "JWKS file"),
+    Option("--jwt-issuer", "jwt_issuer", str, "required iss, compared exactly"),
+    Option("--jwt-user-claim", "jwt_user_claim", str, "claim path of the user id (default sub)"),
+    Option(
+        "--jwt-admin-claim",
+        "jwt_admin_claim",
+        str,
+        "PATH=VALUE: admin when the claim equals VALUE or is a list holding it (default admin=true)",
+    ),
+    Option("--api-key-file", "api_key_file", str, "file of API keys, one a line (# comments)"),
     Option("--jwt-leeway", "jwt_leeway", _seconds, "seconds of clock skew allowed on exp"),
     Option("--max-message-bytes", "max_message_bytes", int, "largest frame and event"),
     Option("--queue-limit-bytes", "queue_limit_bytes", int, "unsent bytes before 4008"),
@@ -136,6 +149,26 @@ FLAGS = [
     Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
 ]
 ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
+LISTS = [
+    ORIGINS,
+    Option("--jwks-url", "jwks_urls", _origins, "JWKS URL of an identity provider (repeatable)"),
+    Option("--jwt-audience", "jwt_audiences", _origins, "accepted aud; aud then required (repeatable)"),
+    Option(
+        "--jwt-algorithm",
+        "jwt_algorithms",
+        _origins,
+        f"allowed algorithm (repeatable); default {', '.join(jwt_algorithms.DEFAULT_SECRET)} for a "
+        f"secret, {', '.join(jwt_algorithms.DEFAULT_PUBLIC)} for public keys",
+    ),
+    Option(
+        "--api-key",
+        "api_keys",
+        _origins,
+        "API key for /api/publish and /api/admin/* (repeatable)",
+        env="WSGUARD_API_KEYS",
+    ),
+]
+"""Repeatable flags; each variable takes a comma-separated list."""
 PLATFORM_PORT = "PORT"
 """The port a platform (Cloud Run, Render, Heroku) gives its container; used when neither
 ``--port`` nor ``WSGUARD_PORT`` is given."""
@@ -146,7 +179,7 @@ class UsageError(Exception):
 
 
 def _flag_of(field: str) -> str:
-    for option in [*OPTIONS, *FLAGS, ORIGINS]:
+    for option in [*OPTIONS, *FLAGS, *LISTS]:
         if option.field == field:
             return option.flag
     return field
@@ -163,7 +196,8 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
             default=None,
             help=f"{option.help} (--no-{option.flag[2:]} overrides {option.variable})",
         )
-    parser.add_argument(ORIGINS.flag, dest=ORIGINS.field, action="append", help=ORIGINS.help)
+    for option in LISTS:
+        parser.add_argument(option.flag, dest=option.field, action="append", help=option.help)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -173,7 +207,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     """
     values: dict[str, Any] = {}
     named: dict[str, str] = {}  # how an error names a setting taken from neither flag nor variable
-    for option in [*OPTIONS, *FLAGS, ORIGINS]:
+    for option in [*OPTIONS, *FLAGS, *LISTS]:
         given = getattr(args, option.field, None)
         if isinstance(given, list):
             values[option.field] = tuple(o for item in given for o in _origins(item))
@@ -201,15 +235,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
             require_redis()
         except MissingExtra as error:
             raise UsageError(f"--backend (WSGUARD_BACKEND): {error}") from error
-    for flag, path, loader in (
-        ("--jwt-public-key", settings.jwt_public_key, PublicKeyFile),
-        ("--jwks-file", settings.jwks_file, JwksFile),
-    ):
-        if path:
-            try:
-                loader(path)
-            except (OSError, ValueError, PyJWKSetError) as error:
-                raise UsageError(f"{flag}: cannot use {path}: {error}") from error
+    _check_files(settings)
     if settings.ssl_certfile:
         try:
             ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
@@ -220,9 +246,25 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     if not settings.dev and not settings.has_jwt_key:
         raise UsageError(
             "--jwt-secret (WSGUARD_JWT_SECRET) is required without --dev: "
-            "set it, --jwt-public-key or --jwks-file"
+            "set it, --jwt-public-key, --jwks-file or --jwks-url"
         )
     return settings
+
+
+def _check_files(settings: Settings) -> None:
+    """The key files named by the settings can be read and used with the allowed algorithms."""
+    public = jwt_algorithms.for_public(settings.jwt_algorithms)
+    loaders: list[tuple[str, str | None, Callable[[str], object]]] = [
+        ("--jwt-public-key", settings.jwt_public_key, lambda path: PublicKeyFile(path, public)),
+        ("--jwks-file", settings.jwks_file, lambda path: JwksFile(path, public)),
+        ("--api-key-file", settings.api_key_file, read_key_file),
+    ]
+    for flag, path, loader in loaders:
+        if path:
+            try:
+                loader(path)
+            except (OSError, ValueError, PyJWKSetError) as error:
+                raise UsageError(f"{flag}: cannot use {path}: {error}") from error
 
 
 def serve(settings: Settings) -> int:

@@ -24,3 +24,12 @@ class RunContext:
     thread_id: str
     run_id: str
     request_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventIds:
+    """The run and request ids an event carries, each None when none: what a publisher outside a
+    run gives (a :class:`RunContext` carries both)."""
+
+    run_id: str | None = None
+    request_id: str | None = None

@@ -37,6 +37,16 @@ def is_thread_id(value: object) -> bool:
     return isinstance(value, str) and THREAD_ID_PATTERN.fullmatch(value) is not None
 
 
+_ID_BODY = re.compile(f"[{_ALPHABET}]{{26}}")
+
+
+def is_id(value: str, prefix: str) -> bool:
+    """Whether ``value`` has the shape of an id of the kind ``prefix`` (a forged ticket need not
+    reach the backend to be refused)."""
+    head, _, body = value.partition("_")
+    return head == prefix and _ID_BODY.fullmatch(body) is not None
+
+
 class SessionSigner:
     """Session ids that prove which user they belong to, so that no record must outlive a connection.
 
@@ -44,17 +54,37 @@ class SessionSigner:
     honoured only when the mac verifies for the authenticated user.
     """
 
+    KEPT = 3
+    """Keys signed with before the current one that still verify: a session made with this
+    instance's own key before it read the shared one still resumes here."""
+
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
+        self._previous: tuple[bytes, ...] = ()
 
-    def _mac(self, user_id: str, base: str) -> str:
-        digest = hmac.new(self._secret, f"{user_id}\x00{base}".encode(), hashlib.sha256)
+    @staticmethod
+    def _mac(secret: bytes, user_id: str, base: str) -> str:
+        digest = hmac.new(secret, f"{user_id}\x00{base}".encode(), hashlib.sha256)
         return digest.hexdigest()[:20]
+
+    def use(self, secret: bytes) -> bool:
+        """Sign with ``secret`` from now on, and still verify with the last :attr:`KEPT` keys;
+        False when it is the key in use already."""
+        if secret == self._secret:
+            return False
+        kept = (self._secret, *(key for key in self._previous if key != secret))
+        self._secret, self._previous = secret, kept[: self.KEPT]
+        return True
 
     def new_session(self, user_id: str) -> str:
         base = new_id(SESSION)
-        return f"{base}.{self._mac(user_id, base)}"
+        return f"{base}.{self._mac(self._secret, user_id, base)}"
 
     def belongs_to(self, session_id: str, user_id: str) -> bool:
         base, _, mac = session_id.partition(".")
-        return bool(mac) and hmac.compare_digest(mac, self._mac(user_id, base))
+        if not mac:
+            return False
+        return any(
+            hmac.compare_digest(mac, self._mac(secret, user_id, base))
+            for secret in (self._secret, *self._previous)
+        )

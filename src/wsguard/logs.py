@@ -3,13 +3,15 @@
 The ids (``connection_id``, ``user_id``, ``session_id``, ``request_id``) ride on a context
 variable set where the work begins (the upgrade, the request that starts a run), so every line
 logged below it, in any task it starts, carries them without passing them around. Every line
-goes through :func:`redact` last: a JWT, a ticket or a URL's password never reaches the output.
+goes through :func:`redact` last: a JWT, a ticket, an API key or a URL's password never reaches
+the output.
 """
 
 import json
 import logging
 import re
 import time
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 from typing import Any
@@ -25,16 +27,31 @@ _SECRETS = re.compile(
     r"|(?<=ticket=)[^&\s\"']+"  # a ticket in a query string
     r"|(?<=Bearer )[^\s\"']+"  # any bearer credential
     r"|(?P<user>://[^/@\s:]*:)(?!\*\*\*@)[^/@\s]+(?=@)"  # a URL's password, unless already hidden
+    # an API key: "X-API-Key: K", "Authorization: apikey K", ('x-api-key', 'K'), api_key=K
+    r"|(?P<name>(?i:api[_-]?key)(?:[\"']?\s*[:=,]\s*b?[\"']?|\s+))(?!\[redacted\])[^\s\"'&,]+"
 )
+_hidden: set[str] = set()
+_HIDDEN: re.Pattern[str] | None = None
+"""The exact strings :func:`hide` was given, longest first: whatever a line says around them."""
 
 
 def _hide(match: re.Match[str]) -> str:
-    return (match.group("user") or "") + "[redacted]"
+    return (match.group("user") or match.group("name") or "") + "[redacted]"
+
+
+def hide(values: Iterable[str]) -> None:
+    """Redact these exact strings (the configured API keys) from every line from now on."""
+    global _HIDDEN
+    _hidden.update(value for value in values if value)
+    by_length = sorted(_hidden, key=len, reverse=True)
+    _HIDDEN = re.compile("|".join(re.escape(value) for value in by_length)) if by_length else None
 
 
 def redact(text: str) -> str:
-    """``text`` with every token, ticket, bearer credential and URL password replaced."""
-    return _SECRETS.sub(_hide, text)
+    """``text`` with every token, ticket, bearer credential, API key and URL password replaced."""
+    text = _SECRETS.sub(_hide, text)
+    hidden = _HIDDEN
+    return hidden.sub("[redacted]", text) if hidden is not None else text
 
 
 def log_context(**fields: str | None) -> AbstractContextManager[None]:

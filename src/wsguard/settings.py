@@ -1,12 +1,28 @@
 """Every setting of a wsguard server, with the defaults of PROTOCOL.md section 1."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
+from wsguard import jwt_algorithms
+from wsguard.claims import AdminClaim, check_path
 from wsguard.redis_url import check_backend_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+MIN_API_KEY_LENGTH = 16
+"""Shorter keys are refused: a key must not be guessable, and the log redaction hides every
+occurrence of a key's text, which must not match ordinary words."""
+
+
+def api_key_problem(key: str) -> str | None:
+    """Why ``key`` cannot be an API key, or None: at least 16 visible ASCII characters, none of
+    them a quote, a backslash or a comma (the variable's separator)."""
+    if len(key) < MIN_API_KEY_LENGTH:
+        return f"an API key must be at least {MIN_API_KEY_LENGTH} characters (one has {len(key)})"
+    if any(not 33 <= ord(c) <= 126 or c in "\"'\\," for c in key):
+        return "an API key may hold only visible ASCII characters, and no quote, backslash or comma"
+    return None
 
 
 class LimitPolicy(StrEnum):
@@ -39,6 +55,15 @@ class Settings:
     jwt_secret: str | None = None
     jwt_public_key: str | None = None
     jwks_file: str | None = None
+    jwks_urls: tuple[str, ...] = ()
+    jwt_audiences: tuple[str, ...] = ()
+    jwt_issuer: str | None = None
+    jwt_user_claim: str = "sub"
+    jwt_admin_claim: str = "admin=true"
+    jwt_algorithms: tuple[str, ...] = ()
+    """Empty: HS256 for a secret; RS256, ES256, PS256 and EdDSA for public keys and JWKS."""
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    api_key_file: str | None = None
     jwt_leeway: float = 30.0
     allowed_origins: tuple[str, ...] = ()
     max_message_bytes: int = 65536
@@ -138,7 +163,38 @@ class Settings:
             )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise SettingError("ssl_keyfile", "needs a certificate file too (--ssl-certfile)")
+        self._validate_identity()
+
+    def _validate_identity(self) -> None:
+        """The token rules and API keys: each value on its own, then the algorithms against the keys."""
+        for url in self.jwks_urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise SettingError("jwks_urls", f"must be an https:// (or http://) URL, got {url!r}")
+        if any(not audience for audience in self.jwt_audiences):
+            raise SettingError("jwt_audiences", "an audience must not be empty")
+        if self.jwt_issuer is not None and not self.jwt_issuer:
+            raise SettingError("jwt_issuer", "must not be empty")
+        problem = check_path(self.jwt_user_claim)
+        if problem is not None:
+            raise SettingError("jwt_user_claim", problem)
+        try:
+            AdminClaim.parse(self.jwt_admin_claim)
+        except ValueError as error:
+            raise SettingError("jwt_admin_claim", str(error)) from error
+        problem = jwt_algorithms.problem_with(
+            self.jwt_algorithms,
+            secret=bool(self.jwt_secret),
+            public=bool(self.jwt_public_key or self.jwks_file or self.jwks_urls),
+            dev=self.dev,
+        )
+        if problem is not None:
+            raise SettingError("jwt_algorithms", problem)
+        for key in self.api_keys:
+            problem = api_key_problem(key)
+            if problem is not None:
+                raise SettingError("api_keys", problem)
 
     @property
     def has_jwt_key(self) -> bool:
-        return bool(self.jwt_secret or self.jwt_public_key or self.jwks_file)
+        return bool(self.jwt_secret or self.jwt_public_key or self.jwks_file or self.jwks_urls)

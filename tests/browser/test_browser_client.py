@@ -246,7 +246,7 @@ def _console_error(message: Any, errors: list[str]) -> None:
 
 def test_client_files_are_served_cacheable_with_the_javascript_type(start_server: StartServer) -> None:
     server: ServerProcess = start_server(dev=False, env={"WSGUARD_JWT_SECRET": "s" * 32})
-    for name in ("wsguard.js", "engine.js", "policy.js", "tracker.js"):
+    for name in ("wsguard.js", "engine.js", "history.js", "policy.js", "tracker.js"):
         response = server.http.get(f"/client/{name}")
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/javascript")

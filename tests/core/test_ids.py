@@ -45,3 +45,28 @@ def test_a_session_id_belongs_to_its_user_only() -> None:
     assert signer.belongs_to(session, "alice")
     assert not signer.belongs_to(session, "bob")
     assert not signer.belongs_to(session.partition(".")[0], "alice")
+
+
+def test_a_signer_moves_to_a_new_key_and_still_verifies_its_last_ones() -> None:
+    signer = ids.SessionSigner(b"local" * 8)
+    early = signer.new_session("alice")
+    assert signer.use(b"shared" * 8)
+    assert not signer.use(b"shared" * 8), "the key in use already"
+    later = signer.new_session("alice")
+    assert signer.belongs_to(early, "alice"), "made with the former key, still verified"
+    assert signer.belongs_to(later, "alice")
+    assert not signer.belongs_to(early, "bob")
+    elsewhere = ids.SessionSigner(b"shared" * 8)
+    assert elsewhere.belongs_to(later, "alice"), "another instance with the shared key agrees"
+    assert not elsewhere.belongs_to(early, "alice"), "but not on a session signed with a local key"
+    for n in range(ids.SessionSigner.KEPT):
+        signer.use(bytes([n]) * 32)
+    assert not signer.belongs_to(early, "alice"), "only the last few keys are kept"
+
+
+def test_is_id_knows_the_shape_of_an_id_of_one_kind() -> None:
+    ticket = ids.new_id(ids.TICKET)
+    assert ids.is_id(ticket, ids.TICKET)
+    assert not ids.is_id(ticket, ids.SESSION)
+    for forged in ("tkt_forged", "tkt_" + "U" * 26, ticket + "0", "tkt" + ticket[3:].replace("_", "-"), ""):
+        assert not ids.is_id(forged, ids.TICKET), forged

@@ -16,15 +16,18 @@ from wsguard.backends.redis.decisions import (
     control_payload,
     decide_recovery,
     disconnect_payload,
-    frame_template,
     parse_admission,
     parse_control,
     parse_message,
     parse_renewal,
+    parse_shared_key,
     parse_stream_read,
+    parse_ticket_value,
     renewal_args,
+    ticket_value,
 )
 from wsguard.backends.redis.directory import live_leases
+from wsguard.backends.redis.publishing import frame_template
 from wsguard.core.frames import event_frame
 
 TRICKY_NAMES = ["plain", 'has ,"offset":null,"epoch":"" inside', 'quote " and \\n', "ünï\u2028code"]
@@ -207,3 +210,23 @@ def test_reconnect_backoff_is_full_jitter_up_to_its_cap() -> None:
     assert min(first) < 0.05 / 4
     assert min(capped) < 1.0 / 4
     assert 0.4 < sum(capped) / len(capped) < 0.6
+
+
+@pytest.mark.parametrize("user_id", ["alice", "a\nb", "100%", "{x}", " "])
+def test_a_ticket_value_gives_back_its_user_and_payload(user_id: str) -> None:
+    payload = '{"v":1,"user_id":"x\\ny"}\nand a newline'
+    assert parse_ticket_value(ticket_value(user_id, payload)) == (user_id, payload)
+    assert parse_ticket_value(ticket_value(user_id, payload).encode()) == (user_id, payload)
+
+
+@pytest.mark.parametrize("stored", ["", "no newline", "\npayload without a user"])
+def test_anything_else_is_not_a_ticket_value(stored: str) -> None:
+    with pytest.raises(ValueError, match="not a ticket value"):
+        parse_ticket_value(stored)
+
+
+def test_a_shared_key_is_hex_of_at_least_16_bytes() -> None:
+    assert parse_shared_key(b"ab" * 32) == b"\xab" * 32
+    for stored in (b"ab" * 8 + b"a", b"zz" * 16, b"ab" * 15):
+        with pytest.raises(ValueError, match=r"hexadecimal|bytes"):
+            parse_shared_key(stored)

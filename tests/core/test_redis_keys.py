@@ -2,10 +2,12 @@
 touch several keys, and publish on the user's channel, run on one node), users still spread
 over the slots, and on a single Redis the names are the ones earlier versions used."""
 
+from fnmatch import fnmatch
+
 import pytest
 from redis.crc import key_slot
 
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keys import Keys, ticket_digest
 
 USERS = ["alice", "u:1", "{braces}", "a}b{c", "ünï\u2028code", "100%", "x" * 300, " "]
 
@@ -21,6 +23,7 @@ def test_every_name_of_one_user_is_in_one_slot_on_a_cluster(user_id: str) -> Non
         keys.thread_log(user_id, "other:thread-2"),
         keys.user_epoch(user_id),
         keys.user_events(user_id),
+        keys.user_tickets(user_id),
     ]
     assert len({key_slot(name.encode()) for name in names}) == 1, names
     assert keys.user_of_leases(keys.leases(user_id)) == user_id
@@ -45,3 +48,15 @@ def test_a_single_redis_keeps_the_names_of_earlier_versions() -> None:
 def test_a_prefix_with_braces_is_refused() -> None:
     with pytest.raises(ValueError, match="braces"):
         Keys("wsguard{x}")
+
+
+def test_a_ticket_is_known_by_its_digest_only() -> None:
+    keys = Keys(hash_tags=True)
+    ticket = "tkt_01JABCDEFGHJKMNPQRSTVWXYZ0"
+    digest = ticket_digest(ticket)
+    assert len(digest) == 64
+    assert ticket not in keys.ticket(digest)
+    assert keys.ticket(digest) == f"wsguard:ticket:{digest}"
+    assert keys.user_tickets("a b") == "wsguard:u:{a%20b}:tickets"
+    assert Keys().user_tickets("a b") == "wsguard:u:a%20b:tickets"
+    assert not fnmatch(keys.user_tickets("a"), keys.lease_pattern()), "no lease scan reads it"

@@ -38,6 +38,46 @@ def test_client_import_loads_no_server_module() -> None:
     assert result.stdout.strip() == "[]", f"import wsguard.client loaded {result.stdout.strip()}"
 
 
+def test_publisher_import_loads_no_server_module() -> None:
+    """A worker process (Celery, RQ, Arq) imports the publisher and makes Redis publishers of each
+    kind without the server: no Starlette, uvicorn, PyJWT, Prometheus client, httpx."""
+    code = (
+        "import sys\n"
+        "import wsguard.publisher\n"
+        "from wsguard.publisher import AsyncPublisher, Publisher, PublishError, PublishItem\n"
+        f"print(sorted(set({SERVER_MODULES!r}) & set(sys.modules)))\n"
+        "Publisher.from_url('redis://127.0.0.1:1/0').publish_many([])\n"
+        "Publisher.from_url('redis-sentinel://127.0.0.1:1/service')\n"
+        "AsyncPublisher.from_url('redis-cluster://127.0.0.1:1')\n"
+        f"print(sorted(set({SERVER_MODULES!r}) & set(sys.modules)))\n"
+        "Publisher.from_url('http://127.0.0.1:1', api_key='k')\n"
+        f"print(sorted(set({SERVER_MODULES!r}) & set(sys.modules)))\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    imported, with_redis, with_http = result.stdout.strip().splitlines()
+    assert imported == "[]", f"import wsguard.publisher loaded {imported}"
+    assert with_redis == "[]", f"a Redis publisher loaded {with_redis}"
+    assert with_http == "['httpx']", f"an HTTP publisher loaded {with_http}"
+
+
+def test_publisher_over_http_needs_no_redis_and_over_redis_names_the_extra() -> None:
+    code = WITHOUT_REDIS + (
+        "from wsguard.publisher import Publisher\n"
+        "Publisher.from_url('https://example.invalid', api_key='k').close()\n"
+        "try:\n"
+        "    Publisher.from_url('redis://127.0.0.1:1/0')\n"
+        "except ImportError as error:\n"
+        "    print(error)\n"
+    )
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stdout.strip()
+        == "publishing through Redis needs the redis package: pip install 'wsguard[redis]'"
+    )
+
+
 def test_top_level_names_still_resolve_on_first_use() -> None:
     code = (
         "import sys, wsguard\n"

@@ -4,7 +4,9 @@ The tests that make several instances one server on a single Redis run here agai
 with this module's ``redis_server`` (the cluster): the per-user limit across instances,
 concurrent admissions, renewal, delivery to every connection exactly once, replay with
 ``since`` after a ``kill -9``, leases of a killed instance expiring, presence, a thread whose
-history Redis lost restarting in a new epoch, and a master refusing writes. The tests
+history Redis lost restarting in a new epoch, a master refusing writes, tickets redeemed once on
+any instance (each ticket's key in a slot of its own, its user's cap in the user's slot), and
+``resume`` across instances with RS256 tokens. The tests
 written here check what only a cluster has: users spread over every master, each user's keys
 and channel in one slot on one node, and sharded channels only.
 """
@@ -44,6 +46,16 @@ from tests.redis.test_cluster import (
 from tests.redis.test_presence_cluster import (
     test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl,
 )
+from tests.redis.test_sessions import (
+    rsa_keys,
+    test_resume_on_another_instance_with_rs256_tokens_takes_the_session_over,
+)
+from tests.redis.test_tickets import (
+    test_a_ticket_from_a_opens_one_connection_on_b_once_and_is_refused_everywhere_after,
+    test_an_expired_ticket_is_refused_and_the_identity_travels_whole,
+    test_the_cap_on_unused_tickets_counts_every_instances,
+    test_two_backends_redeeming_one_ticket_at_once_give_it_to_exactly_one,
+)
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.redis import RedisBackend
 from wsguard.testing import eventually
@@ -53,19 +65,25 @@ from wsguard.testing.redis_cluster import RedisClusterServers, free_cluster_port
 require_redis_cluster()
 
 __all__ = [
+    "rsa_keys",
     "test_a_client_whose_instance_is_killed_recovers_every_event_on_another",
     "test_a_dead_instances_leases_expire_within_the_ttl",
     "test_a_master_that_refuses_writes_makes_publishing_unavailable",
+    "test_a_ticket_from_a_opens_one_connection_on_b_once_and_is_refused_everywhere_after",
     "test_an_event_published_on_a_reaches_b_and_c_exactly_once",
+    "test_an_expired_ticket_is_refused_and_the_identity_travels_whole",
     "test_backfill_restarts_a_thread_whose_history_redis_lost",
     "test_concurrent_admissions_from_three_instances_keep_the_newest_twenty",
     "test_kill_9_frees_the_dead_instances_leases_within_the_ttl",
     "test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl",
     "test_reject_policy_and_session_takeover_across_instances",
     "test_renewal_recreates_lost_leases_and_closes_what_is_over_the_limit",
+    "test_resume_on_another_instance_with_rs256_tokens_takes_the_session_over",
     "test_retention_bound_age_and_a_lost_dataset_make_recovery_fail",
+    "test_the_cap_on_unused_tickets_counts_every_instances",
     "test_thread_events_from_two_instances_are_numbered_without_gaps_and_delivered_once",
     "test_twenty_on_a_then_five_on_b_close_the_five_oldest_on_a",
+    "test_two_backends_redeeming_one_ticket_at_once_give_it_to_exactly_one",
 ]
 
 USERS = 24

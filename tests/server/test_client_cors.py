@@ -20,7 +20,9 @@ def server() -> Iterator[ServerProcess]:
         yield running
 
 
-@pytest.mark.parametrize("name", ["wsguard.js", "engine.js", "policy.js", "tracker.js", "wsguard.d.ts"])
+@pytest.mark.parametrize(
+    "name", ["wsguard.js", "engine.js", "history.js", "policy.js", "tracker.js", "wsguard.d.ts"]
+)
 def test_an_allowed_origin_gets_the_header_on_every_client_file(server: ServerProcess, name: str) -> None:
     response = server.http.get(f"/client/{name}", headers={"Origin": APP})
     assert response.status_code == 200

@@ -4,9 +4,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from wsguard.context import RunContext
+from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery, ThreadKey
+from wsguard.core.thread_log import History, Recovery, ThreadKey
 from wsguard.runtime.presence import ClusterDirectory
 
 
@@ -24,6 +24,9 @@ class Envelope:
 class Published:
     offset: int | None
     epoch: str
+    duplicate: bool = False
+    """Its idempotency key was seen within the window: nothing was published again, and
+    ``offset`` is the first publish's."""
 
 
 Deliver = Callable[[Envelope], None]
@@ -127,17 +130,46 @@ class Backend(Protocol):
         thread_id: str | None,
         event: str,
         data: dict[str, Any],
-        run: RunContext | None = None,
+        run: RunContext | EventIds | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Published:
-        """Number, retain and deliver one event; user-level events (no thread) are not retained."""
+        """Number, retain and deliver one event; user-level events (no thread) are not retained.
+        The same ``idempotency_key`` for the same user and thread within its window publishes
+        nothing and returns the first publish's offset (``duplicate``)."""
         ...
 
     async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
         """What a subscriber of the thread that last saw ``since`` must be replayed."""
         ...
 
+    async def history(self, user_id: str, thread_id: str, after: int, limit: int) -> History:
+        """Up to ``limit`` retained events of the thread after offset ``after``, on any instance.
+        Raises :class:`BackendUnavailable` when they cannot be read."""
+        ...
+
     def expire(self, now: float) -> None:
-        """Drop retained events past their age."""
+        """Drop retained events (and, in one process, tickets) past their age."""
+        ...
+
+    async def issue_ticket(
+        self, ticket: str, user_id: str, payload: str, ttl: float, max_per_user: int
+    ) -> bool:
+        """Keep a one-time ticket for ``ttl`` seconds, where every instance can redeem it; False
+        (nothing kept) when the user already holds ``max_per_user`` unused ones (0 = no cap).
+        Raises :class:`BackendUnavailable` when it cannot be kept."""
+        ...
+
+    async def redeem_ticket(self, ticket: str) -> str | None:
+        """Take a ticket: its payload to the first caller on any instance, None to every other
+        and for an unknown or expired one. Raises :class:`BackendUnavailable` when the backend
+        cannot tell (the upgrade is refused with 503, never admitted on a guess)."""
+        ...
+
+    async def shared_key(self, name: str, candidate: bytes) -> bytes | None:
+        """The secret ``name`` every instance of this backend uses: ``candidate`` when none was
+        set yet, else the one set first. None when the backend is one process (nothing to
+        share). Raises :class:`BackendUnavailable` when it cannot be read."""
         ...
 
     @property

@@ -5,9 +5,12 @@ import time
 from typing import Any
 
 from wsguard.backends.base import BackendTraffic, ClusterDecision, ClusterMember, Deliver, Envelope, Published
-from wsguard.context import RunContext
+from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since, event_frame
-from wsguard.core.thread_log import REMEMBERED_THREADS, Recovery, ThreadLogs
+from wsguard.core.idempotency import IdempotencyTable
+from wsguard.core.publication import IDEMPOTENCY_SECONDS
+from wsguard.core.thread_log import REMEMBERED_THREADS, History, Recovery, ThreadLogs
+from wsguard.core.tickets import TicketTable
 
 REMEMBER_AT_LEAST = 86400.0
 """An expired thread's epoch and last offset are kept at least a day (as the Redis backend does)."""
@@ -22,6 +25,7 @@ class MemoryBackend:
         retention_events: int,
         retention_seconds: float,
         max_remembered_threads: int = REMEMBERED_THREADS,
+        idempotency_seconds: float = IDEMPOTENCY_SECONDS,
     ) -> None:
         self._logs = ThreadLogs(
             secrets.token_hex(8),
@@ -32,6 +36,8 @@ class MemoryBackend:
         )
         self._deliver: Deliver | None = None
         self._member: ClusterMember | None = None
+        self._tickets = TicketTable()
+        self._idempotency: IdempotencyTable[Published] = IdempotencyTable(idempotency_seconds)
 
     @property
     def up(self) -> bool:
@@ -68,8 +74,15 @@ class MemoryBackend:
         thread_id: str | None,
         event: str,
         data: dict[str, Any],
-        run: RunContext | None = None,
+        run: RunContext | EventIds | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Published:
+        scope = (user_id, thread_id, idempotency_key) if idempotency_key is not None else None
+        if scope is not None:
+            first = self._idempotency.get(scope, time.monotonic())
+            if first is not None:
+                return Published(first.offset, first.epoch, duplicate=True)
         key = (user_id, thread_id) if thread_id is not None else None
         offset = self._logs.next_offset(key) if key else None
         epoch = self._logs.epoch_of(key) if key else self._logs.epoch
@@ -89,14 +102,45 @@ class MemoryBackend:
             self._logs.append(key, offset, frame, time.monotonic())
         if self._deliver is not None:
             self._deliver(Envelope(user_id, thread_id, offset, frame))
-        return Published(offset, epoch)
+        published = Published(offset, epoch)
+        if scope is not None:
+            self._idempotency.put(scope, published, time.monotonic())
+        return published
 
     async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
         epoch, after = (since.epoch, since.offset) if since else (None, None)
         return self._logs.recover((user_id, thread_id), epoch, after, time.monotonic())
 
+    async def history(self, user_id: str, thread_id: str, after: int, limit: int) -> History:
+        return self._logs.history((user_id, thread_id), after, limit, time.monotonic())
+
     def expire(self, now: float) -> None:
         self._logs.expire_all(now)
+        self._tickets.prune(now)
+        self._idempotency.prune(now)
+
+    async def issue_ticket(
+        self, ticket: str, user_id: str, payload: str, ttl: float, max_per_user: int
+    ) -> bool:
+        """In this process; expired tickets count toward the cap until the sweeper prunes them."""
+        return self._tickets.issue(ticket, user_id, payload, time.monotonic() + ttl, max_per_user)
+
+    async def redeem_ticket(self, ticket: str) -> str | None:
+        return self._tickets.redeem(ticket, time.monotonic())
+
+    async def shared_key(self, name: str, candidate: bytes) -> None:
+        """One process: there is no other instance to agree with."""
+        return None
+
+    @property
+    def idempotency_count(self) -> int:
+        """Idempotency keys remembered, expired ones included until pruned."""
+        return len(self._idempotency)
+
+    @property
+    def ticket_count(self) -> int:
+        """Tickets held, expired ones included until pruned."""
+        return len(self._tickets)
 
     @property
     def thread_log_count(self) -> int:

@@ -54,6 +54,27 @@ export interface ConnectOptions {
   gatherTimeout?: number;
 }
 
+/** A thread's retained events after an offset (`GET /api/threads/{threadId}/events`). */
+export interface History {
+  threadId: string;
+  epoch: string;
+  /** the thread's last offset */
+  offset: number;
+  /** `event` frames, in offset order */
+  events: WsguardEvent[];
+  /** false when events after `since` are no longer retained: redraw from what came */
+  complete: boolean;
+  /** where to subscribe from: the last event returned, else the thread's last offset */
+  position: Position;
+}
+
+export interface HistoryOptions {
+  /** the offset the page already has (default 0: everything retained) */
+  since?: number;
+  /** at most this many events (default 100, at most 1000) */
+  limit?: number;
+}
+
 export interface RecoveryFailure {
   threadId: string;
   /** where this tab was */
@@ -101,6 +122,8 @@ export declare class WsguardClient extends EventTarget {
   readonly stats: Stats;
   subscribe(threadId: string, callback: (event: WsguardEvent) => void, options?: { since?: Position }): () => void;
   position(threadId: string): Position | null;
+  /** The thread's retained events over HTTP with this client's token; then subscribe with `{ since: history.position }`. */
+  history(threadId: string, options?: HistoryOptions): Promise<History>;
   close(): void;
   addEventListener<K extends keyof WsguardEventMap>(
     type: K,
@@ -117,6 +140,22 @@ export declare class WsguardClient extends EventTarget {
 }
 
 export declare function connect(url: string, options?: ConnectOptions): WsguardClient;
+
+export declare class HistoryError extends Error {
+  constructor(status: number, message: string, retryAfter: number | null);
+  status: number;
+  retryAfter: number | null;
+}
+
+export declare function historyUrl(socketUrl: string | URL, threadId: string, options?: HistoryOptions & { userId?: string }): string;
+
+export declare function readHistory(body: unknown): History;
+
+export declare function fetchHistory(
+  socketUrl: string | URL,
+  threadId: string,
+  options: HistoryOptions & { userId?: string; token: string; fetch?: typeof fetch },
+): Promise<History>;
 
 export interface Decision {
   reconnect: boolean;

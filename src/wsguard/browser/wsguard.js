@@ -7,8 +7,10 @@
 //   const stop = client.subscribe("chat-1", (event) => render(event));
 
 import { Engine } from "./engine.js";
+import { fetchHistory } from "./history.js";
 import { ThreadTracker } from "./tracker.js";
 
+export { HistoryError, fetchHistory, historyUrl, readHistory } from "./history.js";
 export { ReconnectPolicy, parseRetryAfter } from "./policy.js";
 export { ThreadTracker, earliest } from "./tracker.js";
 
@@ -16,6 +18,7 @@ const THREAD_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /**
  * @typedef {import("./tracker.js").Position} Position
+ * @typedef {import("./history.js").History} History
  * @typedef {import("./engine.js").StopDetail} StopDetail
  * @typedef {"connecting" | "open" | "closed"} State
  * @typedef {"leader" | "follower" | "alone"} Role
@@ -127,6 +130,23 @@ export class WsguardClient extends EventTarget {
       if (this.engine) this.engine.unwant(this.tabId, threadId);
       else this.post({ kind: "unsub", threadId });
     };
+  }
+
+  /**
+   * The thread's retained events after `since`, over HTTP with this client's token: draw them,
+   * then `subscribe(threadId, callback, { since: history.position })` goes on without a gap.
+   * @param {string} threadId
+   * @param {{since?: number, limit?: number}} [options]
+   * @returns {Promise<History>}
+   */
+  async history(threadId, options = {}) {
+    if (typeof threadId !== "string" || !THREAD_ID.test(threadId)) {
+      throw new TypeError("wsguard: threadId must match [A-Za-z0-9._:-]{1,128}");
+    }
+    const token = this.options.token;
+    if (token === undefined) throw new TypeError("wsguard: history needs the { token } option (a ticket opens only a socket)");
+    const bearer = typeof token === "function" ? await token() : String(token);
+    return fetchHistory(this.url, threadId, { ...options, token: bearer });
   }
 
   /** The epoch and last offset delivered for `threadId` in this tab. @param {string} threadId */

@@ -9,6 +9,7 @@ Sans-I/O parts, usable on their own: :class:`ReconnectPolicy` (reconnect or stop
 and :class:`ThreadTracker` (resubscription positions and duplicate dropping).
 """
 
+from wsguard.client.history import HistoryRefused, fetch_history
 from wsguard.client.outcome import ClientClosed, ClosedReason
 from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
 from wsguard.client.session import (
@@ -30,6 +31,7 @@ from wsguard.core.frames import (
     Refreshed,
     ServerError,
     Subscribed,
+    ThreadHistory,
     UnknownFrame,
     Unsubscribed,
     Welcome,
@@ -46,6 +48,7 @@ __all__ = [
     "Decision",
     "Event",
     "Frame",
+    "HistoryRefused",
     "Item",
     "MalformedFrame",
     "Pong",
@@ -55,11 +58,13 @@ __all__ = [
     "Refreshed",
     "ServerError",
     "Subscribed",
+    "ThreadHistory",
     "ThreadTracker",
     "UnknownFrame",
     "Unsubscribed",
     "Welcome",
     "connect",
+    "fetch_history",
     "http_ticket_provider",
     "parse_frame",
     "parse_retry_after",

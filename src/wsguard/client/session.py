@@ -22,6 +22,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from wsguard.client.history import fetch_history, http_base
 from wsguard.client.inbox import Inbox, InboxClosed
 from wsguard.client.outcome import ClientClosed, ClosedReason
 from wsguard.client.reconnect import Decision, ReconnectPolicy, parse_retry_after
@@ -34,6 +35,7 @@ from wsguard.core.frames import (
     Position,
     ServerError,
     Subscribed,
+    ThreadHistory,
     UnknownFrame,
     Welcome,
     parse_frame,
@@ -290,6 +292,15 @@ class Client:
             return await waiter
         finally:
             self._forget_waiter(thread_id, waiter)
+
+    async def history(self, thread_id: str, *, since: int = 0, limit: int = 100) -> ThreadHistory:
+        """Up to ``limit`` retained events of ``thread_id`` after offset ``since``, over HTTP with
+        this client's token (``GET /api/threads/{thread_id}/events``); then
+        ``subscribe(thread_id, since=history.position)`` goes on without a gap."""
+        if self._token is None:
+            raise ValueError("history needs the client's token= (a ticket opens only a socket)")
+        token = self._token if isinstance(self._token, str) else await self._token()
+        return await fetch_history(http_base(self.url), thread_id, token=token, since=since, limit=limit)
 
     async def unsubscribe(self, thread_id: str) -> None:
         """Stop receiving ``thread_id`` and stop resubscribing it."""

@@ -9,6 +9,7 @@ without the server's dependencies.
 """
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -201,6 +202,17 @@ def event_frame(
         data=data,
         ts=utc_timestamp(ts),
     )
+
+
+def encode_history(thread_id: str, epoch: str, offset: int, frames: Iterable[str], complete: bool) -> str:
+    """The body of ``GET /api/threads/{thread_id}/events``: the stored ``event`` frames are
+    joined as they are, never parsed and encoded again."""
+    head = json.dumps(
+        {"thread_id": thread_id, "epoch": epoch, "offset": offset, "complete": complete},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return head[:-1] + ',"events":[' + ",".join(frames) + "]}"
 
 
 # Server frames, as the client parses them
@@ -411,3 +423,48 @@ def parse_frame(text: str | bytes) -> Frame:
     if kind == "error":
         return ServerError(code=_str(raw, "code"), message=str(raw.get("message", "")), ref=_ref(raw))
     return UnknownFrame(type=kind, raw=raw)
+
+
+@dataclass(frozen=True)
+class ThreadHistory:
+    """A thread's retained events after an offset (``GET /api/threads/{thread_id}/events``)."""
+
+    thread_id: str
+    epoch: str
+    offset: int
+    """The thread's last offset."""
+    events: tuple[Event, ...]
+    complete: bool
+    """False when events after the offset asked for are no longer retained: reload instead."""
+
+    @property
+    def position(self) -> Position:
+        """Where to subscribe from to go on without a gap: the last event returned (the rest is
+        replayed), or the thread's last offset when none was."""
+        last = self.events[-1].offset if self.events else None
+        return Position(self.epoch, self.offset if last is None else last)
+
+
+def parse_history(text: str | bytes) -> ThreadHistory:
+    """Parse a history body; raise :class:`MalformedFrame` when it is not one."""
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedFrame(f"history is not JSON: {error}") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("events"), list):
+        raise MalformedFrame("history must be an object with a list of events")
+    complete = raw.get("complete")
+    if not isinstance(complete, bool):
+        raise MalformedFrame(f"history: 'complete' must be a boolean, got {complete!r}")
+    events = []
+    for item in raw["events"]:
+        if not isinstance(item, dict) or item.get("type") != "event":
+            raise MalformedFrame(f"history: not an event frame: {item!r}")
+        events.append(_event(item))
+    return ThreadHistory(
+        thread_id=_str(raw, "thread_id"),
+        epoch=_str(raw, "epoch"),
+        offset=_int(raw, "offset"),
+        events=tuple(events),
+        complete=complete,
+    )

@@ -12,6 +12,7 @@ then the store's epoch with a generation that changes on every forgetting.
 """
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -32,6 +33,31 @@ class Recovery:
     last_offset: int
     recovered: bool
     frames: tuple[Retained, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """A thread's retained events after an offset: what a page draws before it subscribes."""
+
+    epoch: str
+    last_offset: int
+    events: tuple[Retained, ...]
+    """At most the limit asked for, in offset order."""
+    complete: bool
+    """False when events after the offset asked for are no longer retained, or the offset is past
+    the thread's last one (a number of another epoch): the caller cannot go on from it."""
+
+
+def history_of(epoch: str, last_offset: int, retained: Iterable[Retained], after: int, limit: int) -> History:
+    """The same rule for every backend: ``retained`` are the unexpired events, in offset order."""
+    kept: list[Retained] = []
+    for event in retained:
+        if event.offset > after:
+            kept.append(event)
+            if len(kept) == limit:
+                break
+    gapless = bool(kept) and kept[0].offset == after + 1
+    return History(epoch, last_offset, tuple(kept), after == last_offset or (after < last_offset and gapless))
 
 
 @dataclass(slots=True)
@@ -123,6 +149,13 @@ class ThreadLogs:
             return Recovery(current, last, False, ())
         frames = tuple(event for event in log.events if event.offset > after)
         return Recovery(current, last, True, frames)
+
+    def history(self, key: ThreadKey, after: int, limit: int, now: float) -> History:
+        """Up to ``limit`` retained events after ``after`` (see :func:`history_of`)."""
+        self._expire(key, now)
+        log = self._logs.get(key)
+        events = log.events if log is not None else ()
+        return history_of(self.epoch_of(key), self.last_offset(key), events, after, limit)
 
     def _expire(self, key: ThreadKey, now: float) -> None:
         log = self._logs.get(key)

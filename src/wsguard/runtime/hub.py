@@ -7,7 +7,6 @@ socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the s
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -21,20 +20,18 @@ from starlette.websockets import WebSocket
 
 from wsguard import close, ids
 from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
-from wsguard.context import ConnectionContext, RunContext
-from wsguard.core.frames import Ref, Since, encode, utf8_size
+from wsguard.context import ConnectionContext, EventIds, RunContext
+from wsguard.core.frames import Ref, Since, encode
+from wsguard.core.publication import EventTooLarge as EventTooLarge
+from wsguard.core.publication import check_size
 from wsguard.core.registry import Admission, Handle, Registry
-from wsguard.core.thread_log import ThreadKey
+from wsguard.core.thread_log import History, ThreadKey
 from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
-
-
-class EventTooLarge(ValueError):
-    """A published event is larger than ``max_message_bytes``."""
 
 
 class Hub:
@@ -301,15 +298,27 @@ class Hub:
         thread_id: str | None,
         event: str,
         data: dict[str, Any],
-        run: RunContext | None = None,
+        run: RunContext | EventIds | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Published:
-        """Publish an event to a user (thread None) or to one of the user's threads."""
-        size = utf8_size(event) + utf8_size(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-        if size > self.settings.max_message_bytes:
-            raise EventTooLarge(f"event is {size} bytes, over {self.settings.max_message_bytes}")
-        published = await self.backend.publish(user_id, thread_id, event, data, run)
-        self.metrics.events_published.inc()
+        """Publish an event to a user (thread None) or to one of the user's threads.
+
+        :class:`EventTooLarge` over ``max_message_bytes``. The same ``idempotency_key`` for the
+        same user and thread within five minutes publishes nothing again and returns the first
+        offset, so that a caller may retry a publish whose answer it did not get.
+        """
+        check_size(event, data, self.settings.max_message_bytes)
+        published = await self.backend.publish(
+            user_id, thread_id, event, data, run, idempotency_key=idempotency_key
+        )
+        if not published.duplicate:
+            self.metrics.events_published.inc()
         return published
+
+    async def history(self, user_id: str, thread_id: str, after: int, limit: int) -> History:
+        """Up to ``limit`` retained events of the user's thread after offset ``after``."""
+        return await self.backend.history(user_id, thread_id, after, limit)
 
     def deliver(self, envelope: Envelope) -> None:
         """Hand one published event to the connections it is for (the backend calls this)."""
@@ -375,6 +384,21 @@ class Hub:
                 mine[self.instance_id] += 1
         found = [presence_of(user_id, instances) for user_id, instances in counts.items()]
         return sorted(found, key=lambda p: (-p.connections, p.user_id))
+
+    async def disconnect_user_everywhere(self, user_id: str) -> int:
+        """Close every connection of the user with 4003: here at once, and on the other instances
+        that hold one (by their leases, over their control channels). How many were closed.
+
+        Raises :class:`BackendUnavailable` when the leases cannot be read (this instance's
+        connections are closed already); with the backend down, only this instance's are.
+        """
+        closed = self.disconnect_user(user_id)
+        directory = self.backend.directory
+        if directory is not None and self.backend.up:
+            for lease in await directory.leases_of(user_id):
+                if lease.instance_id != self.instance_id:
+                    closed += await directory.disconnect(lease.instance_id, lease.connection_id)
+        return closed
 
     def connection(self, connection_id: str) -> Connection | None:
         """One open connection of this instance."""

@@ -7,17 +7,21 @@ and that count should stay 0.
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 logger = logging.getLogger("wsguard")
 
 Chore = Callable[[float], object]
+AsyncChore = Callable[[float], Awaitable[object]]
+"""A chore that talks to the backend (re-reading a shared key): awaited after the others, each
+within one interval, so that a hung backend never stops the sweep."""
 
 
 class Sweeper:
-    def __init__(self, interval: float, chores: list[Chore]) -> None:
+    def __init__(self, interval: float, chores: list[Chore], async_chores: Sequence[AsyncChore] = ()) -> None:
         self.interval = interval
         self.chores = chores
+        self.async_chores = list(async_chores)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -37,7 +41,19 @@ class Sweeper:
             except Exception:
                 logger.exception("sweeper chore failed")
 
+    async def sweep_async(self) -> None:
+        now = time.monotonic()
+        for chore in self.async_chores:
+            try:
+                async with asyncio.timeout(self.interval):
+                    await chore(now)
+            except TimeoutError:
+                logger.warning("a sweeper chore took longer than %gs: left for the next sweep", self.interval)
+            except Exception:
+                logger.exception("sweeper chore failed")
+
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
             self.sweep()
+            await self.sweep_async()

@@ -181,16 +181,10 @@ def admin_routes(guard: "WSGuard") -> list[BaseRoute]:
 
     async def close_user(request: Request, identity: Identity) -> Response:
         """Close every connection of the user with 4003, on every instance."""
-        user_id = request.path_params["user_id"]
-        closed = guard.hub.disconnect_user(user_id)
-        directory = guard.hub.backend.directory
-        if directory is not None and guard.hub.backend.up:
-            try:
-                for lease in await directory.leases_of(user_id):
-                    if lease.instance_id != guard.hub.instance_id:
-                        closed += await directory.disconnect(lease.instance_id, lease.connection_id)
-            except BackendUnavailable:
-                return refusal(503, "backend unavailable", retry_after=1)
+        try:
+            closed = await guard.hub.disconnect_user_everywhere(request.path_params["user_id"])
+        except BackendUnavailable:
+            return refusal(503, "backend unavailable", retry_after=1)
         return JSONResponse({"closed": closed})
 
     async def snapshot(request: Request, identity: Identity) -> Response:

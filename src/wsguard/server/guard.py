@@ -23,7 +23,7 @@ from starlette.websockets import WebSocket
 
 from wsguard import close, ids
 from wsguard.backends import backend_from_settings
-from wsguard.backends.base import Backend
+from wsguard.backends.base import Backend, BackendUnavailable
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
@@ -32,6 +32,7 @@ from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
 from wsguard.server.admin import admin_routes
+from wsguard.server.api_keys import ApiKeys
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
 from wsguard.server.banner import log_backend, log_start
 from wsguard.server.direct import DirectWebSocket
@@ -39,6 +40,7 @@ from wsguard.server.feed import Sampler
 from wsguard.server.http import http_routes
 from wsguard.server.instances import InstanceReporter
 from wsguard.server.refusals import refusal
+from wsguard.server.sessions import SharedSessionKey
 from wsguard.server.static import client_routes, demo_routes
 from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
@@ -59,6 +61,8 @@ class WSGuard:
         self.websocket_path = "/ws"
         dev_secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority.from_settings(settings, dev_secret)
+        self.api_keys = ApiKeys.from_settings(settings)
+        """Accepted on ``POST /api/publish`` and ``/api/admin/*`` (never on ``/ws``)."""
         self._authenticate = authenticate or self.tokens.authenticate
         hooks = hooks or CommandHooks()
         if hooks.verify_refresh is None and authenticate is None:
@@ -70,11 +74,15 @@ class WSGuard:
         self.commands = Commands(self.hub, hooks)
         self._handle_text = self.commands.handle
         """Bound once: every connection's task shares it."""
-        self.tickets = Tickets(settings.ticket_ttl, settings.max_tickets_per_user)
+        self.tickets = Tickets(self.backend, settings.ticket_ttl, settings.max_tickets_per_user)
         self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
         self.sampler = Sampler(self.hub)
         secret = (settings.jwt_secret or dev_secret).encode()
-        self.sessions = ids.SessionSigner(hashlib.sha256(b"wsguard session\x00" + secret).digest())
+        local_key = hashlib.sha256(b"wsguard session\x00" + secret).digest()
+        self.sessions = ids.SessionSigner(local_key)
+        self.session_key = SharedSessionKey(self.sessions, self.backend, local_key)
+        """On a shared backend, the key every instance signs sessions with (see
+        :mod:`wsguard.server.sessions`); the local one until it is read."""
         self._admitting = 0
         """Upgrades past every check whose connection is not registered yet: they hold a slot of
         ``max_connections``, so that concurrent admissions cannot overshoot it."""
@@ -91,9 +99,9 @@ class WSGuard:
                 self.address_attempts.prune,
                 self.run_starts.prune,
                 self.ticket_requests.prune,
-                self.tickets.prune,
                 self.tokens.prune,
             ],
+            [self.session_key.refresh],
         )
 
     # Lifespan
@@ -104,7 +112,9 @@ class WSGuard:
         log_start(self.settings, self.websocket_path)
         await self.hub.start()
         log_backend(self.settings, self.backend)
+        await self.session_key.refresh()
         self.sweeper.start()
+        self.tokens.start()
         self.sampler.start()
         self.reporter.start()
         try:
@@ -114,6 +124,7 @@ class WSGuard:
             await self.reporter.stop()
             await self.sampler.stop()
             await self.sweeper.stop()
+            await self.tokens.stop()
             await self.hub.close()
 
     def stop_admitting(self) -> None:
@@ -127,10 +138,13 @@ class WSGuard:
     # Authentication
 
     async def identify(self, connection: HTTPConnection) -> Identity:
-        """The caller of an HTTP request or upgrade; a ``ticket`` query parameter counts too."""
+        """The caller of an HTTP request or upgrade; a ``ticket`` query parameter counts too.
+
+        Raises :class:`BackendUnavailable` when a ticket cannot be redeemed now (answered 503).
+        """
         ticket = connection.query_params.get("ticket")
         if ticket is not None and connection.scope["type"] == "websocket":
-            identity = self.tickets.redeem(ticket)
+            identity = await self.tickets.redeem(ticket)
             if identity is None:
                 raise Unauthorized("unknown, used or expired ticket")
             return identity
@@ -214,6 +228,8 @@ class WSGuard:
             identity = await self.identify(websocket)
         except Unauthorized as error:
             return None, refusal(401, str(error))
+        except BackendUnavailable:
+            return None, refusal(503, "backend unavailable: the ticket cannot be checked", retry_after=1)
         wait = self.user_attempts.take(identity.user_id, now)
         if wait is not None:
             return None, refusal(429, "too many connection attempts", retry_after=wait)

@@ -16,8 +16,9 @@ from wsguard import ids
 from wsguard.backends import BackendUnavailable
 from wsguard.logs import log_context
 from wsguard.runtime.demo import new_run, start_demo_run
-from wsguard.runtime.hub import EventTooLarge
 from wsguard.server.auth import Identity, Unauthorized
+from wsguard.server.history import thread_events
+from wsguard.server.publishing import publish_body
 from wsguard.server.refusals import refusal
 from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 
@@ -47,12 +48,13 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _cross_origin(guard: "WSGuard", endpoint: Endpoint) -> ASGIApp:
-    """CORS for the ticket endpoint, so that a browser app on an allowed origin can get a ticket."""
+def _cross_origin(guard: "WSGuard", endpoint: Endpoint, method: str = "POST") -> ASGIApp:
+    """CORS for the ticket and history endpoints, so that a browser app on an allowed origin can
+    get a ticket and draw a thread."""
     return CORSMiddleware(
         request_response(endpoint),
         allow_origins=["*"] if guard.settings.dev else list(guard.settings.allowed_origins),
-        allow_methods=["POST"],
+        allow_methods=[method],
         allow_headers=["Authorization", "Content-Type"],
         max_age=600,
     )
@@ -61,13 +63,16 @@ def _cross_origin(guard: "WSGuard", endpoint: Endpoint) -> ASGIApp:
 Handler = Callable[[Request, Identity], Awaitable[Response]]
 
 
-def guarded(guard: "WSGuard", handler: Handler, *, admin: bool = False) -> Endpoint:
+def guarded(guard: "WSGuard", handler: Handler, *, admin: bool = False, api_key: bool = False) -> Endpoint:
     """``handler`` behind the guard's authentication: 401 without a valid token, 403 without
-    admin rights when ``admin``, 400 for a :class:`BadRequest`."""
+    admin rights when ``admin``, 400 for a :class:`BadRequest`. An ``admin`` endpoint (or one
+    with ``api_key``) also takes an API key (:mod:`wsguard.server.api_keys`)."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            identity = await guard.identify(request)
+            identity = guard.api_keys.identify(request) if admin or api_key else None
+            if identity is None:
+                identity = await guard.identify(request)
         except Unauthorized as error:
             return refusal(401, str(error))
         if admin and not identity.admin:
@@ -117,7 +122,10 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         wait = guard.ticket_requests.take(identity.user_id, time.monotonic())
         if wait is not None:
             return refusal(429, "too many ticket requests", retry_after=wait)
-        ticket = guard.tickets.issue(identity)
+        try:
+            ticket = await guard.tickets.issue(identity)
+        except BackendUnavailable:
+            return refusal(503, "backend unavailable: no ticket can be kept", retry_after=1)
         if ticket is None:
             return refusal(429, "too many unused tickets", retry_after=guard.settings.ticket_ttl)
         return JSONResponse({"ticket": ticket})
@@ -145,26 +153,7 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         return JSONResponse({"thread_id": run.thread_id, "run_id": run.run_id, "request_id": run.request_id})
 
     async def publish(request: Request, identity: Identity) -> Response:
-        body = await _json_body(request)
-        user_id, thread_id = body.get("user_id"), body.get("thread_id")
-        event, data = body.get("event"), body.get("data", {})
-        if not isinstance(user_id, str) or not user_id:
-            raise BadRequest("user_id must be a non-empty string")
-        if thread_id is not None and not ids.is_thread_id(thread_id):
-            raise BadRequest("thread_id must be null or match [A-Za-z0-9._:-]{1,128}")
-        if not isinstance(event, str) or not event:
-            raise BadRequest("event must be a non-empty string")
-        if not isinstance(data, dict):
-            raise BadRequest("data must be an object")
-        if not guard.backend.up:
-            return refusal(503, "backend unavailable", retry_after=1)
-        try:
-            published = await guard.hub.publish(user_id, thread_id, event, data)
-        except EventTooLarge as error:
-            return refusal(413, str(error))
-        except BackendUnavailable:
-            return refusal(503, "backend unavailable", retry_after=1)
-        return JSONResponse({"offset": published.offset})
+        return await publish_body(guard, await _json_body(request))
 
     async def list_connections(request: Request, identity: Identity) -> Response:
         user_id = request.path_params["user_id"]
@@ -182,7 +171,12 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         )
 
     async def disconnect(request: Request, identity: Identity) -> Response:
-        return JSONResponse({"closed": guard.hub.disconnect_user(request.path_params["user_id"])})
+        """Every connection of the user, on every instance (as ``DELETE /api/admin/users/{id}``)."""
+        try:
+            closed = await guard.hub.disconnect_user_everywhere(request.path_params["user_id"])
+        except BackendUnavailable:
+            return refusal(503, "backend unavailable", retry_after=1)
+        return JSONResponse({"closed": closed})
 
     async def dev_token(request: Request) -> Response:
         if not guard.settings.dev:
@@ -206,6 +200,10 @@ def http_routes(guard: "WSGuard") -> list[BaseRoute]:
         Route("/api/tickets", _cross_origin(guard, authenticated(tickets))),
         Route("/api/threads", authenticated(new_thread), methods=["POST"]),
         Route("/api/threads/{thread_id}/runs", authenticated(start_run), methods=["POST"]),
+        Route(
+            "/api/threads/{thread_id}/events",
+            _cross_origin(guard, guarded(guard, thread_events(guard), api_key=True), "GET"),
+        ),
         Route("/api/publish", authenticated(publish, admin=True), methods=["POST"]),
         Route(admin_path, authenticated(list_connections, admin=True), methods=["GET"]),
         Route(admin_path, authenticated(disconnect, admin=True), methods=["DELETE"]),

@@ -57,7 +57,7 @@ def _load(folder: str, names: tuple[str, ...]) -> dict[str, _File]:
     return files
 
 
-CLIENT_FILES = ("wsguard.js", "engine.js", "policy.js", "tracker.js", "wsguard.d.ts")
+CLIENT_FILES = ("wsguard.js", "engine.js", "history.js", "policy.js", "tracker.js", "wsguard.d.ts")
 DEMO_FILES = ("index.html", "demo.js", "demo.css")
 
 

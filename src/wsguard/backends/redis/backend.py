@@ -13,7 +13,6 @@ or spawns a task).
 import asyncio
 import contextlib
 import logging
-import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -46,21 +45,26 @@ from wsguard.backends.redis.decisions import (
     StreamRead,
     ThreadMarks,
     control_payload,
+    decide_history,
     decide_recovery,
-    frame_template,
     parse_admission,
     parse_control,
     parse_message,
     parse_renewal,
+    parse_shared_key,
     parse_stream_read,
+    parse_ticket_value,
     renewal_args,
+    ticket_value,
 )
 from wsguard.backends.redis.directory import RedisDirectory
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keys import Keys, ticket_digest
+from wsguard.backends.redis.publishing import Outgoing, PublishPlan, frame_template, new_epoch, parse_outcomes
 from wsguard.backends.redis.topology import Client, Listener, topology_for
-from wsguard.context import RunContext
+from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
-from wsguard.core.thread_log import Recovery, ThreadKey
+from wsguard.core.publication import IDEMPOTENCY_SECONDS
+from wsguard.core.thread_log import History, Recovery, ThreadKey
 from wsguard.redis_url import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
@@ -84,8 +88,6 @@ _CHANNEL_TASK = "user_channels"
 _JOIN_WAIT = 5.0
 """How long admission waits for Redis to confirm the user's channel before going on without it
 (the listener then reconnects, and its backfill delivers what the connection missed)."""
-_META_TTL_FLOOR = 86400.0
-"""A thread's epoch and last offset are kept at least a day after its last event."""
 
 
 class ChannelDropped(RedisConnectionError):
@@ -95,10 +97,6 @@ class ChannelDropped(RedisConnectionError):
 
 class MasterMoved(RedisConnectionError):
     """The Sentinels name another master than the one the listener is subscribed on."""
-
-
-def _new_epoch() -> str:
-    return secrets.token_hex(8)
 
 
 class RedisBackend:
@@ -121,11 +119,18 @@ class RedisBackend:
         self.max_per_user = max_per_user
         self.policy = policy
         self.schedule = RenewalSchedule(lease_ttl)
-        self.retention_events = retention_events
-        self.retention_ms = max(1, round(retention_seconds * 1000))
-        self.meta_ttl_ms = round(max(retention_seconds * 2, _META_TTL_FLOOR) * 1000)
         self._topology = topology_for(url)
         self.keys = Keys(prefix, hash_tags=self._topology.hash_tags)
+        self._plan = PublishPlan.of(
+            self.keys,
+            self._topology.publish_command,
+            retention_events=retention_events,
+            retention_seconds=retention_seconds,
+            idempotency_seconds=IDEMPOTENCY_SECONDS,
+        )
+        self.retention_events = retention_events
+        self.retention_ms = self._plan.retention_ms
+        self.meta_ttl_ms = self._plan.meta_ttl_ms
         self.client: Client = self._topology.client(
             socket_connect_timeout=1.0, socket_timeout=5.0, retry=Retry(NoBackoff(), 1)
         )
@@ -142,10 +147,11 @@ class RedisBackend:
         )
         self._admit = self.client.register_script(scripts.ADMIT)
         self._renew = self.client.register_script(scripts.RENEW)
-        self._publish_thread = self.client.register_script(scripts.PUBLISH_THREAD)
-        self._publish_user = self.client.register_script(scripts.PUBLISH_USER)
+        self._publish = self.client.register_script(scripts.PUBLISH)
         self._read_thread = self.client.register_script(scripts.READ_THREAD)
         self._restart_thread = self.client.register_script(scripts.RESTART_THREAD)
+        self._reserve_ticket = self.client.register_script(scripts.RESERVE_TICKET)
+        self._shared_key = self.client.register_script(scripts.SHARED_KEY)
         self._leases = LeaseTable()
         self._channels = UserChannels()
         self._channel_wake = asyncio.Event()
@@ -391,9 +397,13 @@ class RedisBackend:
         thread_id: str | None,
         event: str,
         data: dict[str, Any],
-        run: RunContext | None = None,
+        run: RunContext | EventIds | None = None,
+        *,
+        idempotency_key: str | None = None,
     ) -> Published:
-        """Number and retain (thread events) and fan out to every instance, atomically."""
+        """Number and retain (thread events) and fan out to every instance, atomically; an
+        idempotency key seen within its window gives the first publish's offset, and nothing
+        is published again."""
         if not self._up:
             raise BackendUnavailable("redis backend is unreachable")
         template = frame_template(
@@ -405,41 +415,33 @@ class RedisBackend:
             data=data,
             ts=time.time(),
         )
+        [(_, (keys, args))] = self._plan.calls(
+            [Outgoing(user_id, thread_id, template, idempotency_key)], new_epoch()
+        )
         try:
-            if thread_id is None:
-                args = [
-                    _new_epoch(),
-                    template.head,
-                    template.tail,
-                    template.header_prefix,
-                    self.keys.user_events(user_id),
-                    self._topology.publish_command,
-                    str(self.meta_ttl_ms) if self.keys.hash_tags else "0",
-                ]
-                epoch = await self._publish_user(keys=[self.keys.user_epoch(user_id)], args=args)
-                return Published(None, _text(epoch))
-            args = [
-                _new_epoch(),
-                template.head,
-                template.tail,
-                template.header_prefix,
-                str(self.retention_events),
-                str(self.retention_ms),
-                str(self.meta_ttl_ms),
-                self.keys.user_events(user_id),
-                self._topology.publish_command,
-            ]
-            keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
-            offset, epoch = await self._publish_thread(keys=keys, args=args)
+            reply = await self._publish(keys=keys, args=args)
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error
-        return Published(int(offset), _text(epoch))
+        [outcome] = parse_outcomes(reply)
+        return Published(outcome.offset, outcome.epoch, outcome.duplicate)
 
-    async def _read(self, key: ThreadKey, after: int | None) -> StreamRead:
+    async def _read(self, key: ThreadKey, after: int | None, limit: int | None = None) -> StreamRead:
+        """The thread's stream after ``after``; with ``limit``, at most that many unexpired events."""
         user_id, thread_id = key
         keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
-        args = [_new_epoch(), "" if after is None else str(after), str(self.meta_ttl_ms)]
+        args = [new_epoch(), "" if after is None else str(after), str(self.meta_ttl_ms)]
+        if limit is not None:
+            args += [str(limit), str(self.retention_ms)]
         return parse_stream_read(await self._read_thread(keys=keys, args=args))
+
+    async def history(self, user_id: str, thread_id: str, after: int, limit: int) -> History:
+        """Read from the thread's stream on any instance; :class:`BackendUnavailable` without Redis."""
+        self._require_up()
+        try:
+            read = await self._read((user_id, thread_id), after, limit)
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        return decide_history(read, after, limit, self.retention_ms)
 
     async def recover(self, user_id: str, thread_id: str, since: Since | None) -> Recovery:
         """Replay from the thread's stream; without Redis, nothing can be recovered."""
@@ -505,7 +507,7 @@ class RedisBackend:
         restart (as after Redis lost its data) instead of having new events dropped as repeats."""
         user_id, thread_id = key
         keys = [self.keys.thread_meta(user_id, thread_id), self.keys.thread_log(user_id, thread_id)]
-        restarted = await self._restart_thread(keys=keys, args=[epoch, _new_epoch(), str(self.meta_ttl_ms)])
+        restarted = await self._restart_thread(keys=keys, args=[epoch, new_epoch(), str(self.meta_ttl_ms)])
         if restarted:
             logger.warning(
                 "thread %s of %s: Redis lost events its subscribers were given (a failover or a "
@@ -513,6 +515,67 @@ class RedisBackend:
                 thread_id,
                 user_id,
             )
+
+    # Tickets and shared keys
+
+    def _require_up(self) -> None:
+        """Fail at once while the listener is down, as publishing does, rather than wait out
+        the client's timeouts on a Redis that is known to be unreachable."""
+        if not self._up:
+            raise BackendUnavailable("redis backend is unreachable")
+
+    async def issue_ticket(
+        self, ticket: str, user_id: str, payload: str, ttl: float, max_per_user: int
+    ) -> bool:
+        """Count the ticket toward its user's cap (across instances, by Redis's clock), then keep
+        it under its digest with Redis expiring it. Two single-key steps, so that a cluster can
+        run them: a ticket counted but not kept (Redis lost in between) only holds a place in its
+        user's cap until it would have expired."""
+        self._require_up()
+        digest = ticket_digest(ticket)
+        ttl_ms = str(max(1, round(ttl * 1000)))
+        try:
+            if max_per_user:
+                args = [digest, ttl_ms, str(max_per_user)]
+                reserved = await self._reserve_ticket(keys=[self.keys.user_tickets(user_id)], args=args)
+                if int(reserved) != 1:
+                    return False
+            await self.client.set(self.keys.ticket(digest), ticket_value(user_id, payload), px=int(ttl_ms))
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        return True
+
+    async def redeem_ticket(self, ticket: str) -> str | None:
+        """GETDEL: of instances redeeming one ticket at once, exactly one gets it. Then give its
+        place in the user's cap back (if that fails, the place frees itself at the ticket's
+        expiry)."""
+        self._require_up()
+        digest = ticket_digest(ticket)
+        try:
+            value = await self.client.getdel(self.keys.ticket(digest))
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        if value is None:
+            return None
+        try:
+            user_id, payload = parse_ticket_value(value)
+        except ValueError:
+            logger.warning("a ticket key held something other than a ticket; refused")
+            return None
+        try:
+            await self.client.zrem(self.keys.user_tickets(user_id), digest)
+        except _DOWN as error:
+            logger.info("a used ticket counts toward its user's cap until it expires: %s", error)
+        return payload
+
+    async def shared_key(self, name: str, candidate: bytes) -> bytes:
+        """Set once (the first instance's candidate wins), read by every instance."""
+        self._require_up()
+        try:
+            reply = await self._shared_key(keys=[self.keys.shared_key(name)], args=[candidate.hex()])
+        except _DOWN as error:
+            raise BackendUnavailable(f"redis backend failed: {error}") from error
+        return parse_shared_key(reply)
 
     # The listener
 

@@ -8,12 +8,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import quote, unquote
 
 from wsguard.backends.base import ClusterClose, ClusterDecision, Envelope
-from wsguard.core.frames import JSON, event_frame
-from wsguard.core.thread_log import Recovery, Retained
-
-_OFFSET_MARK = ',"offset":null,"epoch":""'
+from wsguard.core.thread_log import History, Recovery, Retained, history_of
 
 
 def _text(value: object) -> str:
@@ -123,50 +121,6 @@ class RenewalSchedule:
 
 
 @dataclass(frozen=True, slots=True)
-class FrameTemplate:
-    """An event frame cut around its offset and epoch, which only the publish script knows."""
-
-    head: str
-    tail: str
-    header_prefix: str
-
-    def render(self, offset: int | None, epoch: str) -> str:
-        """The frame the script builds (used by tests to check both sides agree)."""
-        number = "null" if offset is None else str(offset)
-        return f'{self.head}{number},"epoch":"{epoch}"{self.tail}'
-
-
-def frame_template(
-    *,
-    user_id: str,
-    event: str,
-    thread_id: str | None,
-    run_id: str | None,
-    request_id: str | None,
-    data: JSON,
-    ts: float,
-) -> FrameTemplate:
-    """Encode the event once, leaving holes for the offset and the epoch.
-
-    JSON strings escape every ``"``, so the first ``,"offset":null,"epoch":""`` is the field
-    itself and never text inside the event name or ids.
-    """
-    whole = event_frame(
-        event=event,
-        thread_id=thread_id,
-        run_id=run_id,
-        request_id=request_id,
-        offset=None,
-        epoch="",
-        data=data,
-        ts=ts,
-    )
-    at = whole.index(_OFFSET_MARK)
-    header = json.dumps([user_id, thread_id], separators=(",", ":"))
-    return FrameTemplate(whole[:at] + ',"offset":', whole[at + len(_OFFSET_MARK) :], header[:-1] + ",")
-
-
-@dataclass(frozen=True, slots=True)
 class Message:
     """One event as it arrives on the events channel."""
 
@@ -202,6 +156,31 @@ def parse_control(payload: bytes | str) -> ControlMessage:
     body = json.loads(_text(payload))
     reason = body.get("reason")
     return ControlMessage(str(body["close"]), reason == "replaced", reason == "disconnected_by_server")
+
+
+# Tickets and shared keys
+
+
+def ticket_value(user_id: str, payload: str) -> str:
+    """What a ticket's key holds: its user (percent-encoded, so it holds no newline), a newline,
+    and the payload. The user tells which cap to give the ticket back to when it is redeemed."""
+    return f"{quote(user_id, safe='')}\n{payload}"
+
+
+def parse_ticket_value(value: bytes | str) -> tuple[str, str]:
+    """The user and payload of :func:`ticket_value`; ValueError for anything else."""
+    user, newline, payload = _text(value).partition("\n")
+    if not newline or not user:
+        raise ValueError("not a ticket value")
+    return unquote(user), payload
+
+
+def parse_shared_key(reply: object) -> bytes:
+    """A shared secret as stored (hex); ValueError when it is not one of at least 16 bytes."""
+    key = bytes.fromhex(_text(reply))
+    if len(key) < 16:
+        raise ValueError(f"a shared key of {len(key)} bytes")
+    return key
 
 
 # Recovery
@@ -244,6 +223,17 @@ def decide_recovery(
         return Recovery(read.epoch, read.last_offset, False, ())
     frames = tuple(Retained(offset, stored_ms / 1000, frame) for offset, stored_ms, frame in kept)
     return Recovery(read.epoch, read.last_offset, True, frames)
+
+
+def decide_history(read: StreamRead, after: int, limit: int, max_age_ms: int) -> History:
+    """The memory log's rule (:func:`~wsguard.core.thread_log.history_of`) on a stream read."""
+    horizon = read.now_ms - max_age_ms
+    unexpired = (
+        Retained(offset, stored_ms / 1000, frame)
+        for offset, stored_ms, frame in read.events
+        if stored_ms > horizon
+    )
+    return history_of(read.epoch, read.last_offset, unexpired, after, limit)
 
 
 @dataclass(slots=True)

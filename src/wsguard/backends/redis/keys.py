@@ -8,12 +8,19 @@ names stay as they always were, so that instances of an earlier version and this
 their leases and threads during a rolling upgrade.
 """
 
+import hashlib
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 
 def _user(user_id: str) -> str:
     return quote(user_id, safe="")
+
+
+def ticket_digest(ticket: str) -> str:
+    """What Redis knows a ticket by: its SHA-256, so that reading Redis (a SCAN, MONITOR, a
+    dump) gives no ticket that could be redeemed."""
+    return hashlib.sha256(ticket.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +54,19 @@ class Keys:
         """Stream of the thread's retained events, with ids ``<offset>-0``."""
         return f"{self.prefix}:t:{self._tagged(user_id)}:{thread_id}:log"
 
+    def idempotency(self, user_id: str, thread_id: str | None, key: str) -> str:
+        """String: the offset and epoch of the first event published with idempotency ``key`` on
+        the thread (or, thread None, to the user), kept for the idempotency window. In the user's
+        slot on a cluster, so that the publish script checks and sets it atomically; the key is
+        hashed, so its length and content never reach a key name."""
+        digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()
+        scope = (
+            f"t:{self._tagged(user_id)}:{thread_id}"
+            if thread_id is not None
+            else f"u:{self._tagged(user_id)}"
+        )
+        return f"{self.prefix}:{scope}:idem:{digest}"
+
     def user_epoch(self, user_id: str) -> str:
         """The epoch carried by the user's user-level events. On a single Redis, one for the whole
         dataset; on a cluster, one per user, in the user's slot (a global key would live in another
@@ -74,6 +94,19 @@ class Keys:
 
     def instance_pattern(self) -> str:
         return f"{self.prefix}:instance:*"
+
+    def ticket(self, digest: str) -> str:
+        """String: one unused ticket's user and payload, expiring with the ticket. A key of its
+        own (its own slot on a cluster): redeeming knows only the ticket."""
+        return f"{self.prefix}:ticket:{digest}"
+
+    def user_tickets(self, user_id: str) -> str:
+        """Sorted set: the user's unused tickets (digests) by expiry, for the per-user cap."""
+        return f"{self.prefix}:u:{self._tagged(user_id)}:tickets"
+
+    def shared_key(self, name: str) -> str:
+        """String: a secret every instance uses (the session-signing key), set once."""
+        return f"{self.prefix}:key:{name}"
 
     def user_of_leases(self, key: str) -> str:
         """The user id whose lease hash ``key`` is (the inverse of :meth:`leases`)."""

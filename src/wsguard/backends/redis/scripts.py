@@ -112,51 +112,84 @@ return reply
 )
 """Reply: one of ``renewed``, ``recreated``, ``over`` per connection, in ARGV order."""
 
-PUBLISH_THREAD = (
+PUBLISH = (
     _CLOCK
     + """
--- KEYS[1] meta, KEYS[2] log
--- ARGV: new epoch, head, tail, header prefix, max events, retention ms, meta ttl ms, channel,
--- publish command (PUBLISH, or SPUBLISH on a cluster: the channel is in the keys' slot)
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch)
+-- Number, retain and fan out events, each at most once per idempotency key.
+-- KEYS, three per event: a thread event's meta, log and idempotency key; a user-level event's
+-- epoch key twice and its idempotency key (the first key again when the event has none).
+-- ARGV[1..6]: new epoch, max events, retention ms, meta ttl ms, publish command (PUBLISH, or
+-- SPUBLISH on a cluster: the channel is in the keys' slot), user epoch ttl ms (0: kept);
+-- then six per event: kind ('t' or 'u'), head, tail, header prefix, channel, idempotency ms (0: none)
+local reply = {}
+local k = 0
+for i = 7, #ARGV, 6 do
+  local first, second, idem = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+  k = k + 3
+  local head, tail, header, channel = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local idem_ms = tonumber(ARGV[i + 5])
+  local prior_offset, prior_epoch = nil, nil
+  if idem_ms > 0 then
+    local prior = redis.call('GET', idem)
+    if prior then
+      prior_offset, prior_epoch = string.match(prior, '^(%d+) (%S+)$')
+    end
+  end
+  if prior_offset then
+    table.insert(reply, tonumber(prior_offset))
+    table.insert(reply, prior_epoch)
+    table.insert(reply, 1)
+  else
+    local offset, epoch, number
+    if ARGV[i] == 't' then
+      epoch = redis.call('HGET', first, 'epoch')
+      if not epoch then
+        epoch = ARGV[1]
+        redis.call('DEL', second)
+        redis.call('HSET', first, 'epoch', epoch)
+      end
+      offset = redis.call('HINCRBY', first, 'last', 1)
+      number = offset
+    else
+      epoch = redis.call('GET', first)
+      if not epoch then
+        epoch = ARGV[1]
+        redis.call('SET', first, epoch)
+      end
+      if tonumber(ARGV[6]) > 0 then
+        redis.call('PEXPIRE', first, ARGV[6])
+      end
+      offset = 0
+      number = 'null'
+    end
+    local frame = head .. number .. ',"epoch":"' .. epoch .. '"' .. tail
+    if offset > 0 then
+      redis.call('XADD', second, 'MAXLEN', ARGV[2], offset .. '-0', 'f', frame, 't', now_ms)
+      redis.call('PEXPIRE', second, ARGV[3])
+      redis.call('PEXPIRE', first, ARGV[4])
+    end
+    redis.call(ARGV[5], channel, header .. number .. ',"' .. epoch .. '"]\\n' .. frame)
+    if idem_ms > 0 then
+      redis.call('SET', idem, offset .. ' ' .. epoch, 'PX', idem_ms)
+    end
+    table.insert(reply, offset)
+    table.insert(reply, epoch)
+    table.insert(reply, 0)
+  end
 end
-local offset = redis.call('HINCRBY', KEYS[1], 'last', 1)
-local frame = ARGV[2] .. offset .. ',"epoch":"' .. epoch .. '"' .. ARGV[3]
-redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], offset .. '-0', 'f', frame, 't', now_ms)
-redis.call('PEXPIRE', KEYS[2], ARGV[6])
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-redis.call(ARGV[9], ARGV[8], ARGV[4] .. offset .. ',"' .. epoch .. '"]\\n' .. frame)
-return {offset, epoch}
+return reply
 """
 )
-"""Number, retain and fan out one thread event. Reply: ``[offset, epoch]``."""
-
-PUBLISH_USER = """
--- KEYS[1] the epoch of user-level events
--- ARGV: new epoch, head, tail, header prefix, channel, publish command, epoch ttl ms (0: none)
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
-if tonumber(ARGV[7]) > 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[7])
-end
-local frame = ARGV[2] .. 'null,"epoch":"' .. epoch .. '"' .. ARGV[3]
-redis.call(ARGV[6], ARGV[5], ARGV[4] .. 'null,"' .. epoch .. '"]\\n' .. frame)
-return epoch
-"""
-"""Fan out one user-level event (not retained). Reply: the epoch. The epoch key is the dataset's
-on a single Redis (kept), the user's on a cluster (kept as long as a thread's numbering)."""
+"""Reply: ``[offset, epoch, duplicate, ...]``, three per event in order (offset 0 for a
+user-level event; duplicate 1 when its idempotency key was seen, and nothing was published).
+The epoch key of user-level events is the dataset's on a single Redis (kept), the user's on a
+cluster (kept as long as a thread's numbering)."""
 
 READ_THREAD = (
     _CLOCK
     + """
--- KEYS[1] meta, KEYS[2] log; ARGV: new epoch, after ('' for none), meta ttl ms
+-- KEYS[1] meta, KEYS[2] log; ARGV: new epoch, after ('' for none), meta ttl ms, and optionally
+-- count and max age ms: at most count events, those stored more than max age ago left out
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -169,24 +202,49 @@ local reply = {epoch, last, string.format('%d', now_ms)}
 if ARGV[2] == '' or tonumber(ARGV[2]) >= tonumber(last) then
   return reply
 end
-local entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', tonumber(ARGV[2]) + 1), '+')
-for _, entry in ipairs(entries) do
-  local offset = string.match(entry[1], '^(%d+)-')
-  local values = entry[2]
-  local frame, stored = '', '0'
-  for i = 1, #values, 2 do
-    if values[i] == 'f' then frame = values[i + 1] end
-    if values[i] == 't' then stored = values[i + 1] end
-  end
-  table.insert(reply, offset)
-  table.insert(reply, stored)
-  table.insert(reply, frame)
+local count = tonumber(ARGV[4] or '')
+local horizon = nil
+if count then
+  horizon = now_ms - tonumber(ARGV[5])
 end
-return reply
+local start = tonumber(ARGV[2]) + 1
+local kept = 0
+while true do
+  local entries
+  if count then
+    entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', start), '+', 'COUNT', count)
+  else
+    entries = redis.call('XRANGE', KEYS[2], string.format('%d-0', start), '+')
+  end
+  for _, entry in ipairs(entries) do
+    local offset = string.match(entry[1], '^(%d+)-')
+    local values = entry[2]
+    local frame, stored = '', '0'
+    for i = 1, #values, 2 do
+      if values[i] == 'f' then frame = values[i + 1] end
+      if values[i] == 't' then stored = values[i + 1] end
+    end
+    start = tonumber(offset) + 1
+    if horizon == nil or tonumber(stored) > horizon then
+      table.insert(reply, offset)
+      table.insert(reply, stored)
+      table.insert(reply, frame)
+      kept = kept + 1
+      if count and kept >= count then
+        return reply
+      end
+    end
+  end
+  if count == nil or #entries < count then
+    return reply
+  end
+end
 """
 )
 """The thread's epoch (created if it has none), last offset, Redis's clock, and every retained
-event after ``after``. Reply: ``[epoch, last, now_ms, offset, stored_ms, frame, ...]``."""
+event after ``after`` (with a count: the first ``count`` stored within the max age, for
+``GET /api/threads/{thread_id}/events``). Reply: ``[epoch, last, now_ms, offset, stored_ms,
+frame, ...]``."""
 
 RESTART_THREAD = """
 -- KEYS[1] meta, KEYS[2] log; ARGV: the epoch that diverged, new epoch, meta ttl ms
@@ -200,3 +258,31 @@ return 1
 """
 """Start a thread again at offset 1 in a new epoch, unless another instance already did (its epoch
 is no longer the diverged one). Reply: 1 when this call restarted it."""
+
+RESERVE_TICKET = (
+    _CLOCK
+    + """
+-- KEYS[1] the user's unused tickets (digest -> expiry ms); ARGV: digest, ttl ms, cap
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+)
+"""Count a new ticket toward its user's cap, on every instance alike: 1, or 0 when the user
+already holds ``cap`` unexpired unused ones. One key, so it runs on a cluster too; the ticket
+itself is another key (another slot), written after it."""
+
+SHARED_KEY = """
+-- KEYS[1] the key; ARGV[1] the value to set when there is none
+local value = redis.call('GET', KEYS[1])
+if value then
+  return value
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+"""The value every instance agrees on: the first one set wins. Reply: the value."""

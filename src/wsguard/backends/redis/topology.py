@@ -8,6 +8,8 @@ answers differ:
   ``Sentinel.master_for``, whose every new connection asks the Sentinels for the master's address
   (so a reconnect after a failover reaches the new master); for ``redis-cluster://``, its
   ``RedisCluster`` (which routes every command by slot, and follows redirections and failovers);
+  asyncio clients for the backend, and the same three blocking ones (``sync_client``) for the
+  publisher of a worker process without an event loop;
 - key names: on a cluster each user's names carry the hash tag ``{<user>}`` (one slot per user);
 - pub/sub: ``PUBLISH``/``SUBSCRIBE`` on one Redis (Sentinel's master included); sharded
   ``SPUBLISH``/``SSUBSCRIBE`` on a cluster, where a channel lives on the node that holds its
@@ -44,13 +46,19 @@ from redis.asyncio.connection import AbstractConnection, Connection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import NoBackoff
+from redis.client import Redis as BlockingRedis
+from redis.cluster import ClusterNode as BlockingNode
+from redis.cluster import RedisCluster as BlockingCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
+from redis.sentinel import Sentinel as BlockingSentinel
 
 from wsguard.redis_url import is_cluster_url, is_sentinel_url, parse_cluster_url, parse_sentinel_url
 
 Client = Redis | RedisCluster
+SyncClient = BlockingRedis | BlockingCluster
+"""A blocking client, for :class:`wsguard.publisher.Publisher` in a worker without an event loop."""
 ScriptCall = tuple[list[str], list[str]]
 """The keys and arguments of one script call."""
 
@@ -99,6 +107,10 @@ class Topology(Protocol):
 
     def client(self, **options: Any) -> Client: ...
 
+    def sync_client(self, **options: Any) -> SyncClient:
+        """A blocking client to the same Redis (a cluster's connects to its nodes at once)."""
+        ...
+
     def listener(self, client: Client) -> Listener: ...
 
     async def ready(self, client: Client) -> None:
@@ -122,6 +134,10 @@ class Topology(Protocol):
         """Close what the clients share (the connections to the Sentinels)."""
         ...
 
+    def close_sync(self) -> None:
+        """Close what the blocking clients share."""
+        ...
+
 
 def topology_for(url: str) -> Topology:
     if is_cluster_url(url):
@@ -142,6 +158,9 @@ class SingleRedis:
 
     def client(self, **options: Any) -> Client:
         return Redis.from_url(self.url, **options)
+
+    def sync_client(self, **options: Any) -> SyncClient:
+        return BlockingRedis.from_url(self.url, **options)
 
     def listener(self, client: Client) -> Listener:
         assert isinstance(client, Redis)
@@ -167,6 +186,9 @@ class SingleRedis:
     async def aclose(self) -> None:
         return None
 
+    def close_sync(self) -> None:
+        return None
+
 
 class SentinelRedis(SingleRedis):
     """The master that the Sentinels a ``redis-sentinel://`` URL names know by its service name:
@@ -181,14 +203,16 @@ class SentinelRedis(SingleRedis):
             "username": parsed.username,
             "password": parsed.password,
         }
+        self._sentinels = list(parsed.sentinels)
         self._sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
-            list(parsed.sentinels),
+            self._sentinels,
             sentinel_kwargs={
                 "socket_connect_timeout": SENTINEL_TIMEOUT,
                 "socket_timeout": SENTINEL_TIMEOUT,
                 "retry": Retry(NoBackoff(), 1),
             },
         )
+        self._sync_sentinel: BlockingSentinel | None = None
 
     def client(self, **options: Any) -> Client:
         client: Redis = self._sentinel.master_for(
@@ -207,6 +231,25 @@ class SentinelRedis(SingleRedis):
 
     async def aclose(self) -> None:
         await self._sentinel.aclose()
+
+    def sync_client(self, **options: Any) -> SyncClient:
+        if self._sync_sentinel is None:
+            self._sync_sentinel = BlockingSentinel(
+                self._sentinels,
+                sentinel_kwargs={
+                    "socket_connect_timeout": SENTINEL_TIMEOUT,
+                    "socket_timeout": SENTINEL_TIMEOUT,
+                },
+            )
+        client: BlockingRedis = self._sync_sentinel.master_for(
+            self._service, **self._master_options, **options
+        )
+        return client
+
+    def close_sync(self) -> None:
+        if self._sync_sentinel is not None:
+            for sentinel in self._sync_sentinel.sentinels:
+                sentinel.close()
 
 
 class _MasterPool(SentinelConnectionPool):
@@ -249,6 +292,18 @@ class ClusterRedis:
         self._options[client] = options
         return client
 
+    def sync_client(self, **options: Any) -> SyncClient:
+        nodes = [
+            BlockingNode(host, port)  # type: ignore[no-untyped-call, unused-ignore]
+            for host, port in self._nodes
+        ]
+        return BlockingCluster(
+            startup_nodes=nodes,
+            username=self._username,
+            password=self._password,
+            **options,
+        )
+
     def listener(self, client: Client) -> Listener:
         assert isinstance(client, RedisCluster)
         options = self._options.get(client, {})
@@ -290,6 +345,9 @@ class ClusterRedis:
         return None
 
     async def aclose(self) -> None:
+        return None
+
+    def close_sync(self) -> None:
         return None
 
 
