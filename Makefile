@@ -11,7 +11,7 @@ LATEST_VENV = .venv-latest
 OLDEST_VENV = .venv-oldest
 COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11
 
-.PHONY: install demo test checks lint typecheck unit node soak bench lock test-latest test-oldest clean
+.PHONY: install demo test checks lint typecheck unit node system soak bench lock test-latest test-oldest clean
 
 # The project itself is installed without build isolation, so that its build backend is the
 # locked setuptools too.
@@ -51,6 +51,11 @@ node:
 	@if command -v node >/dev/null; then node --test src/wsguard/browser/test/; \
 	elif [ -n "$$WSGUARD_REQUIRE_NODE" ]; then echo "node is required (WSGUARD_REQUIRE_NODE is set)" >&2; exit 1; \
 	else echo "skipped the browser client's unit tests: install Node.js 20+ to run them"; fi
+
+# Redis, three instances and nginx (deploy/nginx.conf), with Chromium tabs, Python clients and a
+# publisher through a rolling restart; part of `make test` too.
+system: install
+	$(BIN)/pytest tests/system -s
 
 # Long floods and soaks (pytest marker `soak`), left out of `make test`.
 soak: install

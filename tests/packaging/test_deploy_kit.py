@@ -187,7 +187,7 @@ def test_the_ports_agree() -> None:
         "Dockerfile EXPOSE": _numbers(r"(?m)^EXPOSE\s+(\d+)", dockerfile),
         "Dockerfile HEALTHCHECK": _numbers(r"or '(\d+)'", dockerfile),
         "compose.yaml expose": _numbers(r"expose:\s*\[\"(\d+)\"\]", compose),
-        "nginx.conf upstream": _numbers(r"(?m)^\s*server\s+[\w.-]+:(\d+);", KIT["nginx.conf"]),
+        "nginx.conf upstream": _numbers(r"(?m)^\s*server\s+[\w.-]+:(\d+)[\s;]", KIT["nginx.conf"]),
         "deployment.yaml containerPort": _numbers(
             r"containerPort:\s*(\d+)", KIT["kubernetes/deployment.yaml"]
         ),

@@ -139,6 +139,12 @@ class ServerProcess(Managed):
         self.http.close()
         return self.process.returncode
 
+    def restart(self) -> Self:
+        """SIGTERM, wait for the exit, start again on the same port: a rolling restart's step."""
+        self.stop()
+        self._use_port(self.port)
+        return self.start(attempts=1)
+
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit by itself (after a signal sent elsewhere); its status."""
         assert self.process is not None, "server not started"
