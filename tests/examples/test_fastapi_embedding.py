@@ -69,3 +69,12 @@ def test_other_users_never_see_the_apps_events(app: ServerProcess) -> None:
         return frame
 
     assert asyncio.run(scenario()) == {"type": "pong", "ref": "after"}
+
+
+def test_the_browser_client_answers_cors_by_the_guards_origin_rule(app: ServerProcess) -> None:
+    """Embedded as standalone: the guard's own origin rule decides who may import the client."""
+    own = app.http.get("/client/wsguard.js", headers={"Origin": app.base_url})
+    assert own.headers.get("access-control-allow-origin") == app.base_url
+    other = app.http.get("/client/wsguard.js", headers={"Origin": "https://elsewhere.example"})
+    assert other.status_code == 200
+    assert "access-control-allow-origin" not in other.headers

@@ -276,7 +276,7 @@ class WSGuard:
         endpoints, and the demo page at ``/demo`` with ``--dev``."""
         self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
-        routes.extend(client_routes())
+        routes.extend(client_routes(self.origin_allowed))
         if api:
             routes.extend(http_routes(self))
             routes.extend(admin_routes(self))

@@ -72,26 +72,12 @@ OriginAllowed = Callable[[HTTPConnection], bool]
 """Whether a request's ``Origin`` may use the server: ``WSGuard.origin_allowed``."""
 
 
-def _origin_rule(request: Request, allowed: OriginAllowed | None) -> OriginAllowed | None:
-    """``allowed``, else that of the ``WSGuard`` whose own app serves the request."""
-    if allowed is not None:
-        return allowed
-    guard = getattr(request.app.state, "wsguard", None) if "app" in request.scope else None
-    rule: OriginAllowed | None = getattr(guard, "origin_allowed", None)
-    return rule
-
-
-def _cors_headers(request: Request, allowed: OriginAllowed | None) -> dict[str, str] | None:
-    """The CORS headers of a client file's answer; ``None`` for an origin that is not allowed.
-
-    Where no rule can be asked (an embedding whose app does not say which guard it runs), a
-    cross-origin request gets no CORS header: the files stay usable from the page's own origin.
-    """
+def _cors_headers(request: Request, allowed: OriginAllowed) -> dict[str, str] | None:
+    """The CORS headers of a client file's answer; ``None`` for an origin that is not allowed."""
     origin = request.headers.get("origin")
     if origin is None:
         return {}
-    rule = _origin_rule(request, allowed)
-    if rule is None or not rule(request):
+    if not allowed(request):
         return None
     return {"Access-Control-Allow-Origin": origin}
 
@@ -106,9 +92,9 @@ def _preflight(cors: dict[str, str] | None) -> Response:
     return Response(status_code=204, headers=headers)
 
 
-def client_routes(allowed: OriginAllowed | None = None) -> list[BaseRoute]:
+def client_routes(allowed: OriginAllowed) -> list[BaseRoute]:
     """``GET /client/wsguard.js`` and the modules it imports, with CORS for the origins that
-    ``allowed`` accepts (by default, those of the ``WSGuard`` whose app serves the request)."""
+    ``allowed`` accepts (``WSGuard.origin_allowed``, embedded or standalone alike)."""
     files = _load("", CLIENT_FILES)
 
     async def client_file(request: Request) -> Response:
