@@ -230,7 +230,9 @@ class SentinelRedis(SingleRedis):
         return address
 
     async def aclose(self) -> None:
-        await self._sentinel.aclose()
+        """Each Sentinel's client (redis-py's ``Sentinel.aclose`` came only in 8.1)."""
+        for sentinel in self._sentinel.sentinels:
+            await sentinel.aclose()
 
     def sync_client(self, **options: Any) -> SyncClient:
         if self._sync_sentinel is None:
