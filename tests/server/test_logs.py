@@ -17,7 +17,7 @@ import pytest
 from websockets.sync.client import connect
 
 from wsguard.testing import ServerProcess
-from wsguard.testing.process import free_port
+from wsguard.testing.process import end_process, free_port
 from wsguard.testing.redis_server import RedisServer, redis_server_binary
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.")
@@ -58,12 +58,7 @@ class LogReader:
 
     def stop(self) -> list[str]:
         """Stop the server; every line it logged."""
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        end_process(self.process, timeout=20)
         self._reader.join(5)
         while not self._incoming.empty():
             line = self._incoming.get()

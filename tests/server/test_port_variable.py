@@ -12,6 +12,7 @@ import pytest
 
 from wsguard.cli import configure_serve, settings_from
 from wsguard.testing import eventually, free_port
+from wsguard.testing.process import end_process
 
 
 def _environment(**variables: str) -> dict[str, str]:
@@ -28,12 +29,7 @@ def _serving(*flags: str, env: dict[str, str]) -> Iterator[subprocess.Popen[byte
     try:
         yield process
     finally:
-        process.terminate()
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        end_process(process, timeout=30)
 
 
 def _health(port: int) -> int | str:

@@ -17,7 +17,7 @@ from typing import Self
 import httpx
 
 from wsguard.testing.managed import Managed
-from wsguard.testing.process import free_port
+from wsguard.testing.process import end_process, free_port
 
 KIT_CONF = Path(__file__).parents[2] / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
@@ -84,10 +84,5 @@ class Nginx(Managed):
         return log.read_text()[-2000:] if log.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            end_process(self.process, timeout=10)

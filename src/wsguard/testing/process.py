@@ -36,6 +36,18 @@ def free_port() -> int:
         return port
 
 
+def end_process(process: subprocess.Popen[Any], sig: int = signal.SIGTERM, timeout: float = 40.0) -> int:
+    """Send ``sig`` unless it has exited, wait for the exit (killing it past ``timeout``); its status."""
+    if process.poll() is None:
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 class ServerProcess(Managed):
     """A server in its own process, on a free port, stopped on exit; ``--dev`` unless ``dev=False``.
 
@@ -129,15 +141,9 @@ class ServerProcess(Managed):
         """Send ``sig``, wait for the exit and return the exit status (killing it past ``timeout``)."""
         if self.process is None:
             return 0
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        status = end_process(self.process, sig, timeout)
         self.http.close()
-        return self.process.returncode
+        return status
 
     def restart(self) -> Self:
         """SIGTERM, wait for the exit, start again on the same port: a rolling restart's step."""
