@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import Target, WsguardTarget, close_all, open_many
 from run import child_environment, raise_open_files_limit
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 PER_USER = 50
 

@@ -24,7 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from wsguard.leaktest.verdict import histogram_buckets
-from wsguard.testing import IDLE_COUNTS, ServerProcess, parse_metrics
+from wsguard.processes import IDLE_COUNTS, ServerProcess, parse_metrics
 
 CONNECT_BATCH = 250
 EVENT = "bench"

@@ -60,7 +60,7 @@ from figures import hold as hold_figure
 from figures import idle as idle_figure
 from loadgen import StarletteTarget, Target, WsguardTarget, close_all, open_many
 from run import child_environment, raise_open_files_limit
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -28,10 +28,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive, send
+from wsguard.processes.redis_server import RedisServer
 from wsguard.publisher import AsyncPublisher, Publisher, PublishItem
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
-from wsguard.testing.redis_server import RedisServer
 
 USER = "bench-user"
 THREAD = "bench"

@@ -47,10 +47,10 @@ from tests.redis.conftest import instance_flags
 from tests.redis.test_sharded_delivery import JOINS, LEAVES, RECEIVED, USER_CHANNELS
 
 from wsguard.backends.redis import scripts
-from wsguard.backends.redis.keys import Keys
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import open_socket, receive, send
-from wsguard.testing.redis_server import RedisServer
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import open_socket, receive, send
+from wsguard.processes.redis_server import RedisServer
 
 SCRIPTS = {
     hashlib.sha1(source.encode()).hexdigest(): name

@@ -32,7 +32,7 @@ from report import (
     table,
     verdicts,
 )
-from wsguard.testing import ServerProcess, free_port
+from wsguard.processes import ServerProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from tests.chromium import HOW_TO_ENABLE, MISSING
-from wsguard.testing import ServerProcess, StartServer
+from wsguard.processes import ServerProcess, StartServer
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

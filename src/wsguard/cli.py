@@ -22,7 +22,7 @@ from wsguard import jwt_algorithms
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM
 from wsguard.server.api_keys import read_key_file
-from wsguard.server.keys import JwksFile, PublicKeyFile
+from wsguard.server.jwt_keys import JwksFile, PublicKeyFile
 from wsguard.settings import LimitPolicy, SettingError, Settings
 
 

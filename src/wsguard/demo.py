@@ -9,8 +9,8 @@ import sys
 
 from websockets.asyncio.client import ClientConnection
 
-from wsguard.testing import IDLE_COUNTS, ServerProcess
-from wsguard.testing.clients import drop, open_socket, receive, send
+from wsguard.processes import IDLE_COUNTS, ServerProcess
+from wsguard.processes.clients import drop, open_socket, receive, send
 
 USERS = {"alice": 3, "bob": 2}
 THREAD = "chat-1"

@@ -9,7 +9,7 @@ an HMAC algorithm never verifies with a public key (a public key is public, so a
 HMAC = ("HS256", "HS384", "HS512")
 RSA = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 EC_BY_CURVE = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512", "secp256k1": "ES256K"}
-"""JWK curve names (``crv``); :mod:`wsguard.server.keys` maps cryptography's to these."""
+"""JWK curve names (``crv``); :mod:`wsguard.server.jwt_keys` maps cryptography's to these."""
 EDDSA = ("EdDSA",)
 ASYMMETRIC = RSA + tuple(EC_BY_CURVE.values()) + EDDSA
 KNOWN = HMAC + ASYMMETRIC

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 
 class Publisher:

@@ -16,7 +16,7 @@ from typing import Any
 from tests.browser.conftest import Tabs
 from tests.browser.helpers import Publisher, metric
 from tests.browser.proxy import CuttableProxy
-from wsguard.testing import ServerProcess, StartServer, eventually
+from wsguard.processes import ServerProcess, StartServer, eventually
 
 USER = "alice"
 

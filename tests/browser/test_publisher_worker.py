@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.browser.conftest import Tabs
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "worker.py"
 USER = "worker-alice"
@@ -25,7 +25,7 @@ THREAD = "chat-1"
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    from wsguard.testing.redis_server import RedisServer, redis_server_binary
+    from wsguard.processes.redis_server import RedisServer, redis_server_binary
 
     if redis_server_binary() is None:
         if os.environ.get("WSGUARD_REQUIRE_REDIS") == "1":

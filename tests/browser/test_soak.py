@@ -19,7 +19,7 @@ import pytest
 from tests.browser.conftest import Tabs
 from tests.browser.helpers import Publisher, metric
 from tests.browser.proxy import CuttableProxy
-from wsguard.testing import StartServer, eventually
+from wsguard.processes import StartServer, eventually
 
 pytestmark = pytest.mark.soak
 USER = "alice"

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import wsguard.client as wc
-from wsguard.testing import ServerProcess, StartServer
+from wsguard.processes import ServerProcess, StartServer
 
 _users = itertools.count()
 

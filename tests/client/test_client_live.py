@@ -17,7 +17,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 import wsguard.client as wc
-from wsguard.testing import ServerProcess, eventually_async
+from wsguard.processes import ServerProcess, eventually_async
 
 _users = itertools.count(1)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
 from wsguard.backends.redis.publishing import Outgoing, PublishPlan, frame_template, parse_outcomes
 from wsguard.core.frames import encode_history, event_frame, parse_history
 from wsguard.core.idempotency import IdempotencyTable

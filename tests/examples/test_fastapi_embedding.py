@@ -10,8 +10,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import Frame, receive, send
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import Frame, receive, send
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
 

@@ -14,9 +14,9 @@ import pytest
 from tests.leaktest.support import BROKEN_SERVERS, expected_exit_of_a_real_server, leakcheck_cli
 from wsguard.leaktest.runner import ROUND_NOISE_BLOCKS
 from wsguard.leaktest.verdict import LEASE_KEYS
-from wsguard.testing import ServerProcess
-from wsguard.testing.redis_cluster import cluster_unsupported
-from wsguard.testing.redis_server import redis_server_binary
+from wsguard.processes import ServerProcess
+from wsguard.processes.redis_cluster import cluster_unsupported
+from wsguard.processes.redis_server import redis_server_binary
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ import sys
 import pytest
 from wsguard.leaktest import Target
 from wsguard.leaktest.pytest_plugin import LeakCheckFailed
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 BROKEN = [sys.executable, {str(BROKEN_SERVERS)!r}, "uncancelled_task"]
 

@@ -8,7 +8,7 @@ import httpx
 
 from wsguard.leaktest.client import Api, Target, open_tab
 from wsguard.leaktest.runner import target_of
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 
 def test_a_second_identical_subscribed_is_matched_to_the_second_subscribe() -> None:

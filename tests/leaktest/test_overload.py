@@ -25,7 +25,7 @@ from wsguard.leaktest.load import LoadMonitor
 from wsguard.leaktest.profiles import PROFILES, Sizes
 from wsguard.leaktest.progress import Silent
 from wsguard.leaktest.runner import run_scenario, target_of
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 FIRST_TAB_ALONE = replace(
     PROFILES["ci"],

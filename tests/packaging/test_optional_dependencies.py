@@ -97,7 +97,7 @@ def test_top_level_names_still_resolve_on_first_use() -> None:
 
 def test_leak_harness_and_pytest_plugin_import_without_redis() -> None:
     code = WITHOUT_REDIS + (
-        "import wsguard.leaktest.pytest_plugin, wsguard.leaktest.cli, wsguard.testing\n"
+        "import wsguard.leaktest.pytest_plugin, wsguard.leaktest.cli, wsguard.processes\n"
         "from wsguard.cli import main\n"
         "try:\n"
         "    main(['leakcheck', '--help'])\n"

@@ -16,11 +16,11 @@ from websockets.asyncio.client import ClientConnection
 from tests.redis.cluster_clients import AnyRedis, lease_count, open_or_refused, subscribe
 from tests.redis.conftest import LEASE_TTL, instance_flags
 from wsguard.backends.redis import RedisBackend
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive
+from wsguard.processes.redis_cluster import RedisClusterServers
+from wsguard.processes.redis_server import RedisServer
 from wsguard.settings import LimitPolicy
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive
-from wsguard.testing.redis_cluster import RedisClusterServers
-from wsguard.testing.redis_server import RedisServer
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -12,12 +12,12 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import Frame, receive, send
+from wsguard.processes.redis_cluster import RedisClusterServers
+from wsguard.processes.redis_server import RedisServer
 from wsguard.redis_url import is_cluster_url
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import Frame, receive, send
-from wsguard.testing.redis_cluster import RedisClusterServers
-from wsguard.testing.redis_server import RedisServer
 
 AnyRedis = RedisServer | RedisClusterServers
 """A private Redis or a private Redis Cluster: both give ``url`` and a synchronous ``client()``."""

@@ -10,9 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.redis_cluster import cluster_unsupported
-from wsguard.testing.redis_server import RedisServer, redis_server_binary
+from wsguard.processes import ServerProcess
+from wsguard.processes.redis_cluster import cluster_unsupported
+from wsguard.processes.redis_server import RedisServer, redis_server_binary
 
 SECRET = "wsguard-redis-tests-shared-secret-0123456789"
 LEASE_TTL = 2.0

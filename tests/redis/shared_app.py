@@ -10,9 +10,9 @@ import time
 from starlette.requests import HTTPConnection
 
 from wsguard import Settings, WSGuard
+from wsguard.processes import script_parser
 from wsguard.server.auth import Identity, Unauthorized
 from wsguard.server.run import run_server
-from wsguard.testing import script_parser
 
 
 async def authenticate(connection: HTTPConnection) -> Identity:

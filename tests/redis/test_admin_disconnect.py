@@ -6,7 +6,7 @@ import asyncio
 
 from tests.redis.cluster_clients import close_code
 from tests.redis.conftest import LEASE_TTL, StartInstance
-from wsguard.testing.clients import open_socket
+from wsguard.processes.clients import open_socket
 
 
 def test_disconnecting_a_user_reaches_the_connections_on_the_other_instance(

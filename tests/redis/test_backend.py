@@ -15,8 +15,8 @@ from wsguard.backends.base import BackendUnavailable, Envelope
 from wsguard.backends.redis import RedisBackend
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import ThreadKey
+from wsguard.processes import eventually_async
 from wsguard.settings import LimitPolicy
-from wsguard.testing import eventually_async
 
 
 class Recorder:

@@ -6,10 +6,10 @@ import asyncio
 
 from redis import Redis
 from tests.redis.conftest import LEASE_TTL, StartInstance
-from wsguard.backends.redis.keys import Keys
-from wsguard.testing.clients import open_socket
-from wsguard.testing.redis_server import RedisServer
-from wsguard.testing.wait import eventually
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes.clients import open_socket
+from wsguard.processes.redis_server import RedisServer
+from wsguard.processes.wait import eventually
 
 RENEWAL = 'wsguard_background_errors_total{task="lease_renewal"}'
 RELEASE = 'wsguard_background_errors_total{task="lease_release"}'

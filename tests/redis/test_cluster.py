@@ -22,8 +22,8 @@ from tests.redis.cluster_clients import (
     subscribe,
 )
 from tests.redis.conftest import LEASE_TTL, StartInstance
-from wsguard.testing import eventually
-from wsguard.testing.clients import Frame, open_socket, receive, send
+from wsguard.processes import eventually
+from wsguard.processes.clients import Frame, open_socket, receive, send
 
 LIMIT = 20
 

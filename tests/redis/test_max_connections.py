@@ -7,7 +7,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.redis.conftest import StartInstance
-from wsguard.testing.clients import receive
+from wsguard.processes.clients import receive
 
 CAP = 5
 ATTEMPTS = 40

@@ -12,9 +12,9 @@ import pytest
 
 from tests.redis.cluster_clients import Traffic, lease_keys, no_more_frames, subscribe
 from tests.redis.conftest import instance_flags
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_server import RedisServer
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_server import RedisServer
 
 DOWN_FOR = 1.5
 

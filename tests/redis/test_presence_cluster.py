@@ -6,8 +6,8 @@ import time
 
 from tests.redis.cluster_clients import close_code
 from tests.redis.conftest import LEASE_TTL, StartInstance
-from wsguard.testing import eventually
-from wsguard.testing.clients import open_socket
+from wsguard.processes import eventually
+from wsguard.processes.clients import open_socket
 
 
 def test_presence_and_instances_span_the_cluster_and_a_killed_instance_leaves_within_the_ttl(

@@ -17,10 +17,10 @@ import pytest
 from tests.redis.cluster_clients import AnyRedis, keys_of, no_more_frames, subscribe
 from tests.redis.conftest import StartInstance, instance_flags
 from wsguard.client import connect
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_server import RedisServer, SentinelGroup
 from wsguard.publisher import AsyncPublisher, BrokerUnavailable, Publisher, PublishError, PublishItem
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_server import RedisServer, SentinelGroup
 
 DOWN_WITHIN = 10.0
 

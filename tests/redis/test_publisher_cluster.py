@@ -20,8 +20,8 @@ from tests.redis.test_publisher import (
     test_an_idempotency_key_gives_the_first_offset_again_and_the_event_is_delivered_once,
     test_history_gives_the_owner_events_after_since_and_another_user_nothing_of_them,
 )
+from wsguard.processes.redis_cluster import RedisClusterServers
 from wsguard.publisher import AsyncPublisher, Publisher, PublishError, PublishItem
-from wsguard.testing.redis_cluster import RedisClusterServers
 
 require_redis_cluster()
 

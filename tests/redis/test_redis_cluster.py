@@ -58,9 +58,9 @@ from tests.redis.test_tickets import (
 )
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.redis import RedisBackend
-from wsguard.testing import eventually
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_cluster import RedisClusterServers, free_cluster_port
+from wsguard.processes import eventually
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_cluster import RedisClusterServers, free_cluster_port
 
 require_redis_cluster()
 

@@ -29,8 +29,8 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.redis.cluster_clients import keys_of, read_until_subscribed, subscribe
 from tests.redis.conftest import StartInstance, require_redis_cluster
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_cluster import RedisClusterServers
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_cluster import RedisClusterServers
 
 require_redis_cluster()
 

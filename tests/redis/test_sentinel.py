@@ -37,10 +37,10 @@ from tests.redis.cluster_clients import (
 )
 from tests.redis.conftest import instance_flags
 from wsguard.backends.redis.backend import MASTER_CHECK_INTERVAL
-from wsguard.backends.redis.keys import Keys
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_server import RedisServer, SentinelGroup
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_server import RedisServer, SentinelGroup
 
 RESUME_WITHIN = 5.0
 REPLICATION_WINDOW = 1.0

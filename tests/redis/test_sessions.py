@@ -20,9 +20,9 @@ from websockets.asyncio.client import ClientConnection
 from tests.redis.cluster_clients import AnyRedis, close_code
 from tests.redis.conftest import LEASE_TTL
 from tests.redis.test_tickets import open_with_ticket, shared_app, ticket_of
-from wsguard.testing import ServerProcess, eventually, free_port
-from wsguard.testing.clients import Frame, open_socket
-from wsguard.testing.redis_server import RedisServer
+from wsguard.processes import ServerProcess, eventually, free_port
+from wsguard.processes.clients import Frame, open_socket
+from wsguard.processes.redis_server import RedisServer
 
 Sign = Callable[[str], str]
 

@@ -13,9 +13,9 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.redis.cluster_clients import no_more_frames, subscribe
 from tests.redis.conftest import StartInstance
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import Frame, open_socket, receive
-from wsguard.testing.redis_server import RedisServer
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import Frame, open_socket, receive
+from wsguard.processes.redis_server import RedisServer
 
 INSTANCES = 4
 USERS = 400

@@ -19,10 +19,10 @@ from websockets.exceptions import InvalidStatus
 from tests.redis.cluster_clients import AnyRedis, close_code, keys_of
 from tests.redis.conftest import LEASE_TTL, StartInstance, instance_flags
 from tests.redis.test_backend import _started
-from wsguard.backends.redis.keys import ticket_digest
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import Frame, receive
-from wsguard.testing.redis_server import RedisServer, SentinelGroup
+from wsguard.backends.redis.keyspace import ticket_digest
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import Frame, receive
+from wsguard.processes.redis_server import RedisServer, SentinelGroup
 
 SHARED_APP = Path(__file__).with_name("shared_app.py")
 RACERS = 10

@@ -8,10 +8,10 @@ from websockets.asyncio.client import ClientConnection
 
 from tests.redis.cluster_clients import close_code
 from tests.redis.conftest import instance_flags
-from wsguard.backends.redis.keys import Keys
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket
-from wsguard.testing.redis_server import RedisServer
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket
+from wsguard.processes.redis_server import RedisServer
 
 LIMIT = 3
 BOTH_SERVING_WITHIN = 30.0

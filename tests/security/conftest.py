@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 
 @pytest.fixture(scope="module")

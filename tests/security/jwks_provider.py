@@ -20,7 +20,7 @@ from typing import Any, Self, TypeVar
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from wsguard.testing import free_port
+from wsguard.processes import free_port
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PrivateKeyT = TypeVar("PrivateKeyT", rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)

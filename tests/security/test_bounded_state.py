@@ -37,13 +37,13 @@ import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection
 
-from wsguard.leaktest.probes import MetricsProbe
 from wsguard.leaktest.runner import SETTLED_SCRAPES
+from wsguard.leaktest.sampling import MetricsProbe
 from wsguard.leaktest.verdict import BLOCKS, FDS, REGISTRY, RSS, TASKS
+from wsguard.processes import ServerProcess, StartServer
+from wsguard.processes.clients import open_socket
+from wsguard.processes.wait import eventually_async
 from wsguard.settings import Settings
-from wsguard.testing import ServerProcess, StartServer
-from wsguard.testing.clients import open_socket
-from wsguard.testing.wait import eventually_async
 
 SMALL_SUBSCRIPTIONS = 20_000
 SMALL_REQUESTS = 3_000

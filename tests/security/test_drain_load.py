@@ -9,8 +9,8 @@ import time
 
 from websockets.asyncio.client import ClientConnection
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket
 
 CONNECTIONS = 5000
 USERS = 50

@@ -26,9 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from websockets.exceptions import InvalidStatus
 
 from tests.security.jwks_provider import PROVIDERS, JwksProvider, Provider, rsa_key, unsigned
+from wsguard.processes import ServerProcess, StartServer, eventually, free_port
+from wsguard.processes.clients import open_socket, receive, send
 from wsguard.server.jwks_url import MIN_REFETCH_SECONDS
-from wsguard.testing import ServerProcess, StartServer, eventually, free_port
-from wsguard.testing.clients import open_socket, receive, send
 
 USERS = {"firebase": "kX3bq9TfVhZ2", "auth0": "auth0|6510c0ffee", "cognito": "alice", "keycloak": "bob"}
 

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import ServerProcess, StartServer, eventually_async
-from wsguard.testing.clients import Frame, open_socket, receive, send
+from wsguard.processes import ServerProcess, StartServer, eventually_async
+from wsguard.processes.clients import Frame, open_socket, receive, send
 
 ERROR_CODES = {"bad_json", "bad_request", "unknown_type", "rate_limited", "unauthorized"}
 REPLIES = {"pong", "subscribed", "unsubscribed", "refreshed", "event"}

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import ServerProcess, eventually_async
-from wsguard.testing.clients import drop, open_socket, send
+from wsguard.processes import ServerProcess, eventually_async
+from wsguard.processes.clients import drop, open_socket, send
 
 USERS = ["u0", "u1", "u2", "u3"]
 THREADS = ["t0", "t1", "shared"]

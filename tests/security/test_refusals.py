@@ -7,8 +7,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from wsguard.testing import ServerProcess, StartServer
-from wsguard.testing.clients import open_socket, receive
+from wsguard.processes import ServerProcess, StartServer
+from wsguard.processes.clients import open_socket, receive
 
 
 async def _refusal(url: str, headers: dict[str, str]) -> tuple[int, dict[str, str]]:

@@ -17,8 +17,8 @@ import psutil
 
 from tests.leaktest.support import BROKEN_SERVERS
 from wsguard.leaktest.client import Api, Tab, Target, open_tab
-from wsguard.testing import ServerProcess, StartServer, eventually
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.processes import ServerProcess, StartServer, eventually
+from wsguard.processes.clients import open_socket, receive, send
 
 SLOW_USERS = 20
 TABS_PER_USER = 10

@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from wsguard.testing import ServerProcess, StartServer
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.processes import ServerProcess, StartServer
+from wsguard.processes.clients import open_socket, receive, send
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 

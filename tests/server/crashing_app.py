@@ -4,8 +4,8 @@ only that connection, with 1011 ``internal_error``, and leaks nothing."""
 from typing import Any
 
 from wsguard import CommandHooks, ConnectionContext, WSGuard
+from wsguard.processes import script_settings
 from wsguard.server.run import run_server
-from wsguard.testing import script_settings
 
 
 async def crash(context: ConnectionContext, frame: dict[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 from uvicorn._types import ASGISendEvent
 
 from wsguard import CommandHooks, ConnectionContext, WSGuard
+from wsguard.processes import script_settings
 from wsguard.server.run import run_server
-from wsguard.testing import script_settings
 from wsguard.transport.protocol import GuardedWebSocketProtocol
 
 POISON = "poisoned-frame"

@@ -2,8 +2,8 @@
 ``message`` command nor ``POST /api/threads/{id}/runs`` may start one."""
 
 from wsguard import CommandHooks, WSGuard
+from wsguard.processes import script_settings
 from wsguard.server.run import run_server
-from wsguard.testing import script_settings
 
 
 def main() -> None:

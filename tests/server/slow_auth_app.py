@@ -6,9 +6,9 @@ import asyncio
 from starlette.requests import HTTPConnection
 
 from wsguard import Settings, WSGuard
+from wsguard.processes import script_parser
 from wsguard.server.auth import Identity
 from wsguard.server.run import run_server
-from wsguard.testing import script_parser
 
 
 def main() -> None:

@@ -12,8 +12,8 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wsguard import Identity, WSGuard
+from wsguard.processes import script_settings
 from wsguard.server.run import run_server
-from wsguard.testing import script_settings
 
 
 class Tracked:

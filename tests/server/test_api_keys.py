@@ -15,9 +15,9 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from wsguard.logs import hide, redact
+from wsguard.processes import ServerProcess, StartServer, eventually
+from wsguard.processes.clients import open_socket
 from wsguard.server.api_keys import FILE_CHECK_SECONDS
-from wsguard.testing import ServerProcess, StartServer, eventually
-from wsguard.testing.clients import open_socket
 
 ADMIN_READS = [
     "/api/admin/presence",

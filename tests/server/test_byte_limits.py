@@ -5,8 +5,8 @@ import asyncio
 
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import StartServer
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.processes import StartServer
+from wsguard.processes.clients import open_socket, receive, send
 
 WIDE = "\U0001f600" * 300
 """300 characters, 1,200 bytes in UTF-8."""

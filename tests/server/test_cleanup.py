@@ -4,8 +4,8 @@ import asyncio
 import random
 
 from wsguard.leaktest.verdict import histogram_buckets, histogram_quantile
-from wsguard.testing import ServerProcess, StartServer, eventually
-from wsguard.testing.clients import drop, open_socket, receive, send
+from wsguard.processes import ServerProcess, StartServer, eventually
+from wsguard.processes.clients import drop, open_socket, receive, send
 
 USERS = 50
 CYCLES = 2000

@@ -11,8 +11,8 @@ import jwt
 import pytest
 
 from wsguard.cli import configure_serve, settings_from
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket
 
 ENV_SECRET = "a-secret-given-only-through-the-environment-0123"
 

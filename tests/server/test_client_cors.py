@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tests.chromium import MISSING, launch
-from wsguard.testing import ServerProcess, free_port
+from wsguard.processes import ServerProcess, free_port
 
 APP = "https://app.example.com"
 OTHER = "https://evil.example.net"

@@ -12,8 +12,8 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive, send
 
 APP = Path(__file__).with_name("standalone_app.py")
 HELD = 200

@@ -13,7 +13,7 @@ import httpx
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from wsguard.testing import StartServer
+from wsguard.processes import StartServer
 
 
 def test_readyz_answers_503_from_the_moment_sigterm_arrives(start_server: StartServer) -> None:

@@ -6,14 +6,14 @@ import sys
 
 from wsguard.backends import MemoryBackend
 from wsguard.runtime.hub import Hub
-from wsguard.server.feed import HISTORY_SECONDS, Sampler, p99_bound
+from wsguard.server.feed import HISTORY_SECONDS, FeedSampler, p99_bound
 from wsguard.settings import Settings
 
 
 def test_sampling_leaves_no_object_behind_and_keeps_fifteen_minutes() -> None:
     async def scenario() -> None:
         hub = Hub(Settings(), MemoryBackend(10, 10.0))
-        sampler = Sampler(hub, interval=10.0)  # 90 samples kept: the same rings, filled sooner
+        sampler = FeedSampler(hub, interval=10.0)  # 90 samples kept: the same rings, filled sooner
         kept = int(HISTORY_SECONDS / sampler.interval)
         hub.metrics.closed.labels("client_closed").inc(3)
         hub.metrics.closed.labels("slow_consumer").inc(2)

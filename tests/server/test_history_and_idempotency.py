@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 
 from wsguard.client import HistoryRefused, connect, fetch_history
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive, send
 from wsguard.publisher import (
     AsyncPublisher,
     BrokerUnavailable,
@@ -23,8 +25,6 @@ from wsguard.publisher import (
     PublishItem,
     PublishRefused,
 )
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
 
 KEY = f"worker-{secrets.token_urlsafe(24)}"
 

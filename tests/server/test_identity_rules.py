@@ -20,7 +20,7 @@ from wsguard import jwt_algorithms
 from wsguard.claims import MISSING, AdminClaim, ClaimRules, claim_at
 from wsguard.cli import configure_serve, settings_from
 from wsguard.server.auth import MAX_TOKEN_BYTES, TokenAuthority, Unauthorized
-from wsguard.server.keys import KeySource, SecretKey, signing_keys
+from wsguard.server.jwt_keys import KeySource, SecretKey, signing_keys
 
 SECRET = "a-shared-secret-of-at-least-32-bytes"
 

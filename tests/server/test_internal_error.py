@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
-from wsguard.testing.wait import eventually
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive, send
+from wsguard.processes.wait import eventually
 
 APP = Path(__file__).with_name("crashing_app.py")
 WRITER_APP = Path(__file__).with_name("crashing_writer_app.py")

@@ -16,13 +16,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.security.jwks_provider import JwksProvider
 from wsguard import jwt_algorithms
+from wsguard.processes import eventually_async
 from wsguard.server import jwks_url
 from wsguard.server.auth import TokenAuthority, Unauthorized
 from wsguard.server.guard import WSGuard
 from wsguard.server.jwks_url import DEFAULT_MAX_AGE, MIN_REFETCH_SECONDS, JwksUrl, refresh_after
-from wsguard.server.keys import KeySource
+from wsguard.server.jwt_keys import KeySource
 from wsguard.settings import Settings
-from wsguard.testing import eventually_async
 
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 

@@ -5,8 +5,8 @@ import asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from wsguard.testing import StartServer
-from wsguard.testing.clients import open_socket, receive
+from wsguard.processes import StartServer
+from wsguard.processes.clients import open_socket, receive
 
 BURST = 25
 LIMIT = 20

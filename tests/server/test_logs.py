@@ -16,9 +16,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.process import end_process, free_port
-from wsguard.testing.redis_server import RedisServer, redis_server_binary
+from wsguard.processes import ServerProcess
+from wsguard.processes.process import end_process, free_port
+from wsguard.processes.redis_server import RedisServer, redis_server_binary
 
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from websockets.asyncio.client import connect
 
-from wsguard.testing import ServerProcess, StartServer
-from wsguard.testing.clients import open_socket, receive, send
-from wsguard.testing.wait import eventually
+from wsguard.processes import ServerProcess, StartServer
+from wsguard.processes.clients import open_socket, receive, send
+from wsguard.processes.wait import eventually
 
 NO_RUNS_APP = Path(__file__).with_name("no_runs_app.py")
 

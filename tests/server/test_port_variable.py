@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from wsguard.cli import configure_serve, settings_from
-from wsguard.testing import eventually, free_port
-from wsguard.testing.process import end_process
+from wsguard.processes import eventually, free_port
+from wsguard.processes.process import end_process
 
 
 def _environment(**variables: str) -> dict[str, str]:

@@ -2,8 +2,8 @@
 
 import asyncio
 
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import open_socket
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import open_socket
 
 
 def test_presence_follows_connections_and_needs_admin_rights_except_for_oneself(

@@ -7,8 +7,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from wsguard.testing import ServerProcess
-from wsguard.testing.clients import open_socket, receive, send
+from wsguard.processes import ServerProcess
+from wsguard.processes.clients import open_socket, receive, send
 
 
 async def _refused_status(url: str, headers: dict[str, str]) -> int:

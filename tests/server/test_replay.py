@@ -5,8 +5,8 @@ import asyncio
 import time
 from typing import Any
 
-from wsguard.testing import ServerProcess, StartServer
-from wsguard.testing.clients import Frame, open_socket, receive, send
+from wsguard.processes import ServerProcess, StartServer
+from wsguard.processes.clients import Frame, open_socket, receive, send
 
 
 def _publish(

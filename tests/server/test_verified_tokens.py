@@ -8,7 +8,7 @@ import time
 import pytest
 
 from wsguard.server.auth import RECHECK_SECONDS, VERIFIED_TOKENS, TokenAuthority, Unauthorized
-from wsguard.server.keys import KeySource, SecretKey
+from wsguard.server.jwt_keys import KeySource, SecretKey
 
 
 class Clock:

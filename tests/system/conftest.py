@@ -14,7 +14,7 @@ import pytest
 
 from tests.chromium import MISSING as CHROMIUM_MISSING
 from tests.system.nginx import NGINX
-from wsguard.testing.redis_server import redis_server_binary
+from wsguard.processes.redis_server import redis_server_binary
 
 REQUIRE_NGINX = "WSGUARD_REQUIRE_NGINX"
 HOW_TO_ENABLE = "apt-get install nginx redis-server chromium"

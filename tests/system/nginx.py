@@ -16,8 +16,8 @@ from typing import Self
 
 import httpx
 
-from wsguard.testing.managed import Managed
-from wsguard.testing.process import end_process, free_port
+from wsguard.processes.managed import Managed
+from wsguard.processes.process import end_process, free_port
 
 KIT_CONF = Path(__file__).parents[2] / "deploy" / "nginx.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)

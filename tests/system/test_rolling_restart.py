@@ -35,9 +35,9 @@ import wsguard.client
 from tests.browser.conftest import Tabs
 from tests.chromium import launch
 from tests.system.nginx import Nginx
-from wsguard.backends.redis.keys import Keys
-from wsguard.testing import ServerProcess
-from wsguard.testing.redis_server import RedisServer
+from wsguard.backends.redis.keyspace import Keys
+from wsguard.processes import ServerProcess
+from wsguard.processes.redis_server import RedisServer
 
 SECRET = "wsguard-system-test-shared-secret-0123456789"
 LIMIT = 4

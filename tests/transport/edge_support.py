@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.clients import receive, send
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.clients import receive, send
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"

@@ -9,7 +9,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.transport.transport_harness import guarded_server, open_record, record_of, server_sockets_to
-from wsguard.testing import ServerProcess, eventually, eventually_async
+from wsguard.processes import ServerProcess, eventually, eventually_async
 
 CLOSE_TIMEOUT = 0.5
 

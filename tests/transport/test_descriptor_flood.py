@@ -26,7 +26,7 @@ from tests.transport.edge_support import (
     open_heads,
     stream_a_run,
 )
-from wsguard.testing import ServerProcess, eventually
+from wsguard.processes import ServerProcess, eventually
 from wsguard.transport.descriptors import reserve_for
 
 REFUSED = 'wsguard_http_refused_total{{reason="{}"}}'

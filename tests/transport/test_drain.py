@@ -12,7 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from tests.transport.transport_harness import guarded_server
-from wsguard.testing import ServerProcess, eventually_async
+from wsguard.processes import ServerProcess, eventually_async
 
 CLIENTS = 200
 

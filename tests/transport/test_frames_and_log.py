@@ -10,7 +10,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
 from tests.transport.transport_harness import guarded_server, record_of
-from wsguard.testing import ServerProcess, eventually, eventually_async
+from wsguard.processes import ServerProcess, eventually, eventually_async
 
 
 def test_a_frame_over_the_limit_closes_with_1009_too_big() -> None:

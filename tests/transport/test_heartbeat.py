@@ -8,7 +8,7 @@ import time
 from websockets.asyncio.client import connect
 
 from tests.transport.transport_harness import guarded_server, record_of, server_sockets_to
-from wsguard.testing import ServerProcess, eventually, eventually_async
+from wsguard.processes import ServerProcess, eventually, eventually_async
 
 INTERVAL = 0.5
 TIMEOUT = 0.5

@@ -28,8 +28,8 @@ from tests.transport.edge_support import (
     serve_command,
     stream_a_run,
 )
-from wsguard.testing import ServerProcess, eventually
-from wsguard.testing.metrics import parse_metrics
+from wsguard.processes import ServerProcess, eventually
+from wsguard.processes.metrics import parse_metrics
 from wsguard.transport.http_limits import MAX_HEAD_BYTES
 
 REFUSED = 'wsguard_http_refused_total{{reason="{}"}}'

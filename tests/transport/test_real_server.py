@@ -10,7 +10,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.transport.transport_harness import server_sockets_to, wsguard_server
-from wsguard.testing import ServerProcess, eventually, eventually_async
+from wsguard.processes import ServerProcess, eventually, eventually_async
 
 FAST_HEARTBEAT = ("--heartbeat-interval", "0.5", "--heartbeat-timeout", "0.5")
 CLOSE_TIMEOUT = 0.5

@@ -11,7 +11,7 @@ from typing import Any
 import psutil
 
 import wsguard.transport
-from wsguard.testing import ServerProcess
+from wsguard.processes import ServerProcess
 
 APP = Path(__file__).with_name("guarded_app.py")
 SRC = Path(wsguard.transport.__file__).resolve().parents[2]

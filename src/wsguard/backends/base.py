@@ -4,10 +4,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wsguard.backends.presence import ClusterDirectory
 from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import History, Recovery, ThreadKey
-from wsguard.runtime.presence import ClusterDirectory
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,8 +38,8 @@ from wsguard.leaktest.runner import (
     run_leakcheck,
 )
 from wsguard.leaktest.scenarios import SCENARIO_NAMES
-from wsguard.testing.redis_cluster import cluster_unsupported
-from wsguard.testing.redis_server import redis_server_binary
+from wsguard.processes.redis_cluster import cluster_unsupported
+from wsguard.processes.redis_server import redis_server_binary
 
 EXIT_OK, EXIT_LEAK, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 

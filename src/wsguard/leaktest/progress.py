@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from wsguard.leaktest.probes import PSUTIL_RSS
+from wsguard.leaktest.sampling import PSUTIL_RSS
 from wsguard.leaktest.verdict import CONNECTIONS, REGISTRY, RSS, USERS
 
 

@@ -25,7 +25,7 @@ from wsguard.leaktest.report import render_table
 from wsguard.leaktest.results import RunReport
 from wsguard.leaktest.runner import external_server, run_leakcheck
 from wsguard.leaktest.scenarios import SCENARIO_NAMES
-from wsguard.testing.process import ServerProcess
+from wsguard.processes.process import ServerProcess
 
 
 class LeakCheckFailed(AssertionError):

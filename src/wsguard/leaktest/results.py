@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from wsguard.leaktest.load import LoadFigures
-from wsguard.leaktest.probes import Sample
+from wsguard.leaktest.sampling import Sample
 from wsguard.leaktest.verdict import CountLeak, SlopeCheck
 
 PASS = "pass"

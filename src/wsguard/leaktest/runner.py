@@ -26,10 +26,10 @@ import httpx
 
 from wsguard.leaktest.client import Api, Target
 from wsguard.leaktest.load import LoadMonitor, lag_allowance_s, starve_generator
-from wsguard.leaktest.probes import PSUTIL_RSS, MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.profiles import Profile
 from wsguard.leaktest.progress import Progress
 from wsguard.leaktest.results import CHURN, ROUNDS, RoundRecord, RunReport, ScenarioReport
+from wsguard.leaktest.sampling import PSUTIL_RSS, MetricsProbe, ProcessProbe, ResourceSampler, Timeline
 from wsguard.leaktest.scenarios import SCENARIOS, ScenarioContext
 from wsguard.leaktest.scenarios.base import Churning, RoundResult
 from wsguard.leaktest.verdict import (
@@ -45,9 +45,9 @@ from wsguard.leaktest.verdict import (
     histogram_quantile,
     slope_check,
 )
-from wsguard.testing.process import ServerProcess
-from wsguard.testing.redis_cluster import RedisClusterServers
-from wsguard.testing.redis_server import RedisServer
+from wsguard.processes.process import ServerProcess
+from wsguard.processes.redis_cluster import RedisClusterServers
+from wsguard.processes.redis_server import RedisServer
 
 CLEANUP_HISTOGRAM = "wsguard_cleanup_seconds"
 PEAK_SERIES = (CONNECTIONS, USERS, "wsguard_user_connections_max", REGISTRY, PSUTIL_RSS, RSS)
@@ -208,7 +208,7 @@ async def run_scenario(
             pids=pids,
         )
         process = ProcessProbe(*pids) if pids is not None else None
-        sampler = Sampler(probe, process, timeline)
+        sampler = ResourceSampler(probe, process, timeline)
         baseline = await probe.settled()
         report.baseline = baseline
         sampler.start(name)
@@ -273,7 +273,7 @@ class _Rounds:
         name: str,
         profile: Profile,
         target: Target,
-        sampler: Sampler,
+        sampler: ResourceSampler,
         fresh_server: bool,
         baseline: dict[str, float],
         progress: Progress,
@@ -445,7 +445,7 @@ async def settle(
         await asyncio.sleep(0.005)
 
 
-async def _show_live(progress: Progress, sampler: Sampler, name: str, label: str) -> None:
+async def _show_live(progress: Progress, sampler: ResourceSampler, name: str, label: str) -> None:
     while True:
         progress.status(name, label, sampler.last)
         await asyncio.sleep(0.25)

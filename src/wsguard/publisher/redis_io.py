@@ -15,7 +15,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from redis.retry import Retry
 
 from wsguard.backends.redis import scripts
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
 from wsguard.backends.redis.publishing import PublishPlan, new_epoch
 from wsguard.backends.redis.topology import Client, SyncClient, Topology, topology_for
 from wsguard.core.publication import BrokerUnavailable, Publication

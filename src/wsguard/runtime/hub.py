@@ -20,6 +20,7 @@ from starlette.websockets import WebSocket
 
 from wsguard import close, ids
 from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
+from wsguard.backends.presence import Presence, presence_of
 from wsguard.context import ConnectionContext, EventIds, RunContext
 from wsguard.core.frames import Ref, Since, encode
 from wsguard.core.publication import EventTooLarge as EventTooLarge
@@ -28,7 +29,6 @@ from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import History, ThreadKey
 from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
 from wsguard.runtime.metrics import Metrics, Snapshot
-from wsguard.runtime.presence import Presence, presence_of
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")

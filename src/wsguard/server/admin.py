@@ -19,11 +19,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wsguard.backends.base import BackendUnavailable
-from wsguard.runtime.presence import Presence
+from wsguard.backends.presence import Presence
 from wsguard.server.auth import Identity
 from wsguard.server.http import BadRequest, Endpoint, Handler, guarded
+from wsguard.server.http_errors import refusal
 from wsguard.server.leakcheck_report import report_html, report_summary
-from wsguard.server.refusals import refusal
 
 if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard

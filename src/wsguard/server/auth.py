@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 from wsguard import jwt_algorithms
 from wsguard.claims import AdminClaim, ClaimRules
 from wsguard.server.jwks_url import JwksUrl
-from wsguard.server.keys import JwksFile, KeySource, PublicKeyFile, SecretKey, VerificationKey
+from wsguard.server.jwt_keys import JwksFile, KeySource, PublicKeyFile, SecretKey, VerificationKey
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")

@@ -117,7 +117,7 @@ def p99_bound(earlier: list[float], later: list[float], bounds: list[float]) -> 
     return None
 
 
-class Sampler:
+class FeedSampler:
     """Takes a sample every ``interval`` seconds while the server runs, and keeps 15 minutes."""
 
     def __init__(self, hub: Hub, interval: float = 1.0) -> None:

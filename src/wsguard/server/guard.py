@@ -36,10 +36,10 @@ from wsguard.server.api_keys import ApiKeys
 from wsguard.server.auth import Authenticate, Identity, TokenAuthority, Unauthorized
 from wsguard.server.banner import log_backend, log_start
 from wsguard.server.direct import DirectWebSocket
-from wsguard.server.feed import Sampler
+from wsguard.server.feed import FeedSampler
 from wsguard.server.http import http_routes
+from wsguard.server.http_errors import refusal
 from wsguard.server.instances import InstanceReporter
-from wsguard.server.refusals import refusal
 from wsguard.server.sessions import SharedSessionKey
 from wsguard.server.static import client_routes, demo_routes
 from wsguard.server.tickets import Tickets
@@ -76,7 +76,7 @@ class WSGuard:
         """Bound once: every connection's task shares it."""
         self.tickets = Tickets(self.backend, settings.ticket_ttl, settings.max_tickets_per_user)
         self.reporter = InstanceReporter(self.hub, settings.lease_ttl)
-        self.sampler = Sampler(self.hub)
+        self.sampler = FeedSampler(self.hub)
         secret = (settings.jwt_secret or dev_secret).encode()
         local_key = hashlib.sha256(b"wsguard session\x00" + secret).digest()
         self.sessions = ids.SessionSigner(local_key)

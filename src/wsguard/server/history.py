@@ -15,7 +15,7 @@ from wsguard.backends.base import BackendUnavailable
 from wsguard.core.frames import encode_history
 from wsguard.server.api_keys import API_KEY_IDENTITY
 from wsguard.server.auth import Identity
-from wsguard.server.refusals import refusal
+from wsguard.server.http_errors import refusal
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable

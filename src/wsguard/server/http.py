@@ -18,8 +18,8 @@ from wsguard.logs import log_context
 from wsguard.runtime.demo import new_run, start_demo_run
 from wsguard.server.auth import Identity, Unauthorized
 from wsguard.server.history import thread_events
+from wsguard.server.http_errors import refusal
 from wsguard.server.publishing import publish_body
-from wsguard.server.refusals import refusal
 from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 
 if TYPE_CHECKING:

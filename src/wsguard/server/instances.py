@@ -14,8 +14,8 @@ import time
 import psutil
 
 from wsguard.backends.base import BackendUnavailable
+from wsguard.backends.presence import InstanceInfo
 from wsguard.runtime.hub import Hub
-from wsguard.runtime.presence import InstanceInfo
 from wsguard.version import __version__
 
 logger = logging.getLogger("wsguard")

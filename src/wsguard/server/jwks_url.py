@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from wsguard.server.keys import VerificationKey, key_by_header, signing_keys
+from wsguard.server.jwt_keys import VerificationKey, key_by_header, signing_keys
 from wsguard.version import __version__
 
 logger = logging.getLogger("wsguard")
@@ -74,7 +74,7 @@ def is_loopback(url: str) -> bool:
 
 
 class JwksUrl:
-    """A key source (:class:`wsguard.server.keys.KeySource`) kept up to date from one URL."""
+    """A key source (:class:`wsguard.server.jwt_keys.KeySource`) kept up to date from one URL."""
 
     def __init__(
         self,

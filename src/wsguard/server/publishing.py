@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, Response
 from wsguard.backends.base import BackendUnavailable
 from wsguard.context import EventIds
 from wsguard.core.publication import EventTooLarge, InvalidEvent, batch_from_json, check_size, from_json
-from wsguard.server.refusals import refusal
+from wsguard.server.http_errors import refusal
 
 if TYPE_CHECKING:
     from wsguard.server.guard import WSGuard

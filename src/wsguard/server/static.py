@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from wsguard.server.refusals import refusal
+from wsguard.server.http_errors import refusal
 
 _TYPES = {
     ".js": "text/javascript; charset=utf-8",

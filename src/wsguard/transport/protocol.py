@@ -51,7 +51,7 @@ from websockets.server import ServerProtocol
 from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
 from wsguard.transport.control import EXTENSION_KEY, CloseListener
 from wsguard.transport.http_limits import refusal_response
-from wsguard.transport.refusals import RefusalLog
+from wsguard.transport.refusal_log import RefusalLog
 
 logger = logging.getLogger("wsguard.transport")
 wire_logger = logging.getLogger("wsguard.transport.wire")

@@ -23,7 +23,7 @@ from wsguard.probe import (
     app_count_key,
     instrument,
 )
-from wsguard.testing import ServerProcess, eventually, parse_metrics
+from wsguard.processes import ServerProcess, eventually, parse_metrics
 
 ACTIVE = app_count_key("active_connections")
 

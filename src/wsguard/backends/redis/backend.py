@@ -58,7 +58,7 @@ from wsguard.backends.redis.decisions import (
     ticket_value,
 )
 from wsguard.backends.redis.directory import RedisDirectory
-from wsguard.backends.redis.keys import Keys, ticket_digest
+from wsguard.backends.redis.keyspace import Keys, ticket_digest
 from wsguard.backends.redis.publishing import Outgoing, PublishPlan, frame_template, new_epoch, parse_outcomes
 from wsguard.backends.redis.topology import Client, Listener, topology_for
 from wsguard.context import EventIds, RunContext

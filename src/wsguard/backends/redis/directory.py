@@ -11,10 +11,10 @@ from typing import Any
 from redis.exceptions import RedisClusterException, RedisError
 
 from wsguard.backends.base import BackendUnavailable
+from wsguard.backends.presence import InstanceInfo, LeasedConnection
 from wsguard.backends.redis.decisions import disconnect_payload
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
 from wsguard.backends.redis.topology import Client
-from wsguard.runtime.presence import InstanceInfo, LeasedConnection
 
 _DOWN = (RedisError, RedisClusterException, OSError)
 
@@ -37,7 +37,7 @@ def live_leases(user_id: str, fields: Mapping[bytes, bytes], now_ms: int) -> lis
 
 
 class RedisDirectory:
-    """:class:`~wsguard.runtime.presence.ClusterDirectory` on the backend's Redis client."""
+    """:class:`~wsguard.backends.presence.ClusterDirectory` on the backend's Redis client."""
 
     def __init__(
         self, client: Client, keys: Keys, instance_id: str, publish_command: str = "PUBLISH"

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
 from wsguard.core.frames import JSON, event_frame
 
 _OFFSET_MARK = ',"offset":null,"epoch":""'

@@ -13,7 +13,7 @@ from wsguard.leaktest.generic.target import DEFAULT_BROADCAST, DEFAULT_IDENTITY,
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.results import RunReport
 from wsguard.probe import DEFAULT_PATH
-from wsguard.testing.process import ServerProcess
+from wsguard.processes.process import ServerProcess
 
 
 @contextlib.contextmanager

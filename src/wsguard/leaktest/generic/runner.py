@@ -18,17 +18,17 @@ from wsguard.leaktest.generic.peers import open_peer
 from wsguard.leaktest.generic.scenarios import GENERIC_SCENARIOS, GenericRound, GenericScenario
 from wsguard.leaktest.generic.target import GenericSizes, GenericTarget
 from wsguard.leaktest.generic.verdict import PROBE_COUNTS, app_counts, generic_count_leaks
-from wsguard.leaktest.probes import MetricsProbe, ProcessProbe, Sampler, Timeline
 from wsguard.leaktest.progress import Progress
 from wsguard.leaktest.results import CHURN, RoundRecord, RunReport, ScenarioReport
 from wsguard.leaktest.runner import play_scenario, settle
+from wsguard.leaktest.sampling import MetricsProbe, ProcessProbe, ResourceSampler, Timeline
 from wsguard.leaktest.verdict import BLOCKS, RSS, SlopeCheck, slope_check
 from wsguard.probe import SCOPES_OPEN
 
 SETTLED_SCRAPES = 5
 
 
-class ProbeSampler(Sampler):
+class ProbeSampler(ResourceSampler):
     """The harness's sampler, keeping every series the probe reports (its names are not wsguard's)."""
 
     async def sample_once(self) -> dict[str, float]:

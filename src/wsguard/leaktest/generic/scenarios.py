@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from wsguard.leaktest.generic.peers import Peer, leave_all, open_peer
 from wsguard.leaktest.generic.target import GenericSizes, GenericTarget
 from wsguard.leaktest.generic.verdict import stall_growth_leak
-from wsguard.leaktest.probes import MetricsProbe
 from wsguard.leaktest.results import CHURN, ROUNDS
+from wsguard.leaktest.sampling import MetricsProbe
 from wsguard.leaktest.scenarios.base import RoundResult
 from wsguard.leaktest.verdict import CountLeak
 

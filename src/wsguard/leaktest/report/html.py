@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from wsguard.leaktest.probes import PSUTIL_RSS, Sample
 from wsguard.leaktest.report.table import HEADERS, overall_verdict, scenario_row
 from wsguard.leaktest.results import INCONCLUSIVE, PASS, RunReport, ScenarioReport
+from wsguard.leaktest.sampling import PSUTIL_RSS, Sample
 from wsguard.leaktest.verdict import BLOCKS, CONNECTIONS, REGISTRY, RSS, TASKS, USERS
 from wsguard.probe import APP_COUNT, SCOPES_OPEN
 from wsguard.probe import TASKS as PROBE_TASKS

@@ -12,8 +12,8 @@ import httpx
 
 from wsguard.leaktest.client import Api, Refused, Tab, open_tab
 from wsguard.leaktest.load import LoadMonitor
-from wsguard.leaktest.probes import Sampler
 from wsguard.leaktest.profiles import Profile, Sizes
+from wsguard.leaktest.sampling import ResourceSampler
 
 TERMINAL_EVENTS = frozenset({"agent_completed", "agent_failed"})
 CHURN_WORKERS = 8
@@ -65,7 +65,7 @@ class ScenarioContext:
 
     api: Api
     profile: Profile
-    sampler: Sampler
+    sampler: ResourceSampler
     fresh_server: bool
     runs_by_user: dict[str, set[str]] = field(default_factory=dict)
     alone: bool = True

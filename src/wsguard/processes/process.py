@@ -15,9 +15,9 @@ from typing import Any, Self
 import httpx
 import psutil
 
-from wsguard.testing.managed import Managed
-from wsguard.testing.metrics import parse_metrics
-from wsguard.testing.wait import eventually
+from wsguard.processes.managed import Managed
+from wsguard.processes.metrics import parse_metrics
+from wsguard.processes.wait import eventually
 
 IDLE_COUNTS = (
     "wsguard_connections_active",

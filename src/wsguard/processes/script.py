@@ -1,4 +1,4 @@
-"""The command line of a server script that :class:`~wsguard.testing.ServerProcess` starts in
+"""The command line of a server script that :class:`~wsguard.processes.ServerProcess` starts in
 place of ``wsguard serve`` (``command=[...]``): the ``--host``, ``--port`` and ``--dev`` it passes."""
 
 import argparse
@@ -8,7 +8,7 @@ from wsguard.settings import Settings
 
 
 def script_parser() -> argparse.ArgumentParser:
-    """A parser of the flags :class:`~wsguard.testing.ServerProcess` passes; add the script's own."""
+    """A parser of the flags :class:`~wsguard.processes.ServerProcess` passes; add the script's own."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)

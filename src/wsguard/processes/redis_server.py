@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from wsguard.extras import require_redis
-from wsguard.testing.managed import Managed
-from wsguard.testing.process import free_port
+from wsguard.processes.managed import Managed
+from wsguard.processes.process import free_port
 
 if TYPE_CHECKING:
     import redis

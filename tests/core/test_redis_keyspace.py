@@ -7,7 +7,7 @@ from fnmatch import fnmatch
 import pytest
 from redis.crc import key_slot
 
-from wsguard.backends.redis.keys import Keys, ticket_digest
+from wsguard.backends.redis.keyspace import Keys, ticket_digest
 
 USERS = ["alice", "u:1", "{braces}", "a}b{c", "ünï\u2028code", "100%", "x" * 300, " "]
 

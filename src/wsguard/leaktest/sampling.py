@@ -20,10 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 
-from wsguard.backends.redis.keys import Keys
+from wsguard.backends.redis.keyspace import Keys
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
+from wsguard.processes.metrics import parse_metrics
 from wsguard.redis_url import is_cluster_url, parse_cluster_url
-from wsguard.testing.metrics import parse_metrics
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -218,7 +218,7 @@ class Timeline:
         return max(values) if values else None
 
 
-class Sampler:
+class ResourceSampler:
     """Samples the metrics and the process every ``interval`` seconds into a :class:`Timeline`."""
 
     def __init__(

