@@ -50,7 +50,7 @@ async def stats(request: Request) -> Response:
 
 PROTOCOL_FIELDS: dict[str, object] = {}
 """With ``--protocol-frames``, the fields that wsguard's event frame carries besides the event and
-its data (PROTOCOL.md), with values of the same length, so that the frames weigh the same."""
+its data (protocol.md), with values of the same length, so that the frames weigh the same."""
 separators = (", ", ": ")
 """``json.dumps``'s own; wsguard's compact ones with ``--protocol-frames``."""
 

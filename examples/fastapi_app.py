@@ -1,4 +1,4 @@
-"""An existing FastAPI app that embeds wsguard (PROTOCOL.md section 8).
+"""An existing FastAPI app that embeds wsguard (docs/protocol.md section 8).
 
 The app keeps its own authentication (an API key per user here), decides who may subscribe to
 which thread, handles a command type of its own, and publishes from an ordinary HTTP route,

@@ -3,45 +3,68 @@
 ``wsguard --version`` prints the installed version (``wsguard X.Y.Z``).
 
 Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>``; a flag beats
-its variable. The port has a third source below those two: ``PORT``, the variable that Cloud
-Run, Render and Heroku set. A bad value exits with status 2 and one line naming the setting.
+its variable. Both are derived from the fields of :class:`~wsguard.settings.Settings`, which hold
+each default and help line, so that a setting is added there alone. The port has a third source
+below those two: ``PORT``, the variable that Cloud Run, Render and Heroku set. A bad value exits
+with status 2 and one line naming the setting.
 """
 
 import argparse
+import dataclasses
 import os
 import ssl
 import sys
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from enum import Enum
+from types import NoneType, UnionType
+from typing import Any, Literal
 
 from jwt import PyJWKSetError
 
 import wsguard
 from wsguard import jwt_algorithms
+from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
-from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM
 from wsguard.server.api_keys import read_key_file
 from wsguard.server.jwt_keys import JwksFile, PublicKeyFile
-from wsguard.settings import LimitPolicy, SettingError, Settings
+from wsguard.settings import DOC, SettingDoc, SettingError, Settings
+
+Kind = Literal["value", "switch", "list"]
 
 
 @dataclass(frozen=True)
 class Option:
+    """One ``serve`` flag and its variable, as :func:`serve_options` derives them from a field."""
+
     flag: str
     field: str
     parse: Callable[[str], Any]
     help: str
-    env: str | None = None
-    """The variable, when it is not ``WSGUARD_<FLAG>`` (``WSGUARD_API_KEYS``)."""
+    variable: str
+    kind: Kind
+    default: object
+    shown_default: str
+    """The default as help and the docs' tables state it; empty for none."""
 
     @property
-    def variable(self) -> str:
-        return self.env or "WSGUARD_" + self.flag.lstrip("-").replace("-", "_").upper()
+    def described(self) -> str:
+        """The help line with the default and the variable, for ``--help``."""
+        notes = [f"default: {self.shown_default}"] if self.shown_default else []
+        if self.kind == "switch":
+            notes.append(f"env {self.variable}, which --no-{self.flag[2:]} overrides")
+        elif self.kind == "list":
+            notes.append(f"env {self.variable}, a comma-separated list")
+        else:
+            notes.append(f"env {self.variable}")
+        repeatable = ", repeatable" if self.kind == "list" else ""
+        return f"{self.help}{repeatable} ({'; '.join(notes)})".replace("%", "%%")
 
-
-def _seconds(text: str) -> float:
-    return float(text)
+    @property
+    def metavar(self) -> str:
+        """``ALLOWED_ORIGIN``: what one flag takes, for ``--help``."""
+        return self.flag[2:].replace("-", "_").upper()
 
 
 def _bool(text: str) -> bool:
@@ -57,147 +80,107 @@ def _origins(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-OPTIONS = [
-    Option("--host", "host", str, "address to listen on"),
-    Option(
-        "--port",
-        "port",
-        int,
-        f"port to listen on (0 picks a free one); else WSGUARD_PORT, else PORT, else {Settings.port}",
-    ),
-    Option(
-        "--backend",
-        "backend",
-        str,
-        f"memory, redis://HOST:PORT/DB, {SENTINEL_FORM} or {CLUSTER_FORM}",
-    ),
-    Option("--max-connections-per-user", "max_connections_per_user", int, "per-user limit"),
-    Option("--limit-policy", "limit_policy", LimitPolicy, "evict_oldest or reject"),
-    Option("--heartbeat-interval", "heartbeat_interval", _seconds, "seconds between pings"),
-    Option("--heartbeat-timeout", "heartbeat_timeout", _seconds, "seconds to wait for a pong"),
-    Option("--jwt-secret", "jwt_secret", str, "HS256 secret"),
-    Option("--jwt-public-key", "jwt_public_key", str, "PEM public key file (RSA, EC, Ed25519)"),
-    Option("--jwks-file", "jwks_file", str, "JWKS file"),
-    Option("--jwt-issuer", "jwt_issuer", str, "required iss, compared exactly"),
-    Option("--jwt-user-claim", "jwt_user_claim", str, "claim path of the user id (default sub)"),
-    Option(
-        "--jwt-admin-claim",
-        "jwt_admin_claim",
-        str,
-        "PATH=VALUE: admin when the claim equals VALUE or is a list holding it (default admin=true)",
-    ),
-    Option("--api-key-file", "api_key_file", str, "file of API keys, one a line (# comments)"),
-    Option("--jwt-leeway", "jwt_leeway", _seconds, "seconds of clock skew allowed on exp"),
-    Option("--max-message-bytes", "max_message_bytes", int, "largest frame and event"),
-    Option("--queue-limit-bytes", "queue_limit_bytes", int, "unsent bytes before 4008"),
-    Option("--write-timeout", "write_timeout", _seconds, "seconds a write may stall"),
-    Option("--close-timeout", "close_timeout", _seconds, "seconds to wait for a close reply"),
-    Option("--drain-timeout", "drain_timeout", _seconds, "seconds to close all on shutdown"),
-    Option("--connect-rate-per-user", "connect_rate_per_user", float, "upgrades/s per user"),
-    Option("--connect-rate-per-address", "connect_rate_per_address", float, "upgrades/s per IP"),
-    Option("--max-connections", "max_connections", int, "global cap per instance (0 = off)"),
-    Option(
-        "--message-rate-per-connection",
-        "message_rate_per_connection",
-        float,
-        "inbound frames per second per connection, burst twice that; 0 = off",
-    ),
-    Option(
-        "--max-subscriptions-per-connection",
-        "max_subscriptions_per_connection",
-        int,
-        "threads one connection may subscribe to at once",
-    ),
-    Option("--run-rate-per-user", "run_rate_per_user", float, "runs started/s per user; 0 = off"),
-    Option("--max-runs-per-user", "max_runs_per_user", int, "runs at once per user; 0 = off"),
-    Option("--ticket-rate-per-user", "ticket_rate_per_user", float, "tickets/s per user; 0 = off"),
-    Option("--max-tickets-per-user", "max_tickets_per_user", int, "unused tickets per user; 0 = off"),
-    Option("--retention-events", "retention_events", int, "events kept per thread"),
-    Option("--retention-seconds", "retention_seconds", _seconds, "seconds events are kept"),
-    Option(
-        "--max-remembered-threads",
-        "max_remembered_threads",
-        int,
-        "memory backend: expired threads whose last offset is kept",
-    ),
-    Option("--demo-step-delay", "demo_step_delay", _seconds, "seconds between demo events"),
-    Option("--lease-ttl", "lease_ttl", _seconds, "redis: seconds before leases expire"),
-    Option("--log-level", "log_level", str.lower, "debug, info (default), warning, error"),
-    Option("--log-format", "log_format", str.lower, "text (default) or json, one object a line"),
-    Option(
-        "--leakcheck-report-dir",
-        "leakcheck_report_dir",
-        str,
-        "directory of this server's last leakcheck report (shown on /admin)",
-    ),
-    Option("--forwarded-allow-ips", "forwarded_allow_ips", str, "proxies trusted for X-Forwarded"),
-    Option("--workers", "workers", int, "worker processes on one port (needs a Redis backend)"),
-    Option("--header-timeout", "header_timeout", _seconds, "seconds to receive a request head"),
-    Option("--keep-alive-timeout", "keep_alive_timeout", _seconds, "seconds an idle HTTP connection stays"),
-    Option(
-        "--max-pending-per-address",
-        "max_pending_per_address",
-        int,
-        "connections per peer address not yet upgraded (0 = off; --forwarded-allow-ips exempt)",
-    ),
-    Option("--ssl-certfile", "ssl_certfile", str, "TLS certificate chain (PEM): serve wss://"),
-    Option("--ssl-keyfile", "ssl_keyfile", str, "TLS private key (PEM), if not in the certificate file"),
-]
-FLAGS = [
-    Option("--dev", "dev", _bool, "dev token endpoint; random secret when no key is given"),
-    Option("--compression", "compression", _bool, "permessage-deflate"),
-    Option("--metrics-allow-gc", "metrics_allow_gc", _bool, "honour /metrics?collect_garbage=1"),
-]
-ORIGINS = Option("--allowed-origin", "allowed_origins", _origins, "allowed Origin (repeatable)")
-LISTS = [
-    ORIGINS,
-    Option("--jwks-url", "jwks_urls", _origins, "JWKS URL of an identity provider (repeatable)"),
-    Option("--jwt-audience", "jwt_audiences", _origins, "accepted aud; aud then required (repeatable)"),
-    Option(
-        "--jwt-algorithm",
-        "jwt_algorithms",
-        _origins,
-        f"allowed algorithm (repeatable); default {', '.join(jwt_algorithms.DEFAULT_SECRET)} for a "
-        f"secret, {', '.join(jwt_algorithms.DEFAULT_PUBLIC)} for public keys",
-    ),
-    Option(
-        "--api-key",
-        "api_keys",
-        _origins,
-        "API key for /api/publish and /api/admin/* (repeatable)",
-        env="WSGUARD_API_KEYS",
-    ),
-]
+def shown(value: object) -> str:
+    """A default as an operator reads it: ``off`` and ``on``, ``20`` for 20.0, nothing for none."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None or value == ():
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, Enum):
+        return str(value.value)
+    return str(value)
+
+
+def _doc_of(field: dataclasses.Field[Any]) -> SettingDoc:
+    doc = field.metadata.get(DOC)
+    if not isinstance(doc, SettingDoc):
+        raise TypeError(f"Settings.{field.name} is not declared with wsguard.settings.setting()")
+    return doc
+
+
+def _option(field: dataclasses.Field[Any], annotation: Any) -> Option:
+    """The option of one :class:`Settings` field: ``--name`` and ``WSGUARD_NAME``; a tuple is a
+    repeatable flag named for one item (``allowed_origins``: ``--allowed-origin``)."""
+    doc = _doc_of(field)
+    if isinstance(annotation, UnionType):
+        (annotation,) = (member for member in typing.get_args(annotation) if member is not NoneType)
+    kind: Kind = "value"
+    parse: Callable[[str], Any] = annotation
+    name = field.name
+    if annotation is bool:
+        kind, parse = "switch", _bool
+    elif typing.get_origin(annotation) is tuple:
+        kind, parse, name = "list", _origins, name.removesuffix("s")
+    flag = "--" + name.replace("_", "-")
+    return Option(
+        flag=flag,
+        field=field.name,
+        parse=doc.parse or parse,
+        help=doc.help,
+        variable=doc.variable or "WSGUARD_" + flag[2:].replace("-", "_").upper(),
+        kind=kind,
+        default=field.default,
+        shown_default=doc.shown_default or shown(field.default),
+    )
+
+
+def serve_options() -> list[Option]:
+    """Every ``serve`` option, in the order of :class:`Settings`' fields."""
+    hints = typing.get_type_hints(Settings)
+    return [
+        _option(field, hints[field.name])
+        for field in dataclasses.fields(Settings)
+        if _doc_of(field).command_line
+    ]
+
+
+SERVE_OPTIONS = serve_options()
+OPTIONS = [option for option in SERVE_OPTIONS if option.kind == "value"]
+"""The options that take one value."""
+FLAGS = [option for option in SERVE_OPTIONS if option.kind == "switch"]
+"""On and off: ``--dev`` and ``--no-dev``; the variable takes true or false."""
+LISTS = [option for option in SERVE_OPTIONS if option.kind == "list"]
 """Repeatable flags; each variable takes a comma-separated list."""
+BY_FIELD = {option.field: option for option in SERVE_OPTIONS}
+ORIGINS = BY_FIELD["allowed_origins"]
 PLATFORM_PORT = "PORT"
 """The port a platform (Cloud Run, Render, Heroku) gives its container; used when neither
 ``--port`` nor ``WSGUARD_PORT`` is given."""
 
 
-class UsageError(Exception):
+class UsageError(WSGuardError):
     """One line for the operator, naming the setting."""
 
 
 def _flag_of(field: str) -> str:
-    for option in [*OPTIONS, *FLAGS, *LISTS]:
-        if option.field == field:
-            return option.flag
-    return field
+    option = BY_FIELD.get(field)
+    return option.flag if option is not None else field
 
 
 def configure_serve(parser: argparse.ArgumentParser) -> None:
-    for option in OPTIONS:
-        parser.add_argument(option.flag, dest=option.field, help=option.help)
-    for option in FLAGS:
-        parser.add_argument(
-            option.flag,
-            dest=option.field,
-            action=argparse.BooleanOptionalAction,
-            default=None,
-            help=f"{option.help} (--no-{option.flag[2:]} overrides {option.variable})",
-        )
-    for option in LISTS:
-        parser.add_argument(option.flag, dest=option.field, action="append", help=option.help)
+    """Add every ``serve`` option; none has an argparse default, so that an option not given
+    falls to its variable and then to the :class:`Settings` default."""
+    for option in SERVE_OPTIONS:
+        if option.kind == "switch":
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=option.described,
+            )
+        elif option.kind == "list":
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action="append",
+                metavar=option.metavar,
+                help=option.described,
+            )
+        else:
+            parser.add_argument(option.flag, dest=option.field, metavar=option.metavar, help=option.described)
 
 
 def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings:
@@ -207,7 +190,7 @@ def settings_from(args: argparse.Namespace, environ: dict[str, str]) -> Settings
     """
     values: dict[str, Any] = {}
     named: dict[str, str] = {}  # how an error names a setting taken from neither flag nor variable
-    for option in [*OPTIONS, *FLAGS, *LISTS]:
+    for option in SERVE_OPTIONS:
         given = getattr(args, option.field, None)
         if isinstance(given, list):
             values[option.field] = tuple(o for item in given for o in _origins(item))

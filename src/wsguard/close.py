@@ -1,4 +1,4 @@
-"""Close codes of PROTOCOL.md section 6: what the server sends, and what a client does after each.
+"""Close codes of docs/protocol.md section 6: what the server sends, and what a client does after each.
 
 One table for the server, the transport and the client. It imports nothing beyond the standard
 library, so that the client can use it without the server's dependencies.
@@ -37,7 +37,7 @@ ABNORMAL = 1006
 
 
 class OnClose(StrEnum):
-    """What a client should do after a close code: the last column of PROTOCOL.md section 6."""
+    """What a client should do after a close code: the last column of docs/protocol.md section 6."""
 
     STOP = "stop"
     BACKOFF = "backoff"

@@ -5,10 +5,12 @@ plugin work without it. Asking for a Redis backend or ``--cluster`` then fails w
 that names the extra to install, not a traceback.
 """
 
+from wsguard.errors import WSGuardError
+
 REDIS_EXTRA = "pip install 'wsguard[redis]'"
 
 
-class MissingExtra(ImportError):
+class MissingExtra(WSGuardError, ImportError):
     """An optional dependency is not installed; the message is one line naming the extra."""
 
 

@@ -33,7 +33,7 @@ def new_id(prefix: str) -> str:
 
 
 def is_thread_id(value: object) -> bool:
-    """Whether ``value`` is a valid thread id (PROTOCOL.md section 3)."""
+    """Whether ``value`` is a valid thread id (docs/protocol.md section 3)."""
     return isinstance(value, str) and THREAD_ID_PATTERN.fullmatch(value) is not None
 
 
@@ -48,7 +48,8 @@ def is_id(value: str, prefix: str) -> bool:
 
 
 class SessionSigner:
-    """Session ids that prove which user they belong to, so that no record must outlive a connection.
+    """Session ids (and other small texts) that prove which user they belong to, so that no record
+    must outlive a connection.
 
     A session id is ``ses_<id>.<mac>`` where the mac binds it to the user id; a ``resume`` is
     honoured only when the mac verifies for the authenticated user.
@@ -63,8 +64,8 @@ class SessionSigner:
         self._previous: tuple[bytes, ...] = ()
 
     @staticmethod
-    def _mac(secret: bytes, user_id: str, base: str) -> str:
-        digest = hmac.new(secret, f"{user_id}\x00{base}".encode(), hashlib.sha256)
+    def _mac(secret: bytes, user_id: str, text: str) -> str:
+        digest = hmac.new(secret, f"{user_id}\x00{text}".encode(), hashlib.sha256)
         return digest.hexdigest()[:20]
 
     def use(self, secret: bytes) -> bool:
@@ -76,15 +77,21 @@ class SessionSigner:
         self._secret, self._previous = secret, kept[: self.KEPT]
         return True
 
+    def sign(self, user_id: str, text: str) -> str:
+        """A mac that binds ``text`` to ``user_id`` (20 hex digits)."""
+        return self._mac(self._secret, user_id, text)
+
+    def verify(self, user_id: str, text: str, mac: str) -> bool:
+        """Whether ``mac`` binds ``text`` to ``user_id`` under the current or a kept key."""
+        return any(
+            hmac.compare_digest(mac, self._mac(secret, user_id, text))
+            for secret in (self._secret, *self._previous)
+        )
+
     def new_session(self, user_id: str) -> str:
         base = new_id(SESSION)
-        return f"{base}.{self._mac(self._secret, user_id, base)}"
+        return f"{base}.{self.sign(user_id, base)}"
 
     def belongs_to(self, session_id: str, user_id: str) -> bool:
         base, _, mac = session_id.partition(".")
-        if not mac:
-            return False
-        return any(
-            hmac.compare_digest(mac, self._mac(secret, user_id, base))
-            for secret in (self._secret, *self._previous)
-        )
+        return bool(mac) and self.verify(user_id, base, mac)

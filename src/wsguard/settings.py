@@ -1,12 +1,20 @@
-"""Every setting of a wsguard server, with the defaults of PROTOCOL.md section 1."""
+"""Every setting of a wsguard server, with the defaults of docs/protocol.md section 1.
 
-from dataclasses import dataclass, field
+Each setting is one field of :class:`Settings`, written once: its default, and in the field's
+metadata (:class:`SettingDoc`) the help line ``wsguard serve`` shows. The command line, the
+transport's options and the runtime's limits read these fields rather than repeating them.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from wsguard import jwt_algorithms
 from wsguard.claims import AdminClaim, check_path
-from wsguard.redis_url import check_backend_url
+from wsguard.errors import WSGuardError
+from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM, check_backend_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
@@ -32,7 +40,7 @@ class LimitPolicy(StrEnum):
     REJECT = "reject"
 
 
-class SettingError(ValueError):
+class SettingError(WSGuardError, ValueError):
     """A setting has a value it cannot take; the message names the setting."""
 
     def __init__(self, setting: str, problem: str) -> None:
@@ -40,65 +48,128 @@ class SettingError(ValueError):
         self.setting = setting
 
 
+_T = TypeVar("_T")
+
+DOC = "wsguard.setting"
+"""The key of a :class:`Settings` field's metadata that holds its :class:`SettingDoc`."""
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """What a setting means to an operator, and only where its command line departs from the
+    rules of :mod:`wsguard.cli`: field ``name`` is the flag ``--name`` and the variable
+    ``WSGUARD_NAME``; a tuple ``items`` is the repeatable ``--item``."""
+
+    help: str
+    variable: str | None = None
+    """The variable when it is not the flag's (``WSGUARD_API_KEYS`` for ``--api-key``)."""
+    parse: Callable[[str], Any] | None = None
+    """How a flag's text becomes the value, when the field's type alone does not say."""
+    shown_default: str | None = None
+    """How help and docs state the default, when the value alone does not say it."""
+    command_line: bool = True
+    """False for a setting that only an embedding (or a test) chooses: no flag, no variable."""
+
+
+def setting(
+    default: _T,
+    help: str,
+    *,
+    variable: str | None = None,
+    parse: Callable[[str], Any] | None = None,
+    shown_default: str | None = None,
+    command_line: bool = True,
+    repr: bool = True,
+) -> _T:
+    """A :class:`Settings` field: its default and its :class:`SettingDoc`, side by side."""
+    doc = SettingDoc(help, variable, parse, shown_default, command_line)
+    return field(default=default, repr=repr, metadata={DOC: doc})
+
+
+DEFAULT_ALGORITHMS = (
+    f"{', '.join(jwt_algorithms.DEFAULT_SECRET)} for a secret; "
+    f"{', '.join(jwt_algorithms.DEFAULT_PUBLIC)} for public keys and JWKS"
+)
+"""What an empty ``jwt_algorithms`` allows."""
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Server configuration. Seconds may be fractional; 0 turns an optional limit off."""
+    """Server configuration. Seconds may be fractional; 0 turns an optional limit off.
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    dev: bool = False
-    backend: str = "memory"
-    max_connections_per_user: int = 20
-    limit_policy: LimitPolicy = LimitPolicy.EVICT_OLDEST
-    heartbeat_interval: float = 20.0
-    heartbeat_timeout: float = 20.0
-    jwt_secret: str | None = None
-    jwt_public_key: str | None = None
-    jwks_file: str | None = None
-    jwks_urls: tuple[str, ...] = ()
-    jwt_audiences: tuple[str, ...] = ()
-    jwt_issuer: str | None = None
-    jwt_user_claim: str = "sub"
-    jwt_admin_claim: str = "admin=true"
-    jwt_algorithms: tuple[str, ...] = ()
-    """Empty: HS256 for a secret; RS256, ES256, PS256 and EdDSA for public keys and JWKS."""
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    api_key_file: str | None = None
-    jwt_leeway: float = 30.0
-    allowed_origins: tuple[str, ...] = ()
-    max_message_bytes: int = 65536
-    queue_limit_bytes: int = 1048576
-    write_timeout: float = 10.0
-    close_timeout: float = 1.0
-    drain_timeout: float = 30.0
-    connect_rate_per_user: float = 50.0
-    connect_rate_per_address: float = 0.0
-    max_connections: int = 0
-    message_rate_per_connection: float = 50.0
-    retention_events: int = 1000
-    retention_seconds: float = 300.0
-    compression: bool = False
-    demo_step_delay: float = 0.05
-    lease_ttl: float = 15.0
-    forwarded_allow_ips: str = "127.0.0.1"
-    sweep_interval: float = 5.0
-    ticket_ttl: float = 30.0
-    workers: int = 1
-    max_subscriptions_per_connection: int = 100
-    metrics_allow_gc: bool = False
-    run_rate_per_user: float = 10.0
-    max_runs_per_user: int = 10
-    ticket_rate_per_user: float = 10.0
-    max_tickets_per_user: int = 100
-    max_remembered_threads: int = 10000
-    header_timeout: float = 10.0
-    keep_alive_timeout: float = 5.0
-    max_pending_per_address: int = 256
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    log_level: str = "info"
-    log_format: str = "text"
-    leakcheck_report_dir: str | None = None
+    Every field is declared with :func:`setting`, so that ``wsguard serve``'s flag and variable,
+    ``TransportOptions`` and the runtime's limits take its default from here.
+    """
+
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(
+        8765, "port to listen on (0 picks a free one); without it or its variable, the platform's PORT"
+    )
+    dev: bool = setting(False, "dev token endpoint; random secret when no key is given")
+    backend: str = setting("memory", f"memory, redis://HOST:PORT/DB, {SENTINEL_FORM} or {CLUSTER_FORM}")
+    max_connections_per_user: int = setting(20, "per-user limit")
+    limit_policy: LimitPolicy = setting(LimitPolicy.EVICT_OLDEST, "evict_oldest or reject")  # noqa: RUF009
+    heartbeat_interval: float = setting(20.0, "seconds between pings")
+    heartbeat_timeout: float = setting(20.0, "seconds to wait for a pong")
+    jwt_secret: str | None = setting(None, "HS256 secret")
+    jwt_public_key: str | None = setting(None, "PEM public key file: RSA, EC or Ed25519")
+    jwks_file: str | None = setting(None, "JWKS file")
+    jwks_urls: tuple[str, ...] = setting((), "JWKS URL of an identity provider")
+    jwt_audiences: tuple[str, ...] = setting((), "accepted aud; aud then required")
+    jwt_issuer: str | None = setting(None, "required iss, compared exactly")
+    jwt_user_claim: str = setting("sub", "claim path of the user id")
+    jwt_admin_claim: str = setting(
+        "admin=true", "PATH=VALUE: admin when the claim equals VALUE or is a list holding it"
+    )
+    jwt_algorithms: tuple[str, ...] = setting((), "allowed algorithm", shown_default=DEFAULT_ALGORITHMS)
+    api_keys: tuple[str, ...] = setting(
+        (),
+        "API key for /api/publish and /api/admin/*",
+        variable="WSGUARD_API_KEYS",
+        repr=False,
+    )
+    api_key_file: str | None = setting(None, "file of API keys, one a line (# comments)")
+    jwt_leeway: float = setting(30.0, "seconds of clock skew allowed on exp")
+    allowed_origins: tuple[str, ...] = setting((), "allowed Origin")
+    max_message_bytes: int = setting(65536, "largest frame and event")
+    queue_limit_bytes: int = setting(1048576, "unsent bytes before 4008")
+    write_timeout: float = setting(10.0, "seconds a write may stall")
+    close_timeout: float = setting(1.0, "seconds to wait for a close reply")
+    drain_timeout: float = setting(30.0, "seconds to close all on shutdown")
+    connect_rate_per_user: float = setting(50.0, "upgrades/s per user")
+    connect_rate_per_address: float = setting(0.0, "upgrades/s per IP; 0 = off")
+    max_connections: int = setting(0, "global cap per instance; 0 = off")
+    message_rate_per_connection: float = setting(
+        50.0, "inbound frames per second per connection, burst twice that; 0 = off"
+    )
+    retention_events: int = setting(1000, "events kept per thread")
+    retention_seconds: float = setting(300.0, "seconds events are kept")
+    compression: bool = setting(False, "permessage-deflate")
+    demo_step_delay: float = setting(0.05, "seconds between demo events")
+    lease_ttl: float = setting(15.0, "redis: seconds before leases expire")
+    forwarded_allow_ips: str = setting("127.0.0.1", "proxies trusted for X-Forwarded")
+    sweep_interval: float = setting(5.0, "seconds between sweeps of expired records", command_line=False)
+    ticket_ttl: float = setting(30.0, "seconds a ticket stays redeemable", command_line=False)
+    workers: int = setting(1, "worker processes on one port; more than 1 needs a Redis backend")
+    max_subscriptions_per_connection: int = setting(100, "threads one connection may subscribe to at once")
+    metrics_allow_gc: bool = setting(False, "honour /metrics?collect_garbage=1")
+    run_rate_per_user: float = setting(10.0, "runs started/s per user; 0 = off")
+    max_runs_per_user: int = setting(10, "runs at once per user; 0 = off")
+    ticket_rate_per_user: float = setting(10.0, "tickets/s per user; 0 = off")
+    max_tickets_per_user: int = setting(100, "unused tickets per user; 0 = off")
+    max_remembered_threads: int = setting(10000, "memory backend: expired threads whose last offset is kept")
+    header_timeout: float = setting(10.0, "seconds to receive a request head")
+    keep_alive_timeout: float = setting(5.0, "seconds an idle HTTP connection stays")
+    max_pending_per_address: int = setting(
+        256, "connections per peer address not yet upgraded, --forwarded-allow-ips exempt; 0 = off"
+    )
+    ssl_certfile: str | None = setting(None, "TLS certificate chain (PEM): serve wss://")
+    ssl_keyfile: str | None = setting(None, "TLS private key (PEM), if not in the certificate file")
+    log_level: str = setting("info", "debug, info, warning, error", parse=str.lower)
+    log_format: str = setting("text", "text or json, one object a line", parse=str.lower)
+    leakcheck_report_dir: str | None = setting(
+        None, "directory of this server's last leakcheck report, shown on /admin"
+    )
     """Where ``wsguard leakcheck --report-dir`` writes for this server; the dashboard shows it."""
 
     def __post_init__(self) -> None:
@@ -198,3 +269,14 @@ class Settings:
     @property
     def has_jwt_key(self) -> bool:
         return bool(self.jwt_secret or self.jwt_public_key or self.jwks_file or self.jwks_urls)
+
+
+TAKEN_FROM = "wsguard.setting_of"
+"""The key of a dataclass field's metadata that names the setting it takes (see :func:`taken_from`)."""
+
+
+def taken_from(name: str) -> Any:
+    """A dataclass field that is the setting ``name`` in another layer's options (the transport's,
+    the edge's, a connection's limits): its default is the setting's, written once, here."""
+    (setting,) = (setting for setting in fields(Settings) if setting.name == name)
+    return field(default=setting.default, metadata={TAKEN_FROM: name})

@@ -1,4 +1,4 @@
-"""The reconnect rules of PROTOCOL.md section 6, decided without sockets."""
+"""The reconnect rules of docs/protocol.md section 6, decided without sockets."""
 
 import random
 from datetime import UTC, datetime, timedelta

@@ -155,12 +155,13 @@ def admin_listing_fails_at_first() -> None:
     from starlette.routing import BaseRoute, Route
 
     from wsguard.server import guard, http
+    from wsguard.server.api import Api
 
     original = http.http_routes
     failed = 0
 
-    def routes(the_guard: guard.WSGuard) -> list[BaseRoute]:
-        found = original(the_guard)
+    def routes(api: Api) -> list[BaseRoute]:
+        found = original(api)
         listing = next(
             r
             for r in found

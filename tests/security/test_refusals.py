@@ -1,4 +1,4 @@
-"""Each refusal of PROTOCOL.md section 2, produced through a real socket, before the upgrade."""
+"""Each refusal of docs/protocol.md section 2, produced through a real socket, before the upgrade."""
 
 import asyncio
 

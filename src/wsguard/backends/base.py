@@ -8,6 +8,7 @@ from wsguard.backends.presence import ClusterDirectory
 from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
 from wsguard.core.thread_log import History, Recovery, ThreadKey
+from wsguard.errors import WSGuardError
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class BackendTraffic:
     leaves: int = 0
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(WSGuardError, RuntimeError):
     """The backend cannot take the event now; the caller answers 503 rather than lose it."""
 
 

@@ -14,9 +14,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 from wsguard.client.reconnect import parse_retry_after
 from wsguard.core.frames import ThreadHistory, parse_history
+from wsguard.errors import WSGuardError
 
 
-class HistoryRefused(Exception):
+class HistoryRefused(WSGuardError):
     """The server answered the history request with an error status."""
 
     def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:

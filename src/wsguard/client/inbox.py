@@ -10,10 +10,12 @@ import asyncio
 from collections import deque
 from typing import Generic, TypeVar
 
+from wsguard.errors import WSGuardError
+
 T = TypeVar("T")
 
 
-class InboxClosed(Exception):
+class InboxClosed(WSGuardError):
     """The inbox is closed and empty."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from wsguard.errors import WSGuardError
+
 
 @dataclass(frozen=True)
 class ClosedReason:
@@ -22,7 +24,7 @@ class ClosedReason:
     by_client: bool = False
 
 
-class ClientClosed(Exception):
+class ClientClosed(WSGuardError):
     """The client stopped (or never connected); ``reason`` says why."""
 
     def __init__(self, reason: ClosedReason) -> None:

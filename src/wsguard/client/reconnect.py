@@ -1,4 +1,4 @@
-"""When to reconnect and how long to wait: PROTOCOL.md section 6 as a plain, synchronous decision.
+"""When to reconnect and how long to wait: docs/protocol.md section 6 as a plain, synchronous decision.
 
 Nothing here touches a socket or a clock; the asyncio layer feeds it what happened and sleeps for
 the delay it returns. That keeps every rule of the close-code table testable in microseconds.

@@ -40,6 +40,7 @@ from wsguard.core.frames import (
     Welcome,
     parse_frame,
 )
+from wsguard.errors import WSGuardError
 
 logger = logging.getLogger("wsguard.client")
 
@@ -48,7 +49,7 @@ TicketProvider = Callable[[], Awaitable[str]]
 Item = Event | RecoveryFailed
 
 
-class CredentialsRefused(Exception):
+class CredentialsRefused(WSGuardError):
     """A token or ticket provider was refused over HTTP; ``status`` drives the reconnect rule."""
 
     def __init__(self, status: int, retry_after: float | None = None) -> None:
@@ -57,7 +58,7 @@ class CredentialsRefused(Exception):
         self.retry_after = retry_after
 
 
-class CommandError(Exception):
+class CommandError(WSGuardError):
     """The server answered a command with an ``error`` frame."""
 
     def __init__(self, error: ServerError) -> None:
@@ -65,7 +66,7 @@ class CommandError(Exception):
         self.error = error
 
 
-class ConnectionLost(Exception):
+class ConnectionLost(WSGuardError):
     """The connection dropped before the server answered; the client may already be reconnecting."""
 
 
@@ -312,7 +313,7 @@ class Client:
                 await self.request({"type": "unsubscribe", "thread_id": thread_id})
 
     async def send_message(self, thread_id: str, text: str) -> None:
-        """Start a run of the server's demo agent on ``thread_id`` (PROTOCOL.md section 5)."""
+        """Start a run of the server's demo agent on ``thread_id`` (docs/protocol.md section 5)."""
         await self.send({"type": "message", "thread_id": thread_id, "text": text})
 
     async def ping(self) -> None:

@@ -1,4 +1,4 @@
-"""The wire format (PROTOCOL.md section 3), one module for the server and the client.
+"""The wire format (docs/protocol.md section 3), one module for the server and the client.
 
 The server parses client commands into typed values and encodes its frames as JSON text; the
 client parses those frames into typed values. Command parsing never raises: a bad command becomes
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from wsguard.errors import WSGuardError
 from wsguard.ids import is_thread_id
 
 Ref = str | int | None
@@ -218,7 +219,7 @@ def encode_history(thread_id: str, epoch: str, offset: int, frames: Iterable[str
 # Server frames, as the client parses them
 
 
-class MalformedFrame(ValueError):
+class MalformedFrame(WSGuardError, ValueError):
     """A server frame that is not a JSON object with the fields its ``type`` requires."""
 
 

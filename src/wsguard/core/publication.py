@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsguard.core.frames import JSON, utf8_size
+from wsguard.errors import WSGuardError
 from wsguard.ids import is_thread_id
 
 MAX_IDEMPOTENCY_KEY = 256
@@ -19,7 +20,7 @@ MAX_BATCH = 10**3
 """Most events in one ``publish_many`` request over HTTP."""
 
 
-class PublishError(Exception):
+class PublishError(WSGuardError):
     """An event was not published (or cannot be known to have been): never a silent drop."""
 
 

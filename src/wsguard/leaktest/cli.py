@@ -8,7 +8,6 @@ not keep its own schedule; the report gives its loop lag and CPU, and the server
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shlex
 import sys
@@ -16,9 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
 from wsguard.leaktest.client import Target
 from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
+from wsguard.leaktest.output import EXIT_INCONCLUSIVE, EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
 from wsguard.leaktest.profiles import (
     COMPREHENSIVE_USERS_PER_CORE,
     PROFILE_ENV,
@@ -28,8 +29,7 @@ from wsguard.leaktest.profiles import (
     machine_cores,
 )
 from wsguard.leaktest.progress import Progress, Silent
-from wsguard.leaktest.report import render_html, render_profiles, render_table, to_json
-from wsguard.leaktest.results import RunReport
+from wsguard.leaktest.report import render_profiles, render_table
 from wsguard.leaktest.runner import (
     ServerSource,
     external_server,
@@ -41,10 +41,8 @@ from wsguard.leaktest.scenarios import SCENARIO_NAMES
 from wsguard.processes.redis_cluster import cluster_unsupported
 from wsguard.processes.redis_server import redis_server_binary
 
-EXIT_OK, EXIT_LEAK, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
-
-class UsageError(Exception):
+class UsageError(WSGuardError):
     """Arguments that cannot make a run; the message says which."""
 
 
@@ -136,16 +134,6 @@ def target_from_args(args: argparse.Namespace) -> Target | None:
         metrics_url=args.metrics or f"{origin}/metrics",
         token_url=args.token_url or f"{origin}/api/dev/tokens",
     )
-
-
-def write_reports(report: RunReport, directory: Path) -> tuple[Path, Path]:
-    """Write ``leakcheck.json`` and ``leakcheck.html``; their paths."""
-    directory.mkdir(parents=True, exist_ok=True)
-    json_path = directory / "leakcheck.json"
-    html_path = directory / "leakcheck.html"
-    json_path.write_text(json.dumps(to_json(report), indent=2), encoding="utf-8")
-    html_path.write_text(render_html(report), encoding="utf-8")
-    return json_path, html_path
 
 
 def run(args: argparse.Namespace) -> int:

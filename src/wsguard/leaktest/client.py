@@ -1,8 +1,8 @@
-"""The harness's side of the wire: real WebSocket clients and the HTTP API, as PROTOCOL.md says.
+"""The harness's side of the wire: real WebSocket clients and the HTTP API, as docs/protocol.md says.
 
 A :class:`Tab` reads its socket all the time (so it answers the server's pings and never trips
 flow control) and records every frame; it can leave cleanly, drop TCP, or stall. A reply is
-matched to its request by the ``ref`` the request carried (PROTOCOL.md section 3) and by its
+matched to its request by the ``ref`` the request carried (docs/protocol.md section 3) and by its
 position after the request, never by comparing frames: two replies may be equal.
 """
 
@@ -24,6 +24,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.frames import Frame as WireFrame
 from websockets.frames import Opcode
+
+from wsguard.errors import WSGuardError
 
 Frame = dict[str, Any]
 _refs = itertools.count(1)
@@ -132,12 +134,12 @@ class Api:
         return None if offset is None else int(offset)
 
 
-class RequestRefused(Exception):
+class RequestRefused(WSGuardError):
     """The server answered a command with an ``error`` frame."""
 
 
-class Refused(Exception):
-    """The upgrade was refused with an HTTP status (PROTOCOL.md section 2)."""
+class Refused(WSGuardError):
+    """The upgrade was refused with an HTTP status (docs/protocol.md section 2)."""
 
     def __init__(self, status: int) -> None:
         super().__init__(f"upgrade refused with HTTP {status}")

@@ -26,7 +26,6 @@ garbage before the next one starts, outside any timing.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import http.client
 import statistics
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import psutil
+
+from wsguard.periodic import Periodic
 
 TICK_S = 0.01
 """How often the generator's loop-lag probe wakes up."""
@@ -142,7 +143,9 @@ class LoadMonitor:
         self._server = [psutil.Process(pid) for pid in server_pids] if server_pids else []
         self._generator = psutil.Process()
         self._lags: list[float] = []
-        self._task: asyncio.Task[None] | None = None
+        self._lag_probe = Periodic(TICK_S, self._note_lag, name="leaktest-loop-lag")
+        self._slept_from: float | None = None
+        """When the probe's last sleep began; None until its first tick, which only sets it."""
         self._probe: _HealthProbe | None = None
         self._started = 0.0
         self._generator_cpu = 0.0
@@ -156,16 +159,17 @@ class LoadMonitor:
         self._started = time.monotonic()
         self._generator_cpu = _cpu_seconds([self._generator]) or 0.0
         self._server_cpu = _cpu_seconds(self._server) if self._server else None
-        self._task = asyncio.create_task(self._watch_lag(), name="leaktest-loop-lag")
+        self._lag_probe.start()
         self._probe = _HealthProbe(self._base_urls)
         self._probe.start()
 
-    async def _watch_lag(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            before = loop.time()
-            await asyncio.sleep(TICK_S)
-            self._lags.append(max(0.0, loop.time() - before - TICK_S))
+    async def _note_lag(self) -> None:
+        """How much later than :data:`TICK_S` after the last tick this one came. Nothing in it
+        awaits, so the next sleep starts at the moment it notes."""
+        now = asyncio.get_running_loop().time()
+        if self._slept_from is not None:
+            self._lags.append(max(0.0, now - self._slept_from - TICK_S))
+        self._slept_from = now
 
     def server_latency_max_s(self) -> float | None:
         """The largest ``/healthz`` round trip so far this round."""
@@ -181,10 +185,7 @@ class LoadMonitor:
         duration = max(time.monotonic() - self._started, 1e-9)
         if self._collector_was_on:
             gc.enable()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._lag_probe.stop()
         await self.stop_probing_server()
         latencies = self._probe.latencies if self._probe is not None else []
         generator_now = _cpu_seconds([self._generator]) or 0.0

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from wsguard.errors import WSGuardError
 from wsguard.leaktest.client import Target
 from wsguard.leaktest.generic.asgi_app import check_asgi_app
 from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile, machine_cores
@@ -28,7 +29,7 @@ from wsguard.leaktest.scenarios import SCENARIO_NAMES
 from wsguard.processes.process import ServerProcess
 
 
-class LeakCheckFailed(AssertionError):
+class LeakCheckFailed(WSGuardError, AssertionError):
     """A scenario leaked or failed, or was inconclusive (the load generator could not keep its
     schedule, which proves nothing either way); the message is the report table with every
     reason and figure."""

@@ -22,6 +22,7 @@ import psutil
 
 from wsguard.backends.redis.keyspace import Keys
 from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE_PATTERN, RSS, per_instance
+from wsguard.periodic import Periodic
 from wsguard.processes.metrics import parse_metrics
 from wsguard.redis_url import is_cluster_url, parse_cluster_url
 
@@ -234,7 +235,7 @@ class ResourceSampler:
         self.interval = interval
         self.scenario = ""
         self.last: dict[str, float] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(interval, self.sample_once, name="leaktest-sampler")
 
     async def sample_once(self) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -248,22 +249,13 @@ class ResourceSampler:
             self.last = values
         return values
 
-    async def _loop(self) -> None:
-        while True:
-            await self.sample_once()
-            await asyncio.sleep(self.interval)
-
     def start(self, scenario: str) -> None:
+        """Tag the samples from now on with ``scenario``; start sampling unless it already is."""
         self.scenario = scenario
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="leaktest-sampler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
 
 def sockets_to_ports(processes: Sequence[psutil.Process], ports: Set[int]) -> list[int]:

@@ -169,7 +169,7 @@ class ServerProcess(Managed):
         return parse_metrics(response.text)
 
     def wait_idle(self, timeout: float) -> dict[str, float]:
-        """Wait until nothing is held (the counts of PROTOCOL.md section 7 are all 0)."""
+        """Wait until nothing is held (the counts of docs/protocol.md section 7 are all 0)."""
         return eventually(
             self.metrics,
             lambda m: all(m[name] == 0 for name in IDLE_COUNTS),

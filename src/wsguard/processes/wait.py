@@ -5,10 +5,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from wsguard.errors import WSGuardError
+
 T = TypeVar("T")
 
 
-class ConditionTimeout(AssertionError):
+class ConditionTimeout(WSGuardError, AssertionError):
     """A condition did not hold before its deadline; the message says what was last seen."""
 
 

@@ -1,4 +1,4 @@
-"""What the server does with each client command of PROTOCOL.md section 3."""
+"""What the server does with each client command of docs/protocol.md section 3."""
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -62,7 +62,7 @@ class Commands:
             await self._custom(connection, command)
 
     async def _subscribe(self, connection: Connection, command: Subscribe) -> None:
-        if not connection.may_subscribe(command.thread_id):
+        if not connection.state.may_subscribe(command.thread_id):
             limit = connection.limits.max_subscriptions
             error = FrameError(
                 "too_many_subscriptions", f"at most {limit} threads per connection", command.ref

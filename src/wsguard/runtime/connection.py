@@ -1,5 +1,9 @@
 """One admitted WebSocket: read in the ASGI task, written at once or from a bounded queue.
 
+This is the I/O around a :class:`~wsguard.core.connection.ConnectionState`, which makes every
+decision about what the connection sends: it feeds the state what happened (a frame read, an
+event published, a history fetched) and carries out what the state returns.
+
 A connection never blocks its publishers: :meth:`Connection.send` writes the frame straight to
 the transport while its write buffer is below the high-water mark, and otherwise appends it to
 the queue, which a writer task (started only then, gone once the queue is empty) drains. An
@@ -11,34 +15,23 @@ growing. Any close the server asks for interrupts a stalled write and the read.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from types import MappingProxyType
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from wsguard import close
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
-from wsguard.core.ratelimit import TokenBucket
+from wsguard.core.connection import RATE_LIMITED as RATE_LIMITED
+from wsguard.core.connection import ConnectionLimits as ConnectionLimits
+from wsguard.core.connection import ConnectionState
 from wsguard.core.registry import Handle
 from wsguard.transport.control import EXTENSION_KEY, TransportControl
 
 logger = logging.getLogger("wsguard")
 
-RATE_LIMITED = frames.FrameError("rate_limited", "too many frames; slow down")
-
 _SOCKET_GONE = (WebSocketDisconnect, RuntimeError, OSError)
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionLimits:
-    queue_limit_bytes: int
-    write_timeout: float
-    close_timeout: float
-    max_message_bytes: int
-    message_rate: float
-    max_subscriptions: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,55 +49,34 @@ class ConnectionHooks:
 TextHandler = Callable[["Connection", str], Awaitable[None]]
 """What the connection's task does with each text frame it reads."""
 
-_NO_THREADS: Mapping[str, int] = MappingProxyType({})
-
-
-class _Threads:
-    """A connection's thread subscriptions, created at its first ``subscribe``: an idle
-    connection that never subscribes holds none of this."""
-
-    __slots__ = ("delivered_floor", "pending_bytes", "replaying", "subscriptions")
-
-    def __init__(self) -> None:
-        self.subscriptions: dict[str, int] = {}
-        """Thread -> the last offset delivered."""
-        self.replaying: dict[str, list[tuple[int, str]]] = {}
-        """Thread whose history is being fetched -> its live events meanwhile."""
-        self.pending_bytes = 0
-        """The size of those live events, bounded by the queue limit."""
-        self.delivered_floor: dict[str, int] = {}
-        """Unsubscribed thread -> how far this connection got (the last few only)."""
-
 
 class Connection:
-    """The asyncio side of one connection. The hub owns its registration; this owns its I/O.
+    """The asyncio side of one connection. The hub owns its registration, ``state`` its
+    decisions; this owns its I/O.
 
-    Every attribute an idle connection does not need (its outbound queue, its inbound rate
-    bucket, its subscriptions) is created when first needed, so that many idle connections cost
-    little.
+    Every attribute an idle connection does not need (its outbound queue, and in its state its
+    inbound rate bucket and its subscriptions) is created when first needed, so that many idle
+    connections cost little.
     """
 
     __slots__ = (
         "_hooks",
-        "_inbound",
         "_interrupted",
         "_outbound",
         "_queued_bytes",
         "_reading",
-        "_refused_in_a_row",
         "_room",
         "_sending",
         "_task",
-        "_threads",
         "_writer",
         "close_request",
         "closed_label",
         "context",
         "expiry_timer",
         "handle",
-        "limits",
         "socket",
         "socket_closed_at",
+        "state",
         "transport",
     )
 
@@ -119,7 +91,7 @@ class Connection:
         self.context = context
         self.handle = handle
         self.socket = socket
-        self.limits = limits
+        self.state = ConnectionState(limits)
         extensions = socket.scope.get("extensions") or {}
         self.transport: TransportControl | None = extensions.get(EXTENSION_KEY)
         self._hooks = hooks
@@ -134,10 +106,7 @@ class Connection:
         self.close_request: close.Close | None = None
         self.closed_label: str | None = None
         self.socket_closed_at: float | None = None
-        self._threads: _Threads | None = None
         self.expiry_timer: asyncio.TimerHandle | None = None
-        self._inbound: TokenBucket | None = None
-        self._refused_in_a_row = 0
         if self.transport is not None:
             self.transport.on_closed(self._socket_ended)
 
@@ -150,9 +119,14 @@ class Connection:
         return self.context.user_id
 
     @property
+    def limits(self) -> ConnectionLimits:
+        """The limits the state enforces; the I/O's timeouts are among them."""
+        return self.state.limits
+
+    @property
     def subscriptions(self) -> Mapping[str, int]:
         """Subscribed thread -> the last offset delivered to this connection."""
-        return self._threads.subscriptions if self._threads is not None else _NO_THREADS
+        return self.state.subscriptions
 
     @property
     def unsent_bytes(self) -> int:
@@ -161,20 +135,47 @@ class Connection:
         return self._queued_bytes + buffered
 
     def send(self, frame: str) -> None:
-        """Queue ``frame``; over the byte limit the connection closes as a slow consumer."""
+        """Queue ``frame``, unless the state refuses it (over the byte limit: a slow consumer)."""
         if self.close_request is not None:
             return
-        size = frames.utf8_size(frame)
-        if self.unsent_bytes + size > self.limits.queue_limit_bytes:
-            self.request_close(close.SLOW_CONSUMER)
+        buffered = self.transport.unsent_bytes() if self.transport else 0
+        refusal = self.state.admit(frame, self._queued_bytes + buffered)
+        if refusal is not None:
+            self.request_close(refusal)
             return
         self._enqueue(frame)
 
+    def deliver_thread_event(self, offset: int | None, frame: str, thread_id: str) -> None:
+        """A live event of one of the user's threads: sent if the state says so."""
+        decided = self.state.thread_event(offset, frame, thread_id)
+        if decided is None:
+            return
+        if isinstance(decided, str):
+            self.send(decided)
+        else:
+            self.request_close(decided)
+
     def _enqueue(self, frame: str) -> None:
         """Write ``frame`` now if nothing is queued before it and the transport has room; else
-        queue it for a writer task, started if none runs."""
-        if not self._outbound and self._writer is None and self._send_now(frame):
-            return
+        queue it for a writer task, started if none runs.
+
+        The write now is written out here rather than in a helper: it is every delivery's path.
+        A frame it could not write because the socket is gone, or whose write failed (which
+        closes the connection), is dropped.
+        """
+        if not self._outbound and self._writer is None and self.transport is not None:
+            try:
+                written = self.transport.send_text_now(frame)
+            except _SOCKET_GONE:
+                if self.close_request is None and self.closed_label is None:
+                    self.closed_label = close.CONNECTION_LOST
+                return
+            except Exception as error:
+                self._writer_failed(error)
+                return
+            if written:
+                self._hooks.delivered()
+                return
         if self._outbound is None:
             self._outbound = []
         self._outbound.append(frame)
@@ -182,24 +183,6 @@ class Connection:
         if self._writer is None:
             self._writer = asyncio.get_running_loop().create_task(self._write())
             self._writer.add_done_callback(self._writer_done)
-
-    def _send_now(self, frame: str) -> bool:
-        """True when the frame is dealt with: written, or dropped because the socket is gone or
-        the write failed (which closes the connection)."""
-        if self.transport is None:
-            return False
-        try:
-            if not self.transport.send_text_now(frame):
-                return False
-        except _SOCKET_GONE:
-            if self.close_request is None and self.closed_label is None:
-                self.closed_label = close.CONNECTION_LOST
-            return True
-        except Exception as error:
-            self._writer_failed(error)
-            return True
-        self._hooks.delivered()
-        return True
 
     def _writer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -253,9 +236,7 @@ class Connection:
                 text = message.get("text")
                 if text is None:
                     self.request_close(close.UNSUPPORTED_DATA)
-                elif frames.utf8_size(text) > self.limits.max_message_bytes:
-                    self.request_close(close.TOO_BIG)
-                elif self._rate_allows():
+                elif self._accepts(text):
                     await on_text(self, text)
                     await asyncio.sleep(0)  # a burst of frames must not starve the writers or other sockets
         except asyncio.CancelledError:
@@ -272,23 +253,17 @@ class Connection:
             self._task = None
             await self._end()
 
-    def _rate_allows(self) -> bool:
-        """Whether the inbound rate allows one more frame; past the burst, the connection closes
-        for a policy violation. The bucket is made at the first frame (full, as it would be)."""
-        rate = self.limits.message_rate
-        if not rate:
+    def _accepts(self, text: str) -> bool:
+        """Whether the state lets the read text frame be handled; if not, carry out what it
+        says instead (an answer, or a close). A helper, so that the read loop's frame, which
+        every idle connection holds, keeps no local for it."""
+        decided = self.state.receive(text, time.monotonic())
+        if decided is None:
             return True
-        now = time.monotonic()
-        if self._inbound is None:
-            self._inbound = TokenBucket(rate, 2 * rate, 2 * rate, now)
-        if self._inbound.take(now):
-            self._refused_in_a_row = 0
-            return True
-        self._refused_in_a_row += 1
-        if self._refused_in_a_row > self._inbound.burst:
-            self.request_close(close.POLICY_VIOLATION)
+        if isinstance(decided, str):
+            self.send(decided)
         else:
-            self.send(frames.error_frame(RATE_LIMITED))
+            self.request_close(decided)
         return False
 
     async def _end(self) -> None:
@@ -356,66 +331,6 @@ class Connection:
         except _SOCKET_GONE:
             pass
 
-    @property
-    def pending_threads(self) -> tuple[str, ...]:
-        """Threads whose history is being fetched."""
-        return tuple(self._threads.replaying) if self._threads is not None else ()
-
-    def may_subscribe(self, thread_id: str) -> bool:
-        """A thread already subscribed (or being fetched) always; a new one while under the cap."""
-        threads = self._threads
-        if threads is None:
-            return self.limits.max_subscriptions > 0
-        if thread_id in threads.subscriptions or thread_id in threads.replaying:
-            return True
-        return len(threads.subscriptions) + len(threads.replaying) < self.limits.max_subscriptions
-
-    def begin_subscription(self, thread_id: str) -> None:
-        """Start buffering the thread's live events while its history is fetched."""
-        if self._threads is None:
-            self._threads = _Threads()
-        self._threads.replaying.setdefault(thread_id, [])
-
-    def restart_thread(self, thread_id: str) -> None:
-        """The thread's offsets start from 1 again (a new epoch): take them from there."""
-        if self._threads is not None and thread_id in self._threads.subscriptions:
-            self._threads.subscriptions[thread_id] = 0
-
-    def deliver_thread_event(self, offset: int | None, frame: str, thread_id: str) -> None:
-        """A live event of a subscribed thread: at most once per connection, in offset order."""
-        threads = self._threads
-        if threads is None:
-            return
-        pending = threads.replaying.get(thread_id)
-        if pending is not None:
-            threads.pending_bytes += frames.utf8_size(frame)
-            if threads.pending_bytes > self.limits.queue_limit_bytes:
-                self.request_close(close.SLOW_CONSUMER)
-                return
-            pending.append((offset or 0, frame))
-            return
-        subscriptions = threads.subscriptions
-        if thread_id not in subscriptions:
-            return
-        if offset is not None and offset <= subscriptions[thread_id]:
-            return
-        subscriptions[thread_id] = offset or subscriptions[thread_id]
-        self.send(frame)
-
-    def replay_frames(self, thread_id: str, replay: Iterable[tuple[int, str]]) -> list[str]:
-        """The frames of ``replay`` this connection has not had, in order; they count as delivered."""
-        if self._threads is None:
-            self._threads = _Threads()
-        threads = self._threads
-        floor = max(threads.subscriptions.get(thread_id, 0), threads.delivered_floor.pop(thread_id, 0))
-        frames: list[str] = []
-        for offset, frame in replay:
-            if offset > floor:
-                frames.append(frame)
-                floor = offset
-        threads.subscriptions[thread_id] = floor
-        return frames
-
     async def send_when_room(self, frame: str) -> bool:
         """Queue ``frame`` once the writer has handed everything before it to the socket.
 
@@ -430,38 +345,17 @@ class Connection:
             await self._room
         if self.close_request is not None:
             return False
-        if frames.utf8_size(frame) > self.limits.queue_limit_bytes:
-            self.request_close(close.SLOW_CONSUMER)
+        refusal = self.state.admit(frame, 0)  # nothing is queued before it: judged alone
+        if refusal is not None:
+            self.request_close(refusal)
             return False
         self._enqueue(frame)
         return True
 
     def flush_buffered(self, thread_id: str) -> None:
         """Deliver what arrived during the replay, after the ``subscribed`` frame."""
-        if self._threads is None:
-            return
-        for offset, frame in self._threads.replaying.pop(thread_id, []):
-            self._threads.pending_bytes -= frames.utf8_size(frame)
-            self.deliver_thread_event(offset, frame, thread_id)
-
-    def end_subscription(self, thread_id: str) -> None:
-        """Stop the thread; remember how far this connection got, so a resubscribe never repeats.
-
-        Only the last ``max_subscriptions`` unsubscribed threads are remembered (the oldest is
-        forgotten first), so that subscribing and unsubscribing cannot grow the connection.
-        """
-        threads = self._threads
-        if threads is None:
-            return
-        for _, frame in threads.replaying.pop(thread_id, []):
-            threads.pending_bytes -= frames.utf8_size(frame)
-        floor = threads.subscriptions.pop(thread_id, None)
-        if floor:
-            remembered = threads.delivered_floor
-            remembered.pop(thread_id, None)
-            remembered[thread_id] = floor
-            if len(remembered) > self.limits.max_subscriptions:
-                del remembered[next(iter(remembered))]
+        for frame in self.state.end_replay(thread_id):
+            self.send(frame)
 
 
 def _wake_up(waiter: asyncio.Future[None] | None) -> None:

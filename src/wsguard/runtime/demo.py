@@ -1,4 +1,4 @@
-"""The built-in demo agent run (PROTOCOL.md section 5): the events an AI-agent chat streams."""
+"""The built-in demo agent run (docs/protocol.md section 5): the events an AI-agent chat streams."""
 
 import asyncio
 from typing import Any

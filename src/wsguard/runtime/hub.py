@@ -1,4 +1,12 @@
-"""The hub: admits connections through the registry, routes events, and releases by ownership.
+"""The hub: admits connections through the registry, routes events to them, drains them, and
+releases each by ownership.
+
+It orchestrates; the records and decisions are elsewhere: which connections are open and who
+subscribes to what in :class:`~wsguard.runtime.connections.Connections`, who may connect in the
+:class:`~wsguard.core.registry.Registry`, what each connection sends in its
+:class:`~wsguard.core.connection.ConnectionState`, background runs in
+:class:`~wsguard.runtime.runs.Runs`, presence in :mod:`wsguard.runtime.presence` and token expiry
+in :mod:`wsguard.runtime.expiry`.
 
 Everything here runs on one event loop and holds no lock: state changes happen between awaits.
 ``open`` is the only way in, and its ``finally`` the only way out, so every path that ends a
@@ -6,29 +14,29 @@ socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the s
 """
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Collection, Coroutine
 from contextlib import AbstractContextManager
-from dataclasses import replace
-from functools import partial
 from typing import Any
 
 from starlette.websockets import WebSocket
 
 from wsguard import close, ids
-from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
-from wsguard.backends.presence import Presence, presence_of
+from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
+from wsguard.backends.presence import Presence
 from wsguard.context import ConnectionContext, EventIds, RunContext
-from wsguard.core.frames import Ref, Since, encode
+from wsguard.core.frames import Ref, Since
 from wsguard.core.publication import EventTooLarge as EventTooLarge
 from wsguard.core.publication import check_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import History, ThreadKey
+from wsguard.runtime import expiry
 from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
+from wsguard.runtime.connections import Connections, Subscribers
 from wsguard.runtime.metrics import Metrics, Snapshot
+from wsguard.runtime.presence import PresenceAnswers
+from wsguard.runtime.runs import Runs
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
@@ -42,24 +50,18 @@ class Hub:
         self.backend = backend
         self.registry = Registry(settings.max_connections_per_user, settings.limit_policy)
         self.metrics = Metrics(self.snapshot)
-        self.limits = ConnectionLimits(
-            queue_limit_bytes=settings.queue_limit_bytes,
-            write_timeout=settings.write_timeout,
-            close_timeout=settings.close_timeout,
-            max_message_bytes=settings.max_message_bytes,
-            message_rate=settings.message_rate_per_connection,
-            max_subscriptions=settings.max_subscriptions_per_connection,
-        )
+        self.limits = ConnectionLimits.from_settings(settings)
         self.events_delivered = 0
         """Frames written to connections (``wsguard_events_delivered_total``)."""
         self._hooks = ConnectionHooks(release=self._release, ended=self._forget, delivered=self._delivered)
         self.draining = False
         directory = backend.directory
         self.instance_id = directory.instance_id if directory is not None else ids.new_id("inst")
-        self._connections: dict[str, Connection] = {}
-        self._threads: dict[ThreadKey, dict[str, Connection]] = {}
-        self._runs: set[asyncio.Task[None]] = set()
-        self._runs_by_user: dict[str, int] = {}
+        self.connections = Connections(self.registry)
+        self._threads: dict[ThreadKey, Subscribers] = self.connections.by_thread
+        """The index's own dict of subscribers by thread, which every delivery reads."""
+        self.runs = Runs(settings.max_runs_per_user)
+        self._presence = PresenceAnswers(backend, self.registry, self.instance_id)
         self._serving = 0
         self._all_done = asyncio.Event()
         self._all_done.set()
@@ -70,9 +72,7 @@ class Hub:
 
     async def close(self) -> None:
         """Stop the runs and the backend (after a drain, nothing is connected)."""
-        for task in list(self._runs):
-            task.cancel()
-        await asyncio.gather(*self._runs, return_exceptions=True)
+        await self.runs.stop()
         await self.backend.close()
 
     # Connections
@@ -113,10 +113,10 @@ class Hub:
             self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
             return None
         connection = Connection(context, admission.handle, socket, self.limits, self._hooks)
-        self._connections[context.connection_id] = connection
+        self.connections.add(connection)
         self.metrics.opened.inc()
         logger.debug("connection admitted from %s", context.client_address)
-        self._schedule_expiry(connection)
+        expiry.schedule(connection, self.settings.jwt_leeway)
         if self.draining:
             connection.request_close(close.GOING_AWAY)
         self._serving_scope.__enter__()
@@ -149,19 +149,19 @@ class Hub:
 
     def close_connection(self, connection_id: str, *, replaced: bool) -> bool:
         """Close one connection of this instance that the cluster released (4002 or 4001)."""
-        connection = self._connections.get(connection_id)
+        connection = self.connections.get(connection_id)
         if connection is None:
             return False
         connection.request_close(close.REPLACED if replaced else close.SUPERSEDED)
         return True
 
     def subscribed_threads(self) -> Collection[ThreadKey]:
-        return tuple(self._threads)
+        return self.connections.threads()
 
     def reset_thread(self, key: ThreadKey) -> None:
         """A new epoch restarted the thread's offsets: let its subscribers take them from 1 again."""
-        for connection in self._threads.get(key, {}).values():
-            connection.restart_thread(key[1])
+        for connection in self.connections.subscribers(key):
+            connection.state.restart_thread(key[1])
 
     def background_error(self, task: str, error: BaseException) -> None:
         """A background task survived an unexpected exception: log it and count it."""
@@ -175,36 +175,23 @@ class Hub:
         ]:
             if reason is close.SUPERSEDED:
                 self.metrics.evictions.inc()
-            connection = self._connections.get(handle.connection_id)
+            connection = self.connections.get(handle.connection_id)
             if connection is not None:
                 connection.request_close(reason)
 
-    def _schedule_expiry(self, connection: Connection) -> None:
-        expires_at = connection.context.expires_at
-        if expires_at is None:
-            return
-        delay = max(0.0, expires_at + self.settings.jwt_leeway - time.time())
-        connection.expiry_timer = asyncio.get_running_loop().call_later(delay, _expire, connection)
-
     def extend_expiry(self, connection: Connection, expires_at: float | None) -> None:
         """A ``refresh`` moved the session's expiry."""
-        if connection.expiry_timer is not None:
-            connection.expiry_timer.cancel()
-            connection.expiry_timer = None
-        connection.context = replace(connection.context, expires_at=expires_at)
-        self._schedule_expiry(connection)
+        expiry.extend(connection, expires_at, self.settings.jwt_leeway)
 
     def _forget(self, connection: Connection) -> None:
         """Release every record of the connection; idempotent, and the only exit."""
         self._release(connection.handle)
-        if connection.expiry_timer is not None:
-            connection.expiry_timer.cancel()
-            connection.expiry_timer = None
-        for thread_id in list(connection.subscriptions) + list(connection.pending_threads):
-            self._unindex(connection, thread_id)
-            connection.end_subscription(thread_id)
-        if self._connections.get(connection.connection_id) is connection:
-            del self._connections[connection.connection_id]
+        expiry.cancel(connection)
+        state = connection.state
+        for thread_id in state.threads():
+            self.connections.unsubscribe(connection, thread_id)
+            state.end_subscription(thread_id)
+        if self.connections.remove(connection):
             label = connection.closed_label or close.CONNECTION_LOST
             self.metrics.closed.labels(label).inc()
             if logger.isEnabledFor(logging.DEBUG):
@@ -225,8 +212,7 @@ class Hub:
 
     def connections_of(self, user_id: str) -> list[Connection]:
         """The user's open connections, oldest first."""
-        found = (self._connections.get(h.connection_id) for h in self.registry.handles_of(user_id))
-        return [c for c in found if c is not None]
+        return self.connections.of_user(user_id)
 
     def disconnect_user(self, user_id: str) -> int:
         """Close every connection of the user with 4003; returns how many."""
@@ -238,7 +224,7 @@ class Hub:
     async def drain(self, timeout: float, batch: int = 500) -> None:
         """Refuse new connections, close every open one with 1001 in batches, wait for them."""
         self.draining = True
-        connections = list(self._connections.values())
+        connections = list(self.connections)
         for start in range(0, len(connections), batch):
             for connection in connections[start : start + batch]:
                 connection.request_close(close.GOING_AWAY)
@@ -247,48 +233,32 @@ class Hub:
             async with asyncio.timeout(timeout):
                 await self._all_done.wait()
         except TimeoutError:
-            logger.warning("drain timed out with %d connections open", len(self._connections))
+            logger.warning("drain timed out with %d connections open", len(self.connections))
 
     # Subscriptions
 
     async def subscribe(
         self, connection: Connection, thread_id: str, since: Since | None, ref: Ref = None
     ) -> None:
-        """Replay what ``since`` missed, confirm with ``subscribed``, then go live."""
-        key = (connection.user_id, thread_id)
-        connection.begin_subscription(thread_id)
-        self._threads.setdefault(key, {})[connection.connection_id] = connection
+        """Replay what ``since`` missed, confirm with ``subscribed``, then go live.
+
+        Live events are held from the start (the connection's state decides what of them, and
+        of the history, it has not had); the replay and ``subscribed`` are paced to the client.
+        """
+        connection.state.begin_subscription(thread_id)
+        self.connections.subscribe(connection, thread_id)
         recovery = await self.backend.recover(connection.user_id, thread_id, since)
-        if thread_id not in connection.pending_threads:
+        replay = connection.state.replay(thread_id, recovery, ref)
+        if replay is None:
             return
-        replay = connection.replay_frames(thread_id, ((r.offset, r.frame) for r in recovery.frames))
         for frame in replay:
             if not await connection.send_when_room(frame):
                 return
-        subscribed = encode(
-            "subscribed",
-            ref,
-            thread_id=thread_id,
-            epoch=recovery.epoch,
-            offset=recovery.last_offset,
-            recovered=recovery.recovered,
-            replayed=len(replay),
-        )
-        if not await connection.send_when_room(subscribed):  # after a large replay, paced like it
-            return
         connection.flush_buffered(thread_id)
 
     def unsubscribe(self, connection: Connection, thread_id: str) -> None:
-        self._unindex(connection, thread_id)
-        connection.end_subscription(thread_id)
-
-    def _unindex(self, connection: Connection, thread_id: str) -> None:
-        key = (connection.user_id, thread_id)
-        subscribers = self._threads.get(key)
-        if subscribers is not None:
-            subscribers.pop(connection.connection_id, None)
-            if not subscribers:
-                del self._threads[key]
+        self.connections.unsubscribe(connection, thread_id)
+        connection.state.end_subscription(thread_id)
 
     # Events
 
@@ -323,7 +293,7 @@ class Hub:
     def deliver(self, envelope: Envelope) -> None:
         """Hand one published event to the connections it is for (the backend calls this)."""
         if envelope.thread_id is None:
-            for connection in self.connections_of(envelope.user_id):
+            for connection in self.connections.of_user(envelope.user_id):
                 connection.send(envelope.frame)
             return
         subscribers = self._threads.get((envelope.user_id, envelope.thread_id))
@@ -336,54 +306,18 @@ class Hub:
 
         False (and nothing started) when the user already has ``max_runs_per_user`` running.
         """
-        logger.debug("run %s started on thread %s", run.run_id, run.thread_id)
-        limit = self.settings.max_runs_per_user
-        running = self._runs_by_user.get(run.user_id, 0)
-        if limit and running >= limit:
-            return False
-        self._runs_by_user[run.user_id] = running + 1
-        task = asyncio.create_task(body(), name=f"run {run.run_id}")
-        self._runs.add(task)
-        task.add_done_callback(partial(self._run_ended, run))
-        return True
-
-    def _run_ended(self, run: RunContext, task: asyncio.Task[None]) -> None:
-        """Forget the run; an exception it ended with is logged, never lost."""
-        self._runs.discard(task)
-        left = self._runs_by_user.get(run.user_id, 1) - 1
-        if left > 0:
-            self._runs_by_user[run.user_id] = left
-        else:
-            self._runs_by_user.pop(run.user_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("run %s failed", run.run_id, exc_info=task.exception())
+        return self.runs.start(run, body)
 
     # Presence
 
     async def presence(self, user_id: str) -> Presence:
         """How many connections the user holds, per instance: the cluster's leases when there
         are any and Redis answers, else this instance's registry."""
-        directory = self.backend.directory
-        if directory is not None and self.backend.up:
-            with contextlib.suppress(BackendUnavailable):
-                leases = await directory.leases_of(user_id)
-                return presence_of(user_id, Counter(lease.instance_id for lease in leases))
-        return presence_of(user_id, {self.instance_id: len(self.registry.handles_of(user_id))})
+        return await self._presence.of_user(user_id)
 
     async def online_users(self) -> list[Presence]:
         """Every user online (cluster-wide on Redis), most connections first."""
-        directory = self.backend.directory
-        counts: dict[str, dict[str, int]] | None = None
-        if directory is not None and self.backend.up:
-            with contextlib.suppress(BackendUnavailable):
-                counts = await directory.lease_counts()
-        if counts is None:
-            counts = {}
-            for handle in self.registry.handles():
-                mine = counts.setdefault(handle.user_id, {self.instance_id: 0})
-                mine[self.instance_id] += 1
-        found = [presence_of(user_id, instances) for user_id, instances in counts.items()]
-        return sorted(found, key=lambda p: (-p.connections, p.user_id))
+        return await self._presence.online_users()
 
     async def disconnect_user_everywhere(self, user_id: str) -> int:
         """Close every connection of the user with 4003: here at once, and on the other instances
@@ -402,11 +336,11 @@ class Hub:
 
     def connection(self, connection_id: str) -> Connection | None:
         """One open connection of this instance."""
-        return self._connections.get(connection_id)
+        return self.connections.get(connection_id)
 
     def disconnect(self, connection_id: str) -> bool:
         """Close one connection of this instance with 4003; False when it is not here."""
-        connection = self._connections.get(connection_id)
+        connection = self.connections.get(connection_id)
         if connection is None:
             return False
         connection.request_close(close.DISCONNECTED_BY_SERVER)
@@ -421,8 +355,7 @@ class Hub:
             user_connections_max=self.registry.max_user_connections,
             registry_entries=self.registry.entry_count
             + self.backend.entry_count
-            + len(self._connections)
-            + sum(len(s) for s in self._threads.values()),
+            + self.connections.entry_count,
             thread_logs=self.backend.thread_log_count,
             backend_up=self.backend.up,
             backend=self.backend.traffic,
@@ -437,31 +370,20 @@ class Hub:
         """
         fixes: list[str] = list(self.registry.invariant_violations())
         for handle in self.registry.handles():
-            connection = self._connections.get(handle.connection_id)
+            connection = self.connections.get(handle.connection_id)
             if connection is None or connection.close_request is not None:
                 self._release(handle)
                 fixes.append(f"released handle {handle.connection_id} without a live connection")
-        for connection in list(self._connections.values()):
+        for connection in list(self.connections):
             if connection.close_request is None and not self.registry.holds(connection.handle):
                 connection.request_close(close.INTERNAL_ERROR)
                 fixes.append(f"closed {connection.connection_id}, open without a handle")
-        for key, subscribers in list(self._threads.items()):
-            for connection_id, connection in list(subscribers.items()):
-                if self._connections.get(connection_id) is not connection:
-                    del subscribers[connection_id]
-                    fixes.append(f"dropped subscription of gone {connection_id} to {key[1]}")
-            if not subscribers:
-                del self._threads[key]
+        fixes.extend(self.connections.drop_gone_subscribers())
         if fixes:
             self.metrics.sweeper_repairs.inc(len(fixes))
             for fix in fixes:
                 logger.error("sweeper repair: %s", fix)
         return fixes
-
-
-def _expire(connection: Connection) -> None:
-    """The token expired: a module function, so that the timer holds no bound method."""
-    connection.request_close(close.TOKEN_EXPIRED)
 
 
 class _Serving:

@@ -1,4 +1,4 @@
-"""Prometheus series of PROTOCOL.md section 7, on a registry of the server's own.
+"""Prometheus series of docs/protocol.md section 7, on a registry of the server's own.
 
 Counters and the histogram are updated where things happen; the gauges are read from the live
 state at scrape time, so that they cannot drift from it. So is the count of frames delivered,

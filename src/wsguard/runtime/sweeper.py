@@ -9,6 +9,8 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
+from wsguard.periodic import Periodic
+
 logger = logging.getLogger("wsguard")
 
 Chore = Callable[[float], object]
@@ -22,16 +24,14 @@ class Sweeper:
         self.interval = interval
         self.chores = chores
         self.async_chores = list(async_chores)
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(interval, self._sweep_all, name="wsguard sweeper", wait_first=True)
+        """Each chore catches and logs its own failure, so no tick ever ends the loop."""
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="wsguard sweeper")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self._periodic.stop()
 
     def sweep(self) -> None:
         now = time.monotonic()
@@ -52,8 +52,6 @@ class Sweeper:
             except Exception:
                 logger.exception("sweeper chore failed")
 
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            self.sweep()
-            await self.sweep_async()
+    async def _sweep_all(self) -> None:
+        self.sweep()
+        await self.sweep_async()

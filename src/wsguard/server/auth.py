@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 
 from wsguard import jwt_algorithms
 from wsguard.claims import AdminClaim, ClaimRules
+from wsguard.errors import WSGuardError
 from wsguard.server.jwks_url import JwksUrl
 from wsguard.server.jwt_keys import JwksFile, KeySource, PublicKeyFile, SecretKey, VerificationKey
 from wsguard.settings import Settings
@@ -29,7 +30,7 @@ class Identity:
     admin: bool = False
 
 
-class Unauthorized(Exception):
+class Unauthorized(WSGuardError):
     """Credentials are missing or invalid; the request is answered with 401."""
 
 

@@ -7,7 +7,6 @@ samples (a growing list of samples would read as a leak for 15 minutes).
 """
 
 import asyncio
-import contextlib
 import logging
 import time
 from array import array
@@ -17,6 +16,7 @@ from typing import Any
 import psutil
 
 from wsguard import close
+from wsguard.periodic import Periodic
 from wsguard.runtime.hub import Hub
 
 logger = logging.getLogger("wsguard")
@@ -127,7 +127,14 @@ class FeedSampler:
         self._history = Ring(int(HISTORY_SECONDS / interval), len(FIELDS) + len(REASONS))
         self._buckets = Ring(int(P99_WINDOW_SECONDS / interval) + 1, len(self._bounds))
         self._process = psutil.Process()
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic(
+            interval,
+            self._sample_now,
+            name="wsguard dashboard sampler",
+            survive=(OSError,),
+            on_error=_skip_beat,
+        )
+        """An unreadable /proc (e.g. at the descriptor limit) skips a beat; anything else stops it."""
 
     def _cleanup_buckets(self) -> list[tuple[float, float]]:
         return [
@@ -201,22 +208,17 @@ class FeedSampler:
         return [self._decode(self._history.row(age)) for age in reversed(range(self._history.count))]
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="wsguard dashboard sampler")
+        self._periodic.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._periodic.stop()
 
-    async def _run(self) -> None:
-        while True:
-            try:
-                self.sample()
-            except OSError as error:  # /proc unreadable, e.g. at the descriptor limit: skip a beat
-                logger.debug("dashboard sample skipped: %s", error)
-            await asyncio.sleep(self.interval)
+    async def _sample_now(self) -> None:
+        self.sample()
+
+
+def _skip_beat(error: Exception) -> None:
+    logger.debug("dashboard sample skipped: %s", error)
 
 
 def _total(counter: Any) -> float:

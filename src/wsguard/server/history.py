@@ -5,7 +5,7 @@ Isolated as subscriptions are: the thread is the caller's own (another user's th
 the caller's own, separate thread); an admin credential reads any user's with ``user_id=``.
 """
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,14 +13,10 @@ from starlette.responses import Response
 from wsguard import ids
 from wsguard.backends.base import BackendUnavailable
 from wsguard.core.frames import encode_history
+from wsguard.server.api import Api
 from wsguard.server.api_keys import API_KEY_IDENTITY
 from wsguard.server.auth import Identity
 from wsguard.server.http_errors import refusal
-
-if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
-    from wsguard.server.guard import WSGuard
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 10**3
@@ -37,7 +33,7 @@ def _number(request: Request, name: str, default: int, low: int, high: int) -> i
     return value if low <= value <= high else None
 
 
-def thread_events(guard: "WSGuard") -> "Callable[[Request, Identity], Awaitable[Response]]":
+def thread_events(api: Api) -> Callable[[Request, Identity], Awaitable[Response]]:
     async def handler(request: Request, identity: Identity) -> Response:
         if request.method not in ("GET", "HEAD"):
             return refusal(405, "use GET")
@@ -54,7 +50,7 @@ def thread_events(guard: "WSGuard") -> "Callable[[Request, Identity], Awaitable[
         if user_id != identity.user_id and not identity.admin:
             return refusal(403, "user_id of another user needs an admin credential")
         try:
-            history = await guard.hub.history(user_id, thread_id, since, limit)
+            history = await api.hub.history(user_id, thread_id, since, limit)
         except BackendUnavailable:
             return refusal(503, "backend unavailable", retry_after=1)
         body = encode_history(

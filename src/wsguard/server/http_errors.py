@@ -1,4 +1,4 @@
-"""Plain HTTP refusals, answered before the upgrade (PROTOCOL.md section 2)."""
+"""Plain HTTP refusals, answered before the upgrade (docs/protocol.md section 2)."""
 
 import math
 

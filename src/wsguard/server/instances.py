@@ -15,6 +15,7 @@ import psutil
 
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.presence import InstanceInfo
+from wsguard.periodic import Periodic
 from wsguard.runtime.hub import Hub
 from wsguard.version import __version__
 
@@ -31,7 +32,14 @@ class InstanceReporter:
         self._process = psutil.Process()
         self._host = socket.gethostname()
         self._version = __version__
-        self._task: asyncio.Task[None] | None = None
+        self._renewal = Periodic(
+            ttl / 3,
+            self._register,
+            name="wsguard instance registration",
+            survive=(BackendUnavailable,),
+            on_error=_not_renewed,
+        )
+        """A registration Redis refused is tried again at the next renewal; any other error stops it."""
 
     def describe(self) -> InstanceInfo:
         return InstanceInfo(
@@ -62,29 +70,25 @@ class InstanceReporter:
 
     def start(self) -> None:
         if self.hub.backend.directory is not None:
-            self._task = asyncio.create_task(self._register_forever(), name="wsguard instance registration")
+            self._renewal.start()
 
     async def stop(self) -> None:
         """Stop renewing and remove the registration (if Redis answers)."""
-        if self._task is None:
+        if not self._renewal.running:
             return
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-        self._task = None
+        await self._renewal.stop()
         directory = self.hub.backend.directory
         if directory is not None:
             with contextlib.suppress(BackendUnavailable, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await directory.unregister(self.hub.instance_id)
 
-    async def _register_forever(self) -> None:
+    async def _register(self) -> None:
         directory = self.hub.backend.directory
         assert directory is not None
-        while True:
-            if self.hub.backend.up:
-                try:
-                    await directory.register(self.describe(), self.ttl)
-                except BackendUnavailable as error:
-                    logger.info("instance registration not renewed: %s", error)
-            await asyncio.sleep(self.ttl / 3)
+        if self.hub.backend.up:
+            await directory.register(self.describe(), self.ttl)
+
+
+def _not_renewed(error: Exception) -> None:
+    logger.info("instance registration not renewed: %s", error)

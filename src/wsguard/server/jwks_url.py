@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from wsguard.errors import WSGuardError
 from wsguard.server.jwt_keys import VerificationKey, key_by_header, signing_keys
 from wsguard.version import __version__
 
@@ -42,7 +43,7 @@ RETRY_MAX_SECONDS = 60.0
 MAX_JWKS_BYTES = 1 << 20
 
 
-class FetchError(Exception):
+class FetchError(WSGuardError):
     """The provider answered, but not with something usable."""
 
 

@@ -2,20 +2,18 @@
 an optional idempotency key; the same checks as :mod:`wsguard.publisher` (one module decides
 what a valid event is: :mod:`wsguard.core.publication`)."""
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.responses import JSONResponse, Response
 
 from wsguard.backends.base import BackendUnavailable
 from wsguard.context import EventIds
 from wsguard.core.publication import EventTooLarge, InvalidEvent, batch_from_json, check_size, from_json
+from wsguard.server.api import Api
 from wsguard.server.http_errors import refusal
 
-if TYPE_CHECKING:
-    from wsguard.server.guard import WSGuard
 
-
-async def publish_body(guard: "WSGuard", body: dict[str, Any]) -> Response:
+async def publish_body(api: Api, body: dict[str, Any]) -> Response:
     """Every event is checked before any is published (400, 413); a batch that meets a backend
     failure part-way answers 503, and a retry with the same idempotency keys publishes only the
     rest."""
@@ -23,18 +21,18 @@ async def publish_body(guard: "WSGuard", body: dict[str, Any]) -> Response:
         batch = batch_from_json(body)
         events = batch if batch is not None else [from_json(body)]
         for event in events:
-            check_size(event.event, event.data, guard.settings.max_message_bytes)
+            check_size(event.event, event.data, api.settings.max_message_bytes)
     except InvalidEvent as error:
         return refusal(400, str(error))
     except EventTooLarge as error:
         return refusal(413, str(error))
-    if not guard.backend.up:
+    if not api.backend.up:
         return refusal(503, "backend unavailable", retry_after=1)
     offsets: list[int | None] = []
     try:
         for event in events:
             ids = EventIds(event.run_id, event.request_id) if event.run_id or event.request_id else None
-            published = await guard.hub.publish(
+            published = await api.hub.publish(
                 event.user_id,
                 event.thread_id,
                 event.event,

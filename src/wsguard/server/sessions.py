@@ -8,6 +8,7 @@ down switches within a sweep of Redis answering, and a Redis that lost the key (
 without persistence) gets it back from the instances, which all come back to one key.
 """
 
+import hashlib
 import logging
 
 from wsguard.backends.base import Backend, BackendUnavailable
@@ -30,6 +31,19 @@ class SharedSessionKey:
         self._wanted = True
         """False once the backend said it has nothing to share (one process)."""
         self._warned = False
+
+    @classmethod
+    def from_secret(cls, secret: str, backend: Backend) -> "SharedSessionKey":
+        """A new signer on this instance's own key, derived from ``secret`` (``--jwt-secret``, else
+        a random one), until :meth:`refresh` reads the key every instance of a shared backend
+        signs with."""
+        local = hashlib.sha256(b"wsguard session\x00" + secret.encode()).digest()
+        return cls(SessionSigner(local), backend, local)
+
+    @property
+    def signer(self) -> SessionSigner:
+        """What signs and checks the session ids, on whichever key is in use."""
+        return self._signer
 
     @property
     def shared(self) -> bool:

@@ -19,6 +19,8 @@ from importlib import import_module
 
 import uvicorn
 
+from wsguard.errors import WSGuardError
+
 TESTED_UVICORN = ((0, 52, 1), (0, 56, 0))
 """The lowest tested version, and the first release series not tested."""
 
@@ -69,7 +71,7 @@ REQUIRED_INTERNALS: tuple[tuple[str, str], ...] = (
 """``(module, attribute path)`` for everything the transport subclasses, overrides or calls."""
 
 
-class UnsupportedUvicorn(RuntimeError):
+class UnsupportedUvicorn(WSGuardError, RuntimeError):
     """The installed uvicorn lacks something the transport needs; the message is one line."""
 
 

@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client import Counter as PromCounter
 from uvicorn.middleware.proxy_headers import _TrustedHosts
 
+from wsguard.settings import taken_from
 from wsguard.transport.descriptors import DescriptorBudget, open_descriptors
 
 EDGE_EXTENSION_KEY = "wsguard.edge"
@@ -35,15 +36,15 @@ REFUSAL_REASONS = (
 
 @dataclass(frozen=True)
 class EdgeLimits:
-    """The edge's settings (defaults as in ``wsguard serve``)."""
+    """The edge's settings (their defaults are ``wsguard serve``'s)."""
 
-    header_timeout: float = 10.0
+    header_timeout: float = taken_from("header_timeout")
     """Seconds from the connection (or the first byte of a later request) to a complete head."""
-    keep_alive_timeout: float = 5.0
+    keep_alive_timeout: float = taken_from("keep_alive_timeout")
     """Seconds an HTTP connection may sit idle between requests."""
-    max_pending_per_address: int = 256
+    max_pending_per_address: int = taken_from("max_pending_per_address")
     """Connections one peer address may hold before their upgrade; 0 turns the cap off."""
-    forwarded_allow_ips: str = "127.0.0.1"
+    forwarded_allow_ips: str = taken_from("forwarded_allow_ips")
     """Peers exempt from the cap: load balancers, through which every client arrives."""
 
 

@@ -87,7 +87,7 @@ class GuardedHttpProtocol(H11Protocol):
     """Configured by :func:`http_protocol_class`; do not pass this base class to uvicorn directly."""
 
     edge: ClassVar[Edge]
-    close_timeout_seconds: ClassVar[float] = 1.0
+    close_timeout_seconds: ClassVar[float]
     conn: _Connection
 
     def __init__(
@@ -199,7 +199,7 @@ class GuardedHttpProtocol(H11Protocol):
             self.drop_timer = self.loop.call_later(self.close_timeout_seconds, self.transport.abort)
 
 
-def http_protocol_class(edge: Edge, *, close_timeout: float = 1.0) -> type[GuardedHttpProtocol]:
+def http_protocol_class(edge: Edge, *, close_timeout: float) -> type[GuardedHttpProtocol]:
     """A configured HTTP protocol class for ``uvicorn.Config(http=...)``, sharing ``edge``."""
     if close_timeout <= 0:
         raise ValueError("close_timeout must be positive")

@@ -232,7 +232,7 @@ class _Writable:
 class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
     """Configured by :func:`protocol_class`; do not pass this base class to uvicorn directly."""
 
-    close_timeout_seconds: ClassVar[float] = 1.0
+    close_timeout_seconds: ClassVar[float]
     send_buffer_bytes: ClassVar[int] = 65536
     write_timeout_seconds: ClassVar[float | None] = None
     refusals: ClassVar[RefusalLog] = RefusalLog(logger)

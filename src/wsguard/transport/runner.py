@@ -7,13 +7,14 @@ import logging.config
 import math
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, fields
+from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from wsguard.logs import formatters
+from wsguard.settings import TAKEN_FROM, Settings, taken_from
 from wsguard.transport.compat import check_uvicorn
 from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
 from wsguard.transport.edge import Edge, EdgeLimits
@@ -22,28 +23,27 @@ from wsguard.transport.http_protocol import http_protocol_class
 from wsguard.transport.protocol import protocol_class, wire_logger
 from wsguard.transport.server import Drain, WSGuardServer
 
-if TYPE_CHECKING:
-    from wsguard.settings import Settings
-
 logger = logging.getLogger("wsguard.transport")
 
 
 @dataclass(frozen=True)
 class TransportOptions:
-    """The transport's share of ``wsguard serve``'s settings (defaults as in the contract)."""
+    """The transport's share of ``wsguard serve``'s settings, with their defaults, and the
+    transport's own options."""
 
-    host: str = "127.0.0.1"
-    port: int = 8765
-    heartbeat_interval: float = 20.0
-    heartbeat_timeout: float = 20.0
-    max_message_bytes: int = 65536
+    host: str = taken_from("host")
+    port: int = taken_from("port")
+    heartbeat_interval: float = taken_from("heartbeat_interval")
+    heartbeat_timeout: float = taken_from("heartbeat_timeout")
+    max_message_bytes: int = taken_from("max_message_bytes")
     write_timeout: float | None = None
-    """Off by default: wsguard's runtime times its own writes; set it for a plain ASGI app."""
-    close_timeout: float = 1.0
-    compression: bool = False
-    forwarded_allow_ips: str = "127.0.0.1"
-    log_level: str = "info"
-    log_format: str = "text"
+    """Off by default, and not the ``write_timeout`` setting: wsguard's runtime times its own
+    writes; set it for a plain ASGI app."""
+    close_timeout: float = taken_from("close_timeout")
+    compression: bool = taken_from("compression")
+    forwarded_allow_ips: str = taken_from("forwarded_allow_ips")
+    log_level: str = taken_from("log_level")
+    log_format: str = taken_from("log_format")
     """``text`` or ``json`` (see :mod:`wsguard.logs`)."""
     access_log: bool = False
     send_buffer_bytes: int = 65536
@@ -51,35 +51,21 @@ class TransportOptions:
     """Refused upgrades after the first are logged as one count per this many seconds."""
     shutdown_timeout: float = 5.0
     """Seconds the shutdown after the drain waits for leftover connections and tasks."""
-    header_timeout: float = 10.0
+    header_timeout: float = taken_from("header_timeout")
     """Seconds a connection has to complete its request head (408 and close past it)."""
-    keep_alive_timeout: float = 5.0
+    keep_alive_timeout: float = taken_from("keep_alive_timeout")
     """Seconds an HTTP connection may sit idle between requests."""
-    max_pending_per_address: int = 256
+    max_pending_per_address: int = taken_from("max_pending_per_address")
     """Unfinished (not upgraded) connections per peer address; 0 turns the cap off."""
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
+    ssl_certfile: str | None = taken_from("ssl_certfile")
+    ssl_keyfile: str | None = taken_from("ssl_keyfile")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TransportOptions:
-        """The options of a ``wsguard serve`` process."""
-        return cls(
-            host=settings.host,
-            port=settings.port,
-            heartbeat_interval=settings.heartbeat_interval,
-            heartbeat_timeout=settings.heartbeat_timeout,
-            max_message_bytes=settings.max_message_bytes,
-            close_timeout=settings.close_timeout,
-            compression=settings.compression,
-            forwarded_allow_ips=settings.forwarded_allow_ips,
-            log_level=settings.log_level,
-            log_format=settings.log_format,
-            header_timeout=settings.header_timeout,
-            keep_alive_timeout=settings.keep_alive_timeout,
-            max_pending_per_address=settings.max_pending_per_address,
-            ssl_certfile=settings.ssl_certfile,
-            ssl_keyfile=settings.ssl_keyfile,
-        )
+        """The options of a ``wsguard serve`` process: every field that is a setting, from
+        ``settings``; the transport's own options at their defaults."""
+        taken = (option for option in fields(cls) if TAKEN_FROM in option.metadata)
+        return cls(**{option.name: getattr(settings, option.metadata[TAKEN_FROM]) for option in taken})
 
     @property
     def edge_limits(self) -> EdgeLimits:

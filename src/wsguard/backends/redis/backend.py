@@ -65,6 +65,7 @@ from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
 from wsguard.core.publication import IDEMPOTENCY_SECONDS
 from wsguard.core.thread_log import History, Recovery, ThreadKey
+from wsguard.errors import WSGuardError
 from wsguard.redis_url import redact_url
 from wsguard.settings import LimitPolicy, Settings
 
@@ -90,12 +91,12 @@ _JOIN_WAIT = 5.0
 (the listener then reconnects, and its backfill delivers what the connection missed)."""
 
 
-class ChannelDropped(RedisConnectionError):
+class ChannelDropped(WSGuardError, RedisConnectionError):
     """Redis unsubscribed the listener from a channel it holds without being asked: a cluster
     moved the channel's slot to another node. The listener reconnects, as after any loss."""
 
 
-class MasterMoved(RedisConnectionError):
+class MasterMoved(WSGuardError, RedisConnectionError):
     """The Sentinels name another master than the one the listener is subscribed on."""
 
 

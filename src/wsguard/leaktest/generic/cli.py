@@ -19,6 +19,7 @@ from wsguard.leaktest.generic.target import (
     GenericTarget,
     parse_header,
 )
+from wsguard.leaktest.output import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_table
 
@@ -76,8 +77,6 @@ def uses_generic_mode(args: argparse.Namespace) -> bool:
 
 def run_generic_from_args(args: argparse.Namespace) -> int:
     """Run the generic mode with parsed ``args``; the exit status."""
-    from wsguard.leaktest.cli import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
-
     try:
         given = [f"--{name.replace('_', '-')}" for name in WSGUARD_ONLY if getattr(args, name, None)]
         if given:
