@@ -14,6 +14,8 @@ class ConnectionContext:
     expires_at: float | None
     client_address: str | None
     user_agent: str | None = None
+    transport: str = "websocket"
+    """``websocket``, or ``sse`` for an event stream."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,7 @@ class Recorder:
         self.threads: list[ThreadKey] = []
         self.resets: list[ThreadKey] = []
         self.errors: list[tuple[str, BaseException]] = []
+        self.commands: list[tuple[str, str, str]] = []
 
     def deliver(self, envelope: Envelope) -> None:
         self.delivered.append(envelope)
@@ -46,6 +47,9 @@ class Recorder:
 
     def reset_thread(self, key: ThreadKey) -> None:
         self.resets.append(key)
+
+    def command(self, connection_id: str, user_id: str, text: str) -> None:
+        self.commands.append((connection_id, user_id, text))
 
     def background_error(self, task: str, error: BaseException) -> None:
         self.errors.append((task, error))

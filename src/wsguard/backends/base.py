@@ -88,6 +88,10 @@ class ClusterMember(Protocol):
         """Close a connection of this instance with 4003 (an admin asked); False if unknown."""
         ...
 
+    def command(self, connection_id: str, user_id: str, text: str) -> None:
+        """A command another instance took for a stream of this one (an SSE ``POST``)."""
+        ...
+
     def subscribed_threads(self) -> Collection[ThreadKey]:
         """The threads that connections of this instance are subscribed to."""
         ...

@@ -107,3 +107,7 @@ class ClusterDirectory(Protocol):
     async def disconnect(self, instance_id: str, connection_id: str) -> bool:
         """Ask the instance to close its connection with 4003; False when no instance listens."""
         ...
+
+    async def forward_command(self, instance_id: str, connection_id: str, user_id: str, text: str) -> bool:
+        """Hand a command for one of its streams to the instance; False when no instance listens."""
+        ...

@@ -15,10 +15,11 @@ growing. Any close the server asks for interrupts a stalled write and the read.
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect
 
 from wsguard import close
 from wsguard.context import ConnectionContext
@@ -44,6 +45,20 @@ class ConnectionHooks:
     """The connection is over: release every record of it (idempotent)."""
     delivered: Callable[[], None]
     """One frame was handed to the socket."""
+
+
+class Socket(Protocol):
+    """What a connection reads from and writes to: a Starlette ``WebSocket``, or a
+    :class:`~wsguard.runtime.sse.EventStream` that behaves as one."""
+
+    @property
+    def scope(self) -> MutableMapping[str, Any]: ...
+
+    async def receive(self) -> MutableMapping[str, Any]: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
 
 
 TextHandler = Callable[["Connection", str], Awaitable[None]]
@@ -84,7 +99,7 @@ class Connection:
         self,
         context: ConnectionContext,
         handle: Handle,
-        socket: WebSocket,
+        socket: Socket,
         limits: ConnectionLimits,
         hooks: ConnectionHooks,
     ) -> None:
@@ -236,7 +251,7 @@ class Connection:
                 text = message.get("text")
                 if text is None:
                     self.request_close(close.UNSUPPORTED_DATA)
-                elif self._accepts(text):
+                elif self.accepts(text):
                     await on_text(self, text)
                     await asyncio.sleep(0)  # a burst of frames must not starve the writers or other sockets
         except asyncio.CancelledError:
@@ -253,10 +268,10 @@ class Connection:
             self._task = None
             await self._end()
 
-    def _accepts(self, text: str) -> bool:
-        """Whether the state lets the read text frame be handled; if not, carry out what it
-        says instead (an answer, or a close). A helper, so that the read loop's frame, which
-        every idle connection holds, keeps no local for it."""
+    def accepts(self, text: str) -> bool:
+        """Whether the state lets a text frame read (or, on a stream, posted) be handled; if
+        not, carry out what it says instead (an answer, or a close). Apart from the read loop,
+        so that its frame, which every idle connection holds, keeps no local for it."""
         decided = self.state.receive(text, time.monotonic())
         if decided is None:
             return True
@@ -308,7 +323,8 @@ class Connection:
                         await self.socket.send_text(frame)
                     self._sending = False
                     _wake_up(self._room)
-                    self._hooks.delivered()
+                    if frame:
+                        self._hooks.delivered()
         except TimeoutError:
             self._sending = False
             self.request_close(close.SLOW_CONSUMER)

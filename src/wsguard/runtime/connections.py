@@ -18,11 +18,13 @@ Subscribers = dict[str, Connection]
 class Connections:
     """Where each open connection of this instance is found."""
 
-    __slots__ = ("_by_id", "_registry", "by_thread")
+    __slots__ = ("_by_id", "_registry", "by_thread", "streams")
 
     def __init__(self, registry: Registry) -> None:
         self._registry = registry
         self._by_id: dict[str, Connection] = {}
+        self.streams = 0
+        """How many of them are event streams (the rest are sockets)."""
         self.by_thread: dict[ThreadKey, Subscribers] = {}
         """(user, thread) -> its subscribers: read directly on every delivery."""
 
@@ -30,6 +32,8 @@ class Connections:
 
     def add(self, connection: Connection) -> None:
         self._by_id[connection.connection_id] = connection
+        if connection.context.transport == "sse":
+            self.streams += 1
 
     def get(self, connection_id: str) -> Connection | None:
         return self._by_id.get(connection_id)
@@ -39,6 +43,8 @@ class Connections:
         if self._by_id.get(connection.connection_id) is not connection:
             return False
         del self._by_id[connection.connection_id]
+        if connection.context.transport == "sse":
+            self.streams -= 1
         return True
 
     def __len__(self) -> int:

@@ -20,8 +20,6 @@ from collections.abc import Callable, Collection, Coroutine
 from contextlib import AbstractContextManager
 from typing import Any
 
-from starlette.websockets import WebSocket
-
 from wsguard import close, ids
 from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
 from wsguard.backends.presence import Presence
@@ -32,7 +30,7 @@ from wsguard.core.publication import check_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import History, ThreadKey
 from wsguard.runtime import expiry
-from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits
+from wsguard.runtime.connection import Connection, ConnectionHooks, ConnectionLimits, Socket
 from wsguard.runtime.connections import Connections, Subscribers
 from wsguard.runtime.metrics import Metrics, Snapshot
 from wsguard.runtime.presence import PresenceAnswers
@@ -40,6 +38,9 @@ from wsguard.runtime.runs import Runs
 from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard")
+
+ForwardedCommand = Callable[[str, str, str], Coroutine[Any, Any, bool]]
+"""``(connection_id, user_id, text)``: carry out a command for a stream of this instance."""
 
 
 class Hub:
@@ -66,18 +67,25 @@ class Hub:
         self._all_done = asyncio.Event()
         self._all_done.set()
         self._serving_scope = _Serving(self)
+        self.on_forwarded_command: ForwardedCommand | None = None
+        """Carries out a command another instance took for a stream of this one (the SSE routes
+        set it); see :meth:`forward_command`."""
+        self._forwarded: set[asyncio.Task[bool]] = set()
 
     async def start(self) -> None:
         await self.backend.start(self.deliver, self)
 
     async def close(self) -> None:
-        """Stop the runs and the backend (after a drain, nothing is connected)."""
+        """Stop the runs, the forwarded commands and the backend (after a drain, nothing is connected)."""
+        for task in self._forwarded:
+            task.cancel()
+        await asyncio.gather(*self._forwarded, return_exceptions=True)
         await self.runs.stop()
         await self.backend.close()
 
     # Connections
 
-    def open(self, context: ConnectionContext, socket: WebSocket, *, takeover: bool) -> "Opened":
+    def open(self, context: ConnectionContext, socket: Socket, *, takeover: bool) -> "Opened":
         """``async with hub.open(...) as connection``: the connection is admitted for as long as
         the block runs, and released when it ends; None when the limit rejected it.
 
@@ -88,9 +96,7 @@ class Hub:
         """
         return Opened(self, context, socket, takeover)
 
-    async def _admit(
-        self, context: ConnectionContext, socket: WebSocket, takeover: bool
-    ) -> Connection | None:
+    async def _admit(self, context: ConnectionContext, socket: Socket, takeover: bool) -> Connection | None:
         """The entry half of :meth:`open`; a connection it returns is counted as serving."""
         try:
             decision = await self.backend.admit(
@@ -338,6 +344,33 @@ class Hub:
         """One open connection of this instance."""
         return self.connections.get(connection_id)
 
+    async def forward_command(self, user_id: str, connection_id: str, text: str) -> bool:
+        """Hand a command to the instance that holds the user's stream, found by its lease;
+        False when no other instance holds it. Raises :class:`BackendUnavailable` when the
+        leases cannot be read or the message cannot be sent."""
+        directory = self.backend.directory
+        if directory is None:
+            return False
+        for lease in await directory.leases_of(user_id):
+            if lease.connection_id == connection_id and lease.instance_id != self.instance_id:
+                return await directory.forward_command(lease.instance_id, connection_id, user_id, text)
+        return False
+
+    def command(self, connection_id: str, user_id: str, text: str) -> None:
+        """A command another instance forwarded (the backend calls this): carried out in a task
+        of its own, tracked until it ends."""
+        if self.on_forwarded_command is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.on_forwarded_command(connection_id, user_id, text))
+        self._forwarded.add(task)
+        task.add_done_callback(self._forwarded_done)
+
+    def _forwarded_done(self, task: "asyncio.Task[bool]") -> None:
+        self._forwarded.discard(task)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            self.background_error("forwarded command", error)
+
     def disconnect(self, connection_id: str) -> bool:
         """Close one connection of this instance with 4003; False when it is not here."""
         connection = self.connections.get(connection_id)
@@ -360,6 +393,8 @@ class Hub:
             backend_up=self.backend.up,
             backend=self.backend.traffic,
             events_delivered=self.events_delivered,
+            sockets=len(self.connections) - self.connections.streams,
+            streams=self.connections.streams,
         )
 
     def repair(self) -> list[str]:
@@ -411,7 +446,7 @@ class Opened:
 
     __slots__ = ("_connection", "_context", "_hub", "_socket", "_takeover")
 
-    def __init__(self, hub: Hub, context: ConnectionContext, socket: WebSocket, takeover: bool) -> None:
+    def __init__(self, hub: Hub, context: ConnectionContext, socket: Socket, takeover: bool) -> None:
         self._hub = hub
         self._context = context
         self._socket = socket

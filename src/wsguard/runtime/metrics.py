@@ -39,6 +39,9 @@ class Snapshot:
     backend_up: bool
     backend: BackendTraffic = field(default_factory=BackendTraffic)
     events_delivered: int = 0
+    sockets: int = 0
+    streams: int = 0
+    """Connections held, by transport: WebSockets, and event streams (Server-Sent Events)."""
 
 
 class _LiveGauges(Collector):
@@ -50,6 +53,14 @@ class _LiveGauges(Collector):
         yield GaugeMetricFamily(
             "wsguard_connections_active", "Connections open on this instance.", now.connections
         )
+        transports = GaugeMetricFamily(
+            "wsguard_transport_connections",
+            "Connections open on this instance, by transport.",
+            labels=["transport"],
+        )
+        transports.add_metric(["websocket"], now.sockets)
+        transports.add_metric(["sse"], now.streams)
+        yield transports
         yield GaugeMetricFamily("wsguard_users_active", "Users with at least one open connection.", now.users)
         yield GaugeMetricFamily(
             "wsguard_user_connections_max",

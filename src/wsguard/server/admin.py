@@ -91,6 +91,7 @@ def _connection_json(api: Api, connection_id: str) -> dict[str, Any] | None:
         "opened_at": context.opened_at,
         "client_address": context.client_address,
         "user_agent": context.user_agent,
+        "transport": context.transport,
         "subscriptions": sorted(connection.subscriptions),
         "unsent_bytes": connection.unsent_bytes,
     }

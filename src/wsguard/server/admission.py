@@ -65,8 +65,12 @@ class UpgradeGate:
 
         Raises :class:`BackendUnavailable` when a ticket cannot be redeemed now (answered 503).
         """
+        return await self._identify(connection, tickets=connection.scope["type"] == "websocket")
+
+    async def _identify(self, connection: HTTPConnection, *, tickets: bool) -> Identity:
+        """The caller; with ``tickets``, a ``ticket`` query parameter is its credential."""
         ticket = connection.query_params.get("ticket")
-        if ticket is not None and connection.scope["type"] == "websocket":
+        if ticket is not None and tickets:
             identity = await self.tickets.redeem(ticket)
             if identity is None:
                 raise Unauthorized("unknown, used or expired ticket")
@@ -83,8 +87,9 @@ class UpgradeGate:
         own_host = connection.headers.get("host", "").lower()
         return parts.netloc.lower() == own_host and (parts.scheme == "https") == secure
 
-    async def check(self, websocket: WebSocket) -> Identity | Response:
-        """The identity of an upgrade that passes every check, else the refusal to answer it."""
+    async def check(self, websocket: HTTPConnection) -> Identity | Response:
+        """The identity of an upgrade (or an event stream: the same checks) that passes every
+        check, else the refusal to answer it."""
         settings, hub, now = self.settings, self.hub, time.monotonic()
         if hub.draining:
             return refusal(503, "draining", retry_after=5)
@@ -95,7 +100,7 @@ class UpgradeGate:
         if wait is not None:
             return refusal(429, "too many connection attempts", retry_after=wait)
         try:
-            identity = await self.identify(websocket)
+            identity = await self._identify(websocket, tickets=True)
         except Unauthorized as error:
             return refusal(401, str(error))
         except BackendUnavailable:
@@ -110,7 +115,9 @@ class UpgradeGate:
             return refusal(503, "at connection capacity", retry_after=1)
         return identity
 
-    def context_of(self, websocket: WebSocket, identity: Identity) -> tuple[ConnectionContext, bool]:
+    def context_of(
+        self, websocket: HTTPConnection, identity: Identity, transport: str = "websocket"
+    ) -> tuple[ConnectionContext, bool]:
         """Who the new connection is, and whether it takes over its session (``resume``)."""
         resume = websocket.query_params.get("resume")
         takeover = resume is not None and self.sessions.belongs_to(resume, identity.user_id)
@@ -122,11 +129,13 @@ class UpgradeGate:
             expires_at=identity.expires_at,
             client_address=websocket.client.host if websocket.client else None,
             user_agent=websocket.headers.get("user-agent"),
+            transport=transport,
         )
         return context, takeover
 
-    def welcome(self, context: ConnectionContext) -> str:
-        """The first frame of a registered connection: its ids, the heartbeat and the limits."""
+    def welcome(self, context: ConnectionContext, **transport: str) -> str:
+        """The first frame of a registered connection: its ids, the heartbeat and the limits, and
+        what its ``transport`` adds (an event stream's ``commands`` path)."""
         settings = self.settings
         return frames.encode(
             "welcome",
@@ -141,6 +150,7 @@ class UpgradeGate:
                 "max_connections_per_user": settings.max_connections_per_user,
                 "max_message_bytes": settings.max_message_bytes,
             },
+            **transport,
         )
 
     async def turn_away(self, websocket: WebSocket) -> None:

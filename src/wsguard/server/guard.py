@@ -31,6 +31,7 @@ from wsguard.server.banner import log_backend, log_start
 from wsguard.server.direct import DirectWebSocket
 from wsguard.server.http import http_routes
 from wsguard.server.http_errors import refusal
+from wsguard.server.sse import EventStreams
 from wsguard.server.static import client_routes, demo_routes
 from wsguard.settings import Settings
 
@@ -46,8 +47,7 @@ class WSGuard:
         hooks: CommandHooks | None = None,
         backend: Backend | None = None,
     ) -> None:
-        self.settings = settings
-        self.websocket_path = "/ws"
+        self.settings, self.websocket_path = settings, "/ws"
         dev_secret = secrets.token_urlsafe(32)
         self.tokens = TokenAuthority.from_settings(settings, dev_secret)
         self.api_keys = ApiKeys.from_settings(settings)
@@ -64,8 +64,9 @@ class WSGuard:
         self.identify, self.origin_allowed = gate.identify, gate.origin_allowed
         self.api = api = Api.create(settings, gate, self.api_keys, self.tokens, hooks.demo_runs)
         self.reporter, self.sampler = api.reporter, api.sampler
-        chores = [lambda now: self.hub.repair(), self.backend.expire, *gate.prunes, *api.prunes]
-        chores.append(self.tokens.prune)
+        self.streams = EventStreams(settings, gate, self.hub, self._handle_text)
+        prunes = [*gate.prunes, *api.prunes, self.tokens.prune]
+        chores = [lambda now: self.hub.repair(), self.backend.expire, *prunes]
         self.sweeper = Sweeper(settings.sweep_interval, chores, [self.session_key.refresh])
 
     @asynccontextmanager
@@ -142,12 +143,11 @@ class WSGuard:
         return DirectWebSocket(self.app(), self.websocket_path, self.websocket_endpoint)
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
-        """The WebSocket route, the browser client at ``/client/wsguard.js`` and, with ``api``,
-        the HTTP endpoints of docs/protocol.md section 4, the admin dashboard (``/admin``) with its
-        endpoints, and the demo page at ``/demo`` with ``--dev``."""
+        """The WebSocket route, the event streams (``/sse``), the browser client (``/client/``)
+        and, with ``api``, docs/protocol.md section 4's HTTP API, the dashboard and ``--dev``'s demo."""
         self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
-        routes.extend(client_routes(self.origin_allowed))
+        routes.extend([*self.streams.routes(), *client_routes(self.origin_allowed)])
         if api:
             routes.extend([*http_routes(self.api), *admin_routes(self.api)])
             if self.settings.dev:

@@ -14,14 +14,14 @@ an origin not allowed).
 """
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from wsguard.server.cors import OriginAllowed, cors_headers, preflight
 from wsguard.server.http_errors import refusal
 
 _TYPES = {
@@ -68,40 +68,16 @@ def _serve(file: _File, request: Request, headers: dict[str, str] | None = None)
     return Response(file.body, media_type=file.media_type, headers=common)
 
 
-OriginAllowed = Callable[[HTTPConnection], bool]
-"""Whether a request's ``Origin`` may use the server: ``WSGuard.origin_allowed``."""
-
-
-def _cors_headers(request: Request, allowed: OriginAllowed) -> dict[str, str] | None:
-    """The CORS headers of a client file's answer; ``None`` for an origin that is not allowed."""
-    origin = request.headers.get("origin")
-    if origin is None:
-        return {}
-    if not allowed(request):
-        return None
-    return {"Access-Control-Allow-Origin": origin}
-
-
-def _preflight(cors: dict[str, str] | None) -> Response:
-    """204 with the methods allowed (and, for another origin, the CORS headers), or 403."""
-    if cors is None:
-        return refusal(403, "origin not allowed")
-    headers = {"Allow": "GET, HEAD, OPTIONS", **cors}
-    if cors:
-        headers |= {"Access-Control-Allow-Methods": "GET, HEAD", "Access-Control-Max-Age": "600"}
-    return Response(status_code=204, headers=headers)
-
-
 def client_routes(allowed: OriginAllowed) -> list[BaseRoute]:
     """``GET /client/wsguard.js`` and the modules it imports, with CORS for the origins that
     ``allowed`` accepts (``WSGuard.origin_allowed``, embedded or standalone alike)."""
     files = _load("", CLIENT_FILES)
 
     async def client_file(request: Request) -> Response:
-        cors = _cors_headers(request, allowed)
+        cors = cors_headers(request, allowed)
         response: Response
         if request.method == "OPTIONS":
-            response = _preflight(cors)
+            response = preflight(cors, "GET, HEAD")
         elif (file := files.get(request.path_params["name"])) is None:
             response = refusal(404, "not found")
         else:

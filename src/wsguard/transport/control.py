@@ -44,3 +44,21 @@ class TransportControl(Protocol):
         """Call ``listener(code, reason)`` the moment the server learns the socket closed, from
         the event loop's own callback, before the app's receive task runs."""
         ...
+
+
+HTTP_EXTENSION_KEY = "wsguard.http"
+"""The key under ``scope["extensions"]`` of an HTTP request that holds a :class:`StreamControl`."""
+
+
+@runtime_checkable
+class StreamControl(Protocol):
+    """The transport's side of one HTTP connection whose response is a long-lived stream."""
+
+    def stream_started(self) -> None:
+        """The response is a stream: the connection no longer waits for its request, so it
+        leaves the per-address cap of unfinished connections, as an upgraded socket does."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the TCP connection now (a stream whose peer stopped reading)."""
+        ...

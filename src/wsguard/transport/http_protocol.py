@@ -28,6 +28,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from wsguard.transport.control import HTTP_EXTENSION_KEY, StreamControl
 from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head, refusal_response
 
@@ -62,16 +63,19 @@ class _Connection(h11.Connection):
 
 
 class _WithEdge:
-    """The app, with the edge in ``scope["extensions"]`` of every HTTP request."""
+    """The app, with the edge and the connection's :class:`StreamControl` in
+    ``scope["extensions"]`` of every HTTP request."""
 
-    __slots__ = ("app", "edge")
+    __slots__ = ("app", "control", "edge")
 
-    def __init__(self, app: Any, edge: Edge) -> None:
+    def __init__(self, app: Any, edge: Edge, control: StreamControl) -> None:
         self.app = app
         self.edge = edge
+        self.control = control
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        scope["extensions"] = {**scope.get("extensions", {}), EDGE_EXTENSION_KEY: self.edge}
+        extensions = scope.get("extensions", {})
+        scope["extensions"] = {**extensions, EDGE_EXTENSION_KEY: self.edge, HTTP_EXTENSION_KEY: self.control}
         await self.app(scope, receive, send)
 
 
@@ -99,7 +103,7 @@ class GuardedHttpProtocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _Connection()
-        self.app = _WithEdge(self.app, self.edge)
+        self.app = _WithEdge(self.app, self.edge, self)
         self.address: str | None = None
         self.admitted = False
         self.header_timer: asyncio.TimerHandle | None = None
@@ -136,6 +140,13 @@ class GuardedHttpProtocol(H11Protocol):
         self.cancel_header_timer()
         self.release()
         super().handle_websocket_upgrade(event)
+
+    def stream_started(self) -> None:
+        """The response is a long-lived stream (Server-Sent Events): served, like an upgrade."""
+        self.release()
+
+    def abort(self) -> None:
+        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         refusal = self.conn.refusal or HeadRefusal(400, "bad_request", "malformed request")

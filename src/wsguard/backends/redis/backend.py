@@ -717,7 +717,9 @@ class RedisBackend:
                 self._dispatch(parse_message(message["data"]))
             elif self._member is not None:
                 control = parse_control(message["data"])
-                if control.disconnected:
+                if control.command is not None:
+                    self._member.command(control.connection_id, *control.command)
+                elif control.disconnected:
                     self._member.disconnect(control.connection_id)
                 else:
                     self._member.close_connection(control.connection_id, replaced=control.replaced)

@@ -142,6 +142,8 @@ class ControlMessage:
     replaced: bool
     disconnected: bool = False
     """An admin closed it (4003), rather than the limit (4001) or a takeover (4002)."""
+    command: tuple[str, str] | None = None
+    """Not a close: the user and text of a command for the connection (an SSE stream)."""
 
 
 def control_payload(connection_id: str, replaced: bool) -> str:
@@ -152,8 +154,14 @@ def disconnect_payload(connection_id: str) -> str:
     return json.dumps({"close": connection_id, "reason": "disconnected_by_server"})
 
 
+def command_payload(connection_id: str, user_id: str, text: str) -> str:
+    return json.dumps({"command": connection_id, "user_id": user_id, "text": text})
+
+
 def parse_control(payload: bytes | str) -> ControlMessage:
     body = json.loads(_text(payload))
+    if "command" in body:
+        return ControlMessage(str(body["command"]), False, command=(str(body["user_id"]), str(body["text"])))
     reason = body.get("reason")
     return ControlMessage(str(body["close"]), reason == "replaced", reason == "disconnected_by_server")
 

@@ -12,7 +12,7 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from wsguard.backends.base import BackendUnavailable
 from wsguard.backends.presence import InstanceInfo, LeasedConnection
-from wsguard.backends.redis.decisions import disconnect_payload
+from wsguard.backends.redis.decisions import command_payload, disconnect_payload
 from wsguard.backends.redis.keyspace import Keys
 from wsguard.backends.redis.topology import Client
 
@@ -117,9 +117,16 @@ class RedisDirectory:
             raise BackendUnavailable(f"redis backend failed: {error}") from error
 
     async def disconnect(self, instance_id: str, connection_id: str) -> bool:
+        return await self._control(instance_id, disconnect_payload(connection_id))
+
+    async def forward_command(self, instance_id: str, connection_id: str, user_id: str, text: str) -> bool:
+        return await self._control(instance_id, command_payload(connection_id, user_id, text))
+
+    async def _control(self, instance_id: str, payload: str) -> bool:
+        """Publish on the instance's control channel; whether an instance listens there."""
         try:
             listeners = await self._client.execute_command(
-                self._publish_command, self._keys.control(instance_id), disconnect_payload(connection_id)
+                self._publish_command, self._keys.control(instance_id), payload
             )
         except _DOWN as error:
             raise BackendUnavailable(f"redis backend failed: {error}") from error

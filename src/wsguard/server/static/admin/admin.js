@@ -315,6 +315,7 @@ async function renderUser(userId) {
       cell(when(c.opened_at)),
       cell(c.client_address ?? "–"),
       cell(c.user_agent ?? "–"),
+      cell(c.transport ?? "–"),
       cell(c.subscriptions ? c.subscriptions.join(", ") || "none" : "–"),
       cell(c.unsent_bytes === undefined ? "–" : count(c.unsent_bytes), "num"),
       cell(c.here ? shortId(c.instance_id) : `${shortId(c.instance_id)} (another instance)`),
@@ -324,7 +325,7 @@ async function renderUser(userId) {
     tr.dataset.instance = c.instance_id;
     return tr;
   });
-  $("connections").tBodies[0].replaceChildren(...(rows.length ? rows : [emptyRow(8, "no open connections")]));
+  $("connections").tBodies[0].replaceChildren(...(rows.length ? rows : [emptyRow(9, "no open connections")]));
 }
 
 function confirmThen(text, label, action) {
