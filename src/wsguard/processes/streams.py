@@ -37,11 +37,13 @@ class StreamClient:
         last_event_id: str | None = None,
         ticket: str | None = None,
         resume: str | None = None,
+        headers: dict[str, str] | None = None,
         timeout: float = 10.0,
     ) -> StreamClient:
         """Open a stream and read its ``welcome``; AssertionError when the server refuses it
-        (with the status and body) or sends anything else first."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        (with the status and body) or sends anything else first. ``headers``: more request
+        headers (an embedding's own credentials)."""
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {token}"} if token else {})}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         params: list[tuple[str, str]] = [("subscribe", thread) for thread in subscribe]
