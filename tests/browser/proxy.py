@@ -1,4 +1,5 @@
-"""A TCP proxy of the tests' own between the browser and the server, to cut the network under it."""
+"""A TCP proxy of the tests' own between the browser and the server, to cut the network under it,
+or to refuse WebSocket upgrades as some proxies, CDNs and mobile networks do."""
 
 from __future__ import annotations
 
@@ -14,11 +15,19 @@ class CuttableProxy:
 
     While cut, new connections are reset at once, as a dropped network would refuse them.
     ``upstream_port`` may be changed between connections (a restarted server on a new port).
+
+    With ``refuse_upgrades``, it reads each request's head first: a WebSocket upgrade is answered
+    502 and closed (``upgrades_refused`` counts them), anything else is passed on with
+    ``Connection: close``, so that every request comes on a connection of its own and is looked
+    at; ``requests`` holds every request line seen.
     """
 
-    def __init__(self, upstream_port: int) -> None:
+    def __init__(self, upstream_port: int, *, refuse_upgrades: bool = False) -> None:
         self.upstream_port = upstream_port
+        self.refuse_upgrades = refuse_upgrades
         self.connections_seen = 0
+        self.upgrades_refused = 0
+        self.requests: list[str] = []
         self._cut = False
         self._writers: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
@@ -67,6 +76,22 @@ class CuttableProxy:
             _reset(writer)
             return
         self.connections_seen += 1
+        head = b""
+        if self.refuse_upgrades:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+                writer.close()
+                return
+            self.requests.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
+            if _is_upgrade(head):
+                self.upgrades_refused += 1
+                with contextlib.suppress(OSError):
+                    writer.write(REFUSED_UPGRADE)
+                    await writer.drain()
+                    writer.close()
+                return
+            head = _with_connection_close(head)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         except OSError:
@@ -78,8 +103,32 @@ class CuttableProxy:
             return
         pair = {writer, up_writer}
         self._writers |= pair
+        up_writer.write(head)
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
         self._writers -= pair
+
+
+REFUSED_UPGRADE = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+"""What a proxy that cannot carry WebSockets answers an upgrade with."""
+
+
+def _header_lines(head: bytes) -> list[bytes]:
+    return head.rstrip(b"\r\n").split(b"\r\n")[1:]
+
+
+def _is_upgrade(head: bytes) -> bool:
+    for line in _header_lines(head):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"upgrade" and b"websocket" in value.lower():
+            return True
+    return False
+
+
+def _with_connection_close(head: bytes) -> bytes:
+    """The request head with ``Connection: close`` in place of any ``Connection`` header."""
+    request_line, *_ = head.split(b"\r\n", 1)
+    kept = [line for line in _header_lines(head) if line.partition(b":")[0].strip().lower() != b"connection"]
+    return b"\r\n".join([request_line, *kept, b"Connection: close"]) + b"\r\n\r\n"
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

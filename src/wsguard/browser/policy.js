@@ -1,5 +1,6 @@
-// When to reconnect and how long to wait: the close-code table of docs/protocol.md section 6.
-// Pure and synchronous (no socket, no clock), shared by every role and unit-tested with node --test.
+// When to reconnect and how long to wait (the close-code table of docs/protocol.md section 6), and
+// over which transport. Pure and synchronous (no socket, no clock), shared by every role and
+// unit-tested with node --test.
 
 /** Close codes after which the protocol says to come back with backoff (1005 and 1012 to 1014
  * are transient too). */
@@ -131,5 +132,99 @@ export class ReconnectPolicy {
   /** After the network failed before any answer (ticket fetch or upgrade). @returns {Decision} */
   afterNetworkError() {
     return this.backoff("network error");
+  }
+}
+
+/** @typedef {"websocket" | "sse"} Transport */
+/** @typedef {"auto" | Transport} TransportMode */
+
+/** ms after falling back to SSE before `auto` tries WebSocket again: 5 minutes. */
+export const RETRY_WEBSOCKET_AFTER = 5 * 60 * 1000;
+
+/**
+ * Which transport each connection attempt uses. `"websocket"` and `"sse"` are fixed. `"auto"`
+ * starts on WebSocket and falls back to SSE after two WebSocket attempts in a row that ended
+ * without a `welcome` (a proxy that strips Upgrade, a CDN that answers the upgrade with an
+ * error); it stays there while SSE works, and tries WebSocket once more at the first reconnect
+ * `retryAfter` ms or more after falling back: when that attempt fails too, straight back to SSE
+ * for another `retryAfter`. Two SSE attempts in a row that fail as well say that the upgrade was
+ * not the problem (the server or the network is down): back to WebSocket, which is preferred.
+ * Attempts abandoned because the browser went offline are not reported (see `ended`).
+ */
+export class TransportChooser {
+  /**
+   * @param {TransportMode} [mode]
+   * @param {object} [options]
+   * @param {number} [options.retryAfter] ms, default RETRY_WEBSOCKET_AFTER
+   * @param {number} [options.failures] attempts in a row that fail before switching, default 2
+   * @param {{transport: Transport, fellBackAt: number | null} | null} [options.from] carry on
+   *   from another tab's chooser (a new leader starts where the last one was)
+   */
+  constructor(mode = "auto", { retryAfter = RETRY_WEBSOCKET_AFTER, failures = 2, from = null } = {}) {
+    if (mode !== "auto" && mode !== "websocket" && mode !== "sse") {
+      throw new TypeError(`wsguard: transport must be "auto", "websocket" or "sse", not ${JSON.stringify(mode)}`);
+    }
+    this.mode = mode;
+    this.retryAfter = retryAfter;
+    this.threshold = Math.max(1, failures);
+    /** @type {Transport} */
+    this.current = mode === "auto" ? "websocket" : mode;
+    /** @type {number | null} when `auto` last fell back to SSE */
+    this.fellBackAt = null;
+    /** whether the current WebSocket attempt is the one try after a fallback */
+    this.probing = false;
+    this.failures = 0;
+    if (mode === "auto" && from && from.transport === "sse" && from.fellBackAt !== null) {
+      this.current = "sse";
+      this.fellBackAt = from.fellBackAt;
+    }
+  }
+
+  /**
+   * The transport of the next attempt.
+   * @param {number} now ms since the epoch
+   * @returns {Transport}
+   */
+  next(now) {
+    if (this.mode !== "auto") return this.mode;
+    if (this.current === "sse" && this.fellBackAt !== null && now - this.fellBackAt >= this.retryAfter) {
+      this.current = "websocket";
+      this.probing = true;
+      this.failures = 0;
+    }
+    return this.current;
+  }
+
+  /**
+   * An attempt over `transport` ended; `welcomed`: whether its `welcome` arrived (the transport
+   * works, whatever closed it later).
+   * @param {Transport} transport @param {boolean} welcomed @param {number} now ms since the epoch
+   */
+  ended(transport, welcomed, now) {
+    if (this.mode !== "auto" || transport !== this.current) return;
+    if (welcomed) {
+      this.failures = 0;
+      if (transport === "websocket") {
+        this.fellBackAt = null;
+        this.probing = false;
+      }
+      return;
+    }
+    this.failures += 1;
+    if (transport === "websocket" && (this.probing || this.failures >= this.threshold)) {
+      this.current = "sse";
+      this.fellBackAt = now;
+      this.probing = false;
+      this.failures = 0;
+    } else if (transport === "sse" && this.failures >= this.threshold) {
+      this.current = "websocket";
+      this.fellBackAt = null;
+      this.failures = 0;
+    }
+  }
+
+  /** What another tab needs to carry on from here. @returns {{transport: Transport, fellBackAt: number | null}} */
+  snapshot() {
+    return { transport: this.current, fellBackAt: this.fellBackAt };
   }
 }

@@ -20,6 +20,10 @@ export interface WsguardEvent {
 
 export type State = "connecting" | "open" | "closed";
 export type Role = "leader" | "follower" | "alone";
+/** A connection's transport: a WebSocket on `/ws`, or Server-Sent Events on `/sse` with commands by POST. */
+export type Transport = "websocket" | "sse";
+/** `"auto"`: WebSocket, falling back to SSE after two WebSocket attempts in a row fail to open. */
+export type TransportMode = "auto" | Transport;
 
 export interface BackoffOptions {
   /** ms before the first retry (half to all of it, jittered); default 100 */
@@ -45,10 +49,20 @@ export interface ConnectOptions {
   shareKey?: string;
   /** Default: /api/tickets on the socket's host. */
   ticketUrl?: string;
+  /**
+   * `"auto"` (default): WebSocket; after two WebSocket attempts in a row end without a `welcome`,
+   * Server-Sent Events, with WebSocket tried again at the first reconnect `retryWebSocketAfter`
+   * ms later. `"websocket"` or `"sse"`: only that one.
+   */
+  transport?: TransportMode;
+  /** GET /sse; default: the socket's URL over http(s), its last path segment `ws` turned into `sse`. */
+  sseUrl?: string;
+  /** ms on SSE before `"auto"` tries WebSocket again, at the next reconnect; default 300000 (5 minutes). */
+  retryWebSocketAfter?: number;
   backoff?: BackoffOptions;
   /** ms between application `ping`s; default the server's heartbeat interval. */
   pingInterval?: number;
-  /** ms to wait for any frame after a `ping` before giving the socket up; default 10000. */
+  /** ms to wait for any frame after a `ping` (or for the `welcome` of a new connection) before giving it up; default 10000. */
   pingTimeout?: number;
   /** ms a new leader waits for the other tabs' subscriptions before subscribing; default 1000. */
   gatherTimeout?: number;
@@ -104,9 +118,38 @@ export interface Stats {
   connections: number;
 }
 
+/** A server frame that answers a command: it echoes the command's `ref`. */
+export interface Reply {
+  type: string;
+  ref: string;
+  [field: string]: unknown;
+}
+
+export interface SendOptions {
+  /** ms to wait for the reply, waiting for a connection included; default 10000 */
+  timeout?: number;
+}
+
+/**
+ * Why `send` rejected: `code` is the server's error code (`bad_request`, `unknown_type`,
+ * `rate_limited`, `unauthorized`, ...), or one of the client's: `timeout`, `connection_lost` (the
+ * connection closed before the reply), `not_delivered` (SSE: the command's POST was refused;
+ * `status` says how), `too_big` (over the server's max_message_bytes, not sent), `closed`,
+ * `stopped`.
+ */
+export declare class CommandError extends Error {
+  constructor(code: string, message: string, reply?: unknown);
+  code: string;
+  /** the `error` frame, the server's or one the client made up */
+  reply: { type: "error"; ref: unknown; code: string; message: string; status?: number } | null;
+  /** the HTTP status of a refused command POST */
+  status: number | null;
+}
+
 interface WsguardEventMap {
   state: CustomEvent<{ state: State }>;
   role: CustomEvent<{ role: Role }>;
+  transport: CustomEvent<{ transport: Transport }>;
   recoveryfailed: CustomEvent<RecoveryFailure>;
   stopped: CustomEvent<StopDetail>;
   userevent: CustomEvent<WsguardEvent>;
@@ -117,11 +160,19 @@ export declare class WsguardClient extends EventTarget {
   readonly url: string;
   readonly state: State;
   readonly role: Role;
+  /** The transport of the current (or last) connection, whichever tab holds it; null before the first. */
+  readonly transport: Transport | null;
   readonly sessionId: string | null;
   readonly userId: string | null;
   readonly stats: Stats;
   subscribe(threadId: string, callback: (event: WsguardEvent) => void, options?: { since?: Position }): () => void;
   position(threadId: string): Position | null;
+  /**
+   * Send a command of `type` (an application's own, or `ping`) with `fields`, from any tab and
+   * over either transport: the reply that echoes its `ref`, or a CommandError. `subscribe` and
+   * `unsubscribe` are refused (use `subscribe()`).
+   */
+  send(type: string, fields?: Record<string, unknown>, options?: SendOptions): Promise<Reply>;
   /** The thread's retained events over HTTP with this client's token; then subscribe with `{ since: history.position }`. */
   history(threadId: string, options?: HistoryOptions): Promise<History>;
   close(): void;
@@ -171,6 +222,25 @@ export declare class ReconnectPolicy {
   afterClose(code: number, options?: { freshCredentials?: boolean }): Decision;
   afterRefusal(status: number, retryAfter?: number | null): Decision;
   afterNetworkError(): Decision;
+}
+
+/** ms on SSE before `"auto"` tries WebSocket again: 300000. */
+export declare const RETRY_WEBSOCKET_AFTER: number;
+
+/** Which transport each connection attempt uses (the `transport` option's rule). */
+export declare class TransportChooser {
+  constructor(
+    mode?: TransportMode,
+    options?: { retryAfter?: number; failures?: number; from?: { transport: Transport; fellBackAt: number | null } | null },
+  );
+  readonly mode: TransportMode;
+  current: Transport;
+  fellBackAt: number | null;
+  /** The transport of the next attempt (`now`: ms since the epoch). */
+  next(now: number): Transport;
+  /** An attempt over `transport` ended; `welcomed`: whether its `welcome` arrived. */
+  ended(transport: Transport, welcomed: boolean, now: number): void;
+  snapshot(): { transport: Transport; fellBackAt: number | null };
 }
 
 export declare function parseRetryAfter(value: string | null | undefined, now?: number): number | null;

@@ -1,25 +1,33 @@
-// wsguard browser client: one connection per browser, shared by the user's tabs, each event
-// delivered once and in order in every tab, across reconnects and leader changes.
+// wsguard browser client: one connection per browser (a WebSocket, or Server-Sent Events where
+// the network breaks upgrades), shared by the user's tabs, each event delivered once and in
+// order in every tab, across reconnects and leader changes.
 // Plain ES module, no dependencies, no build step; works under a strict CSP and offline.
 //
 //   import { connect } from "/client/wsguard.js";
 //   const client = connect("/ws", { token: async () => jwt });
 //   const stop = client.subscribe("chat-1", (event) => render(event));
+//   const pong = await client.send("ping");
 
-import { Engine } from "./engine.js";
+import { CommandError, Engine, Replies, streamUrl } from "./engine.js";
 import { fetchHistory } from "./history.js";
 import { ThreadTracker } from "./tracker.js";
 
+export { CommandError } from "./engine.js";
 export { HistoryError, fetchHistory, historyUrl, readHistory } from "./history.js";
-export { ReconnectPolicy, parseRetryAfter } from "./policy.js";
+export { ReconnectPolicy, RETRY_WEBSOCKET_AFTER, TransportChooser, parseRetryAfter } from "./policy.js";
 export { ThreadTracker, earliest } from "./tracker.js";
 
 const THREAD_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Commands `send` leaves to `subscribe`, which keeps the subscriptions across reconnects. */
+const SUBSCRIPTION_COMMANDS = new Set(["subscribe", "unsubscribe"]);
 
 /**
  * @typedef {import("./tracker.js").Position} Position
  * @typedef {import("./history.js").History} History
  * @typedef {import("./engine.js").StopDetail} StopDetail
+ * @typedef {import("./policy.js").Transport} Transport
+ * @typedef {import("./policy.js").TransportMode} TransportMode
  * @typedef {"connecting" | "open" | "closed"} State
  * @typedef {"leader" | "follower" | "alone"} Role
  * @typedef {object} ConnectOptions
@@ -30,6 +38,12 @@ const THREAD_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  * @property {string} [shareKey]  tabs share a socket only with tabs of the same key: set it to
  *   the user id when one browser may hold several users' sessions on one origin
  * @property {string} [ticketUrl]  default: /api/tickets on the socket's host
+ * @property {TransportMode} [transport]  "auto" (default): WebSocket, and Server-Sent Events after
+ *   two WebSocket attempts in a row fail to open; "websocket" or "sse": only that one
+ * @property {string} [sseUrl]  GET /sse: default, the socket's URL with http(s) and a last path
+ *   segment `ws` turned into `sse`
+ * @property {number} [retryWebSocketAfter]  ms on SSE before "auto" tries WebSocket again, at the
+ *   next reconnect (default 300000)
  * @property {{baseDelay?: number, factor?: number, maxDelay?: number, goingAwayDelay?: number, maxAttempts?: number | null}} [backoff]
  * @property {number} [pingInterval]  ms between application pings; default the server's heartbeat interval
  * @property {number} [pingTimeout]  ms to wait for any frame after a ping (default 10000)
@@ -56,12 +70,22 @@ export class WsguardClient extends EventTarget {
     if (options.ticket !== undefined && typeof options.ticket !== "function") {
       throw new TypeError("wsguard: ticket must be an async function returning a one-time ticket");
     }
+    const transport = options.transport ?? "auto";
+    if (transport !== "auto" && transport !== "websocket" && transport !== "sse") {
+      throw new TypeError(`wsguard: transport must be "auto", "websocket" or "sse"`);
+    }
     const socket = socketUrl(url);
     this.url = socket.toString();
     this.options = options;
     this.ticketUrl = options.ticketUrl ?? ticketUrlFor(socket);
+    this.sseUrl = options.sseUrl ? new URL(options.sseUrl, globalThis.location?.href).toString() : streamUrl(socket);
     this.tabId = randomId();
     this.tracker = new ThreadTracker();
+    this.replies = new Replies(this.tabId);
+    /** @type {Transport | null} the transport of the current (or last) connection */
+    this.transport = null;
+    /** @type {{transport: Transport, fellBackAt: number | null} | null} the leader's transport choice */
+    this.carryOn = null;
     /** @type {Map<string, Set<(event: any) => void>>} */
     this.callbacks = new Map();
     /** @type {State} */
@@ -149,6 +173,29 @@ export class WsguardClient extends EventTarget {
     return fetchHistory(this.url, threadId, { ...options, token: bearer });
   }
 
+  /**
+   * Send a command of type `type` (the application's own, or `ping`) with `fields`, from any tab
+   * and over either transport; resolves to the server's reply (the frame that echoes the `ref`
+   * the client gives it), rejects with a CommandError on an `error` reply, after `timeout` ms
+   * (waiting for a connection included), or when the connection closes first.
+   * @param {string} type
+   * @param {Record<string, unknown>} [fields]
+   * @param {{timeout?: number}} [options]  default 10000 ms
+   * @returns {Promise<any>}
+   */
+  send(type, fields = {}, options = {}) {
+    if (typeof type !== "string" || !type) throw new TypeError("wsguard: type must be a non-empty string");
+    if (SUBSCRIPTION_COMMANDS.has(type)) throw new TypeError(`wsguard: use client.subscribe() rather than send("${type}")`);
+    if (fields === null || typeof fields !== "object" || Array.isArray(fields)) throw new TypeError("wsguard: fields must be an object");
+    const timeout = options.timeout ?? 10000;
+    if (!(timeout > 0)) throw new TypeError("wsguard: timeout must be a positive number of ms");
+    if (this.closed) return Promise.reject(new CommandError("closed", "the client is closed"));
+    const frame = { ...fields, type, ref: this.replies.nextRef() };
+    const reply = this.replies.expect(frame, timeout);
+    this.forward(frame, Date.now() + timeout);
+    return reply;
+  }
+
   /** The epoch and last offset delivered for `threadId` in this tab. @param {string} threadId */
   position(threadId) {
     return this.tracker.position(threadId);
@@ -161,6 +208,7 @@ export class WsguardClient extends EventTarget {
     globalThis.removeEventListener?.("pagehide", this.onPageHide);
     if (this.role === "follower") this.post({ kind: "bye" });
     this.engine?.stop();
+    this.replies.failAll("closed", "the client was closed");
     this.lockRequests?.abort();
     this.resolveClosed();
     this.channel?.close();
@@ -175,12 +223,45 @@ export class WsguardClient extends EventTarget {
     else this.post({ kind: "sub", threadId, position: this.tracker.position(threadId) });
   }
 
+  /**
+   * Hand a command to the connection owner: this tab's engine, or the leader's.
+   * @param {Record<string, unknown>} frame @param {number} deadline
+   */
+  forward(frame, deadline) {
+    if (this.engine) {
+      this.replies.accept(frame.ref);
+      this.engine.command(this.tabId, frame, deadline);
+    } else {
+      this.post({ kind: "command", frame, deadline });
+    }
+  }
+
+  /**
+   * A new connection owner (a new leader, or this tab): the commands the last one took died with
+   * its connection; those it never took go to the new one.
+   */
+  forwardAgain() {
+    this.replies.failAll("connection_lost", "the tab holding the connection went away", (entry) => entry.accepted);
+    for (const { frame, deadline } of this.replies.unaccepted()) this.forward(frame, deadline);
+  }
+
+  /** @param {Transport} transport */
+  setTransport(transport) {
+    if (transport === this.transport) return;
+    this.transport = transport;
+    this.dispatchEvent(new CustomEvent("transport", { detail: { transport } }));
+  }
+
   newEngine() {
     const options = this.options;
     const engine = new Engine(
       {
         url: this.url,
+        sseUrl: this.sseUrl,
         ticketUrl: this.ticketUrl,
+        transport: options.transport ?? "auto",
+        retryWebSocketAfter: options.retryWebSocketAfter,
+        carryOn: this.carryOn,
         token: options.token,
         ticket: options.ticket,
         backoff: options.backoff,
@@ -200,10 +281,16 @@ export class WsguardClient extends EventTarget {
           this.post({ kind: "state", state });
           this.setState(state);
         },
-        welcome: (welcome) => {
+        welcome: (welcome, transport) => {
           this.sessionId = welcome.session_id;
           this.userId = welcome.user_id;
-          this.post({ kind: "welcome", sessionId: this.sessionId, userId: this.userId });
+          this.carryOn = engine.chooser.snapshot();
+          this.setTransport(transport);
+          this.postWelcome();
+        },
+        reply: (frame, tab) => {
+          if (tab === this.tabId) this.replies.settle(frame);
+          else this.post({ kind: "reply", frame, to: tab });
         },
         stopped: (detail) => {
           this.post({ kind: "stopped", detail });
@@ -267,6 +354,7 @@ export class WsguardClient extends EventTarget {
   onStopped(detail) {
     if (this.closed) return;
     this.setState("closed");
+    this.replies.failAll("stopped", detail.why);
     this.dispatchEvent(new CustomEvent("stopped", { detail }));
     // A stopped leader keeps the lock a moment, so that the other tabs hear "stopped" before
     // one of them could take over and reconnect.
@@ -319,6 +407,7 @@ export class WsguardClient extends EventTarget {
       if (!others.length) resolve(undefined);
     });
     this.post({ kind: "leader" });
+    this.forwardAgain();
     engine.start();
     await this.untilClosed;
   }
@@ -332,6 +421,11 @@ export class WsguardClient extends EventTarget {
       .filter((lockName) => lockName.startsWith(prefix))
       .map((lockName) => lockName.slice(prefix.length))
       .filter((tab) => tab !== this.tabId);
+  }
+
+  postWelcome() {
+    if (!this.sessionId) return;
+    this.post({ kind: "welcome", sessionId: this.sessionId, userId: this.userId, transport: this.transport, carryOn: this.carryOn });
   }
 
   /** @param {Record<string, unknown>} message */
@@ -366,9 +460,13 @@ export class WsguardClient extends EventTarget {
         this.waitingFor?.delete(tab);
         if (this.waitingFor && !this.waitingFor.size) this.openGate?.();
         this.post({ kind: "state", state: this.state });
-        if (this.sessionId) this.post({ kind: "welcome", sessionId: this.sessionId, userId: this.userId });
+        this.postWelcome();
         break;
       }
+      case "command":
+        engine.command(tab, message.frame, Number(message.deadline) || 0);
+        this.post({ kind: "accepted", ref: message.frame?.ref, to: tab });
+        break;
       case "sub":
         engine.want(tab, message.threadId, message.position ?? null);
         break;
@@ -388,6 +486,13 @@ export class WsguardClient extends EventTarget {
     switch (message.kind) {
       case "leader":
         this.post({ kind: "hello", subs: this.tracker.snapshot() });
+        this.forwardAgain();
+        break;
+      case "accepted":
+        if (message.to === this.tabId) this.replies.accept(message.ref);
+        break;
+      case "reply":
+        if (message.to === this.tabId) this.replies.settle(message.frame);
         break;
       case "event":
         this.onEvent(message.frame);
@@ -401,6 +506,8 @@ export class WsguardClient extends EventTarget {
       case "welcome":
         this.sessionId = message.sessionId;
         this.userId = message.userId;
+        this.carryOn = message.carryOn ?? null;
+        if (message.transport) this.setTransport(message.transport);
         break;
       case "stopped":
         this.onStopped(message.detail);
