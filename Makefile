@@ -11,7 +11,7 @@ LATEST_VENV = .venv-latest
 OLDEST_VENV = .venv-oldest
 COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11
 
-.PHONY: install demo test checks lint typecheck unit node system soak bench lock test-latest test-oldest clean
+.PHONY: install demo test checks lint typecheck unit node system soak bench docs docs-serve lock test-latest test-oldest clean
 
 # The project itself is installed without build isolation, so that its build backend is the
 # locked setuptools too.
@@ -65,9 +65,18 @@ soak: install
 bench: install
 	$(BIN)/python bench/run.py
 
+# The documentation site (mkdocs.yml) into site/: MkDocs in strict mode, so a broken link or
+# anchor, a missing API reference or a docstring it cannot read fails the build.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# The same site at http://127.0.0.1:8001, rebuilt on every change (the tutorial's app takes 8000).
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:8001
+
 # The locks again from pyproject.toml's ranges (and requirements/*.in), newest versions first.
 lock: install
-	$(COMPILE) pyproject.toml requirements/tools.in --extra test --extra bench -o $(LOCK)
+	$(COMPILE) pyproject.toml requirements/tools.in --extra test --extra bench --extra docs -o $(LOCK)
 	$(COMPILE) pyproject.toml requirements/tools.in --extra test -c requirements/oldest.in -o $(OLDEST_LOCK)
 
 # The whole of `make test` on the newest versions pyproject.toml allows, in a fresh environment:
