@@ -37,6 +37,7 @@ async def warm_up(target: Target) -> None:
     target.fewest_tasks = math.inf
     async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
         await target.counts(http)
+    target.rest_rss = target.rss()
 
 
 @dataclass(frozen=True)
@@ -208,6 +209,12 @@ async def hold(
 ) -> Sample:
     """Open ``count`` connections, fan one event out to all, drop them all by TCP reset.
 
+    The server's resident memory and asyncio tasks per connection once every connection has its
+    event: the growth of the tasks over the load, and of the memory over the server at rest
+    (``target.rest_rss``, if :func:`warm_up` measured it; else just before the load). Memory that
+    earlier figures' connections freed is reused here, so growth over the moment before the load
+    would count only a fraction of what the held connections take.
+
     Two times from the first reset, each to the first scrape that shows it (``inf`` past
     ``timeout``): every count of connections, users and records back to 0 (``released_ms``),
     and also the asyncio tasks and descriptors back to their level before the load
@@ -222,10 +229,14 @@ async def hold(
         baseline = await quiet_counts(target, http)
     # Closed here, not kept open beside the watcher's: the server's descriptors would stay one
     # over the baseline until the idle keep-alive connection timed out.
+    rss_before = target.rss() if target.rest_rss is None else target.rest_rss
     started = time.monotonic()
     links = await open_many(target, user_of, count)
     opened = time.monotonic() - started
     delivery = await fan_out(target, by_user(links, per_user, "hold"), 1, concurrency)
+    rss_held = target.rss()
+    async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
+        tasks_held = (await target.held(http))[target.tasks_key]
     with collector_paused():
         aborted = time.monotonic()
         if on_reset is not None:
@@ -236,6 +247,8 @@ async def hold(
     return {
         "open_per_s": count / opened,
         "fanout_ms": 1000 * delivery.spent.seconds,
+        "rss_per_connection": (rss_held - rss_before) / count,
+        "tasks_per_connection": (tasks_held - baseline[target.tasks_key]) / count,
         "released_ms": _since(aborted, released_at),
         "to_zero_ms": _since(aborted, settled_at),
     }

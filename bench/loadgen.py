@@ -2,7 +2,8 @@
 
 Every server gets the same client (the ``websockets`` asyncio client, with httpx for HTTP): a
 :class:`Target` says how to reach its server, a :class:`Link` reads events in its server's
-framing, and a publisher sends one event to every connection of a user.
+framing, and a publisher sends one event to every connection of a user. wsguard's Server-Sent
+Events are read off a plain asyncio TCP connection (:class:`StreamLink`).
 """
 
 from __future__ import annotations
@@ -57,29 +58,45 @@ def _text(message: str | bytes) -> str:
     return message if isinstance(message, str) else message.decode()
 
 
+def _reset(transport: asyncio.WriteTransport) -> None:
+    """Drop the TCP connection with a reset (``SO_LINGER`` 0): no close handshake, not even a FIN."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class Link(ABC):
     """One client connection to a server under test."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
 
     @abstractmethod
     async def next_event(self) -> dict[str, Any]:
         """The data of the next event this connection receives."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Close the way the protocol's client does when it leaves."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop the TCP connection with a reset: no close handshake, not even a FIN."""
+
+
+class WebSocketLink(Link):
+    """A connection of the ``websockets`` asyncio client."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
 
     async def close(self) -> None:
         """Close with a close handshake."""
         await self.ws.close()
 
     def abort(self) -> None:
-        """Drop the TCP connection with a reset: no close handshake, not even a FIN."""
-        sock = self.ws.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.ws.transport.abort()
+        _reset(self.ws.transport)
 
 
-class PlainLink(Link):
+class PlainLink(WebSocketLink):
     """wsguard's, bare Starlette's and bare websockets' frames: one JSON object with a ``type`` each."""
 
     @classmethod
@@ -100,7 +117,7 @@ class PlainLink(Link):
                 return data
 
 
-class SocketIOLink(Link):
+class SocketIOLink(WebSocketLink):
     """Engine.IO v4 and Socket.IO v5 framed by hand over the same WebSocket client.
 
     The server opens with ``0{...}``; ``40`` joins the default namespace and ``40{"sid": ...}``
@@ -151,6 +168,92 @@ class SocketIOLink(Link):
         await self.ws.close()
 
 
+class StreamLink(Link):
+    """wsguard's Server-Sent Events (``GET /sse``) over a bare asyncio TCP connection.
+
+    Cheaper per connection than an httpx stream: one load process holds 10,000 streams, on the
+    same two CPUs as the server. The response body is HTTP/1.1 chunked; each message is one
+    frame of the WebSocket protocol on a ``data:`` line (docs/protocol.md section 2), the first
+    the ``welcome``.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self._body = b""
+        """Bytes of the body after the last whole message."""
+
+    @classmethod
+    async def open(
+        cls, host: str, port: int, path: str, headers: dict[str, str], open_timeout: float = OPEN_TIMEOUT
+    ) -> StreamLink:
+        """A stream whose ``welcome`` arrived; RuntimeError if the server answered otherwise."""
+        async with asyncio.timeout(open_timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            link = cls(reader, writer)
+            try:
+                await link._request(host, port, path, headers)
+                welcome = await link._frame()
+            except BaseException:
+                writer.transport.abort()
+                raise
+        if welcome.get("type") != "welcome":
+            link.abort()
+            raise RuntimeError(f"expected a welcome message, got {welcome!r}")
+        return link
+
+    async def _request(self, host: str, port: int, path: str, headers: dict[str, str]) -> None:
+        """Send the GET and read the response head, which must be a chunked 200."""
+        lines = [f"GET {path} HTTP/1.1", f"Host: {host}:{port}", "Accept: text/event-stream"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        self._writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+        head = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        status, *fields = head.split("\r\n")
+        if status.split(" ", 2)[1:2] != ["200"]:
+            raise RuntimeError(f"stream refused: {status}")
+        if not any(field.lower().replace(" ", "") == "transfer-encoding:chunked" for field in fields):
+            raise RuntimeError(f"expected a chunked body: {head!r}")
+
+    async def _chunk(self) -> bytes:
+        """The next chunk of the body; ConnectionError once it ends."""
+        size_line = await self._reader.readline()
+        if not size_line:
+            raise ConnectionError("the stream's connection closed")
+        size = int(size_line.split(b";", 1)[0], 16)
+        if size == 0:
+            raise ConnectionError("the stream ended")
+        return (await self._reader.readexactly(size + 2))[:-2]
+
+    async def _frame(self) -> dict[str, Any]:
+        """The frame of the next message with a ``data:`` line (comments, the heartbeat, skipped)."""
+        while True:
+            while b"\n\n" not in self._body:
+                self._body += await self._chunk()
+            message, _, self._body = self._body.partition(b"\n\n")
+            for line in message.split(b"\n"):
+                if line.startswith(b"data:"):
+                    frame: dict[str, Any] = json.loads(line[5:])
+                    return frame
+
+    async def next_event(self) -> dict[str, Any]:
+        while True:
+            frame = await self._frame()
+            if frame["type"] == "event":
+                data: dict[str, Any] = frame["data"]
+                return data
+            if frame["type"] == "close":
+                raise ConnectionError(f"the server closed the stream: {frame!r}")
+
+    async def close(self) -> None:
+        """Close the TCP connection (a FIN): a stream has no close handshake."""
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    def abort(self) -> None:
+        _reset(self._writer.transport)
+
+
 @contextlib.asynccontextmanager
 async def http_publisher(
     base_url: str, path: str, headers: dict[str, str], concurrency: int
@@ -180,6 +283,8 @@ class Target(ABC):
         """The fewest asyncio tasks :meth:`counts` found so far: the server at rest."""
         self.open_timeout = OPEN_TIMEOUT
         """Seconds a client waits for the opening handshake (a traced server is much slower)."""
+        self.rest_rss: int | None = None
+        """The server's resident memory at rest, after its first connection came and went."""
 
     def prepare(self, user_ids: Iterable[str]) -> None:
         """Whatever connecting as these users needs beforehand, done outside the timed part."""
@@ -302,6 +407,15 @@ class WsguardTarget(Target):
 
     def cleanup_buckets(self) -> dict[float, float]:
         return histogram_buckets(self.server.metrics(), "wsguard_cleanup_seconds")
+
+
+class WsguardStreamTarget(WsguardTarget):
+    """The same ``wsguard serve --dev``, its clients on Server-Sent Events (``GET /sse``) instead."""
+
+    async def open(self, user_id: str) -> Link:
+        self.prepare([user_id])
+        headers = {"Authorization": f"Bearer {self.tokens[user_id]}"}
+        return await StreamLink.open(self.server.host, self.server.port, "/sse", headers, self.open_timeout)
 
 
 def released(counts: Counts) -> bool:

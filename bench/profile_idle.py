@@ -30,7 +30,8 @@ collections are logged with their start; how many ran while the connections were
 the longest, and how many ran between the first reset and every count back at 0. Each walks
 every object the held connections keep, so one in the teardown adds its whole length to it.
 
-wsguard runs as ``python -m wsguard serve --dev`` with the flags of ``bench/run.py``.
+wsguard runs as ``python -m wsguard serve --dev`` with the flags of ``bench/run.py``;
+``wsguard-sse`` is the same server, its clients on Server-Sent Events.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from figures import churn as churn_figure
 from figures import hold as hold_figure
 from figures import idle as idle_figure
-from loadgen import StarletteTarget, Target, WsguardTarget, close_all, open_many
+from loadgen import StarletteTarget, Target, WsguardStreamTarget, WsguardTarget, close_all, open_many
 from run import child_environment, raise_open_files_limit
 from wsguard.processes import ServerProcess
 
@@ -95,6 +96,8 @@ class Server:
     name: str
     target: str
     flags: tuple[str, ...]
+    kind: type[Target] = StarletteTarget
+    """How the load client connects to it."""
 
     def start(self, launch: tuple[str, Path] | None = None) -> Target:
         """Started; ``launch`` = (mode, output directory) runs it through the launcher."""
@@ -106,7 +109,7 @@ class Server:
             command = [sys.executable, str(LAUNCHER), mode, str(directory), *what]
         server = ServerProcess(*self.flags, command=command, env=child_environment(), ready_timeout=120)
         server.start()
-        started = (WsguardTarget if self.target == "wsguard" else StarletteTarget)(self.name, server)
+        started = self.kind(self.name, server)
         if launch is not None:
             started.open_timeout = 120.0
         return started
@@ -118,7 +121,8 @@ def servers(per_user: int, churn_concurrency: int) -> dict[str, Server]:
     return {
         "bare": Server("bare", str(HERE / "bare_server.py"), ()),
         "bare-transport": Server("bare-transport", str(HERE / "bare_server.py"), ("--transport",)),
-        "wsguard": Server("wsguard", "wsguard", flags),
+        "wsguard": Server("wsguard", "wsguard", flags, WsguardTarget),
+        "wsguard-sse": Server("wsguard-sse", "wsguard", flags, WsguardStreamTarget),
     }
 
 
@@ -420,8 +424,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--servers",
         default=None,
-        help="among bare, bare-transport (the bare app on wsguard.transport) and wsguard; "
-        "bare,wsguard by default (memory), wsguard (churn)",
+        help="among bare, bare-transport (the bare app on wsguard.transport), wsguard and "
+        "wsguard-sse (wsguard's Server-Sent Events); bare,wsguard by default (memory), wsguard (churn)",
     )
     parser.add_argument("--connections", type=int, default=2000, help="idle connections")
     parser.add_argument("--per-user", type=int, default=100, help="idle connections per user")

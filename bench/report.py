@@ -19,6 +19,8 @@ Results = dict[str, dict[str, list[float]]]
 """Per server, per figure value (``"figure.value"``), the value of each round."""
 
 BASE = "bare"
+PAIRS = (("wsguard-sse", "wsguard"),)
+"""Ratios shown besides those to bare: an SSE stream against a WebSocket of the same server."""
 PACKAGES = ("uvicorn", "starlette", "websockets", "python-socketio", "python-engineio", "httpx")
 
 
@@ -84,6 +86,8 @@ def rows(sizes: Sizes) -> list[Row]:
         Row(f"{spread}: publish-to-delivery p99 (ms)", "spread.latency_p99_ms", form="{:,.1f}"),
         Row(f"{hold}: opened per second", "hold.open_per_s"),
         Row(f"{hold}: one event per user to all (ms)", "hold.fanout_ms"),
+        Row(f"{hold}: RSS per connection (KiB)", "hold.rss_per_connection", 1024, "{:,.1f}"),
+        Row(f"{hold}: asyncio tasks per connection", "hold.tasks_per_connection", form="{:.2f}"),
         Row(f"{hold}: TCP reset to connections released (ms)", "hold.released_ms"),
         Row(f"{hold}: TCP reset to every count at 0, tasks too (ms)", "hold.to_zero_ms"),
     ]
@@ -104,20 +108,22 @@ def _cell(row: Row, values: list[float] | None) -> str:
     return text
 
 
-def _ratio(results: Results, row: Row, name: str) -> str:
-    base, other = median(results, BASE, row.key), median(results, name, row.key)
+def _ratio(results: Results, row: Row, name: str, base_name: str = BASE) -> str:
+    base, other = median(results, base_name, row.key), median(results, name, row.key)
     if base is None or other is None or base == 0 or math.isinf(base):
         return "-"
     return f"{other / base:.2f}"
 
 
 def table(results: Results, names: Sequence[str], sizes: Sizes) -> str:
-    """A Markdown table, aligned for the terminal: each server's median (range), then ratios to bare."""
-    others = [name for name in names if name != BASE] if BASE in names else []
-    header = ["figure", *names, *(f"{name}/{BASE}" for name in others)]
+    """A Markdown table, aligned for the terminal: each server's median (range), then ratios to
+    bare, and of the :data:`PAIRS` both of which ran."""
+    pairs = [(name, BASE) for name in names if name != BASE] if BASE in names else []
+    pairs += [(name, base) for name, base in PAIRS if name in names and base in names]
+    header = ["figure", *names, *(f"{name}/{base}" for name, base in pairs)]
     lines = [
         [row.label, *(_cell(row, results[name].get(row.key)) for name in names)]
-        + [_ratio(results, row, name) for name in others]
+        + [_ratio(results, row, name, base) for name, base in pairs]
         for row in rows(sizes)
         if any(row.key in results[name] for name in names)
     ]

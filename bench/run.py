@@ -1,6 +1,7 @@
 """The same load against bare Starlette on uvicorn, wsguard and two peers, in one run.
 
 Usage: ``python bench/run.py [--connections 5000] [--hold-connections 10000] ...`` (see ``--help``).
+``wsguard-sse`` is wsguard again, its clients on Server-Sent Events (idle and hold only).
 Every server runs as a child process of this one on loopback, all of them up together; the
 load comes from this process. It prints each figure for every server with its ratio to bare
 Starlette, judges wsguard's performance targets, and writes bench/RESULTS.md.
@@ -19,7 +20,14 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from figures import Sample, churn, cleanups, fanout_one_user, fanout_spread, hold, idle, warm_up
-from loadgen import SocketIOTarget, StarletteTarget, Target, WebsocketsTarget, WsguardTarget
+from loadgen import (
+    SocketIOTarget,
+    StarletteTarget,
+    Target,
+    WebsocketsTarget,
+    WsguardStreamTarget,
+    WsguardTarget,
+)
 from report import (
     Context,
     Results,
@@ -36,11 +44,13 @@ from wsguard.processes import ServerProcess, free_port
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
-SERVERS = ("bare", "wsguard", "websockets", "socketio")
+SERVERS = ("bare", "wsguard", "websockets", "socketio", "wsguard-sse")
 OPTIONAL_SERVERS = ("bare-transport", "bare-frames")
 """Not run by default: the bare app on ``wsguard.transport`` (what the transport alone costs),
 and the bare app sending event frames as long as wsguard's (what the wire format alone costs)."""
 FIGURES = ("churn", "idle", "fanout", "spread", "hold")
+STREAM_FIGURES = ("idle", "hold")
+"""The figures of ``wsguard-sse``: what a held stream costs, and its release after a reset."""
 
 
 async def interleaved(
@@ -58,9 +68,17 @@ async def interleaved(
     for number in range(rounds):
         order = targets if number % 2 == 0 else targets[::-1]
         for target in order:
+            if figure not in figures_of(target):
+                continue
             print(f"[{target.name}] {figure}, round {number + 1}/{rounds}", file=sys.stderr)
             for key, value in (await measure_one(target)).items():
                 results[target.name].setdefault(f"{figure}.{key}", []).append(value)
+
+
+def figures_of(target: Target) -> tuple[str, ...]:
+    """The figures measured on ``target``: an SSE stream's churn and fan-out are left out, since
+    with them the run would take about two minutes longer."""
+    return STREAM_FIGURES if isinstance(target, WsguardStreamTarget) else FIGURES
 
 
 Plan = list[tuple[str, int, Callable[[Target], Awaitable[Sample]]]]
@@ -157,7 +175,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--servers",
         type=_names(SERVERS + OPTIONAL_SERVERS),
         default=list(SERVERS),
-        help=f"some of {','.join(SERVERS + OPTIONAL_SERVERS)} (default: all but the last)",
+        help=f"some of {','.join(SERVERS + OPTIONAL_SERVERS)} (default: {','.join(SERVERS)})",
     )
     parser.add_argument(
         "--only", type=_names(FIGURES), default=list(FIGURES), help=f"some of {','.join(FIGURES)}"
@@ -186,6 +204,9 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
     def peer(module: str, *flags: str) -> ServerProcess:
         return ServerProcess(*flags, command=[sys.executable, str(HERE / module)], env=env)
 
+    def guard() -> ServerProcess:
+        return ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
+
     def websockets() -> Target:
         port = free_port()
         server = peer("websockets_server.py", "--publish-port", str(port))
@@ -195,9 +216,8 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
         "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
         "bare-transport": lambda: StarletteTarget("bare-transport", peer("bare_server.py", "--transport")),
         "bare-frames": lambda: StarletteTarget("bare-frames", peer("bare_server.py", "--protocol-frames")),
-        "wsguard": lambda: WsguardTarget(
-            "wsguard", ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
-        ),
+        "wsguard": lambda: WsguardTarget("wsguard", guard()),
+        "wsguard-sse": lambda: WsguardStreamTarget("wsguard-sse", guard()),
         "websockets": websockets,
         "socketio": lambda: SocketIOTarget("socketio", peer("socketio_server.py")),
     }
@@ -237,7 +257,9 @@ def main(argv: list[str]) -> int:
         f"servers: {', '.join(args.servers)}; figures: {', '.join(args.only)}",
         f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections and of the hold",
     ]
-    if "wsguard" in args.servers:
+    if "wsguard-sse" in args.servers:
+        notes.append(f"wsguard-sse: wsguard's Server-Sent Events, {' and '.join(STREAM_FIGURES)} only")
+    if {"wsguard", "wsguard-sse"} & set(args.servers):
         notes.append(f"wsguard: `{shown(args.wsguard_command)} --dev {' '.join(wsguard_flags(args))}`")
     print(figures)
     print("\n".join(verdict.line() for verdict in judged))

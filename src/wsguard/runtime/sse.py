@@ -43,6 +43,7 @@ class EventStream:
         "_receive",
         "_send",
         "_signer",
+        "_token",
         "_user_id",
         "scope",
     )
@@ -65,6 +66,8 @@ class EventStream:
         self._user_id = user_id
         self._positions: dict[str, Since] = {}
         """Thread -> where the client stands in it, the most recently advanced last."""
+        self._token: str | None = None
+        """The position token as of the last change of a position (signed once per change)."""
         self._ended = False
         self._heartbeat: asyncio.TimerHandle | None = None
 
@@ -117,8 +120,11 @@ class EventStream:
             self._positions.pop(thread_id, None)
             if body["type"] != "unsubscribed":
                 self._positions[thread_id] = Since(str(body["epoch"]), int(body["offset"]))
-        newest_first = reversed(list(self._positions.items()))
-        return encode_positions(self._signer, self._user_id, newest_first)
+            self._token = None
+        if self._token is None:
+            newest_first = reversed(list(self._positions.items()))
+            self._token = encode_positions(self._signer, self._user_id, newest_first)
+        return self._token
 
     async def close(self, code: int, reason: str) -> None:
         """The server closes the stream: a last ``close`` message, then the end of the response."""
