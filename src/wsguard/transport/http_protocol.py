@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from typing import Any, ClassVar
 
 import h11
@@ -60,6 +61,27 @@ class _Connection(h11.Connection):
                 self.refusal = refusal
                 raise h11.RemoteProtocolError(refusal.message, refusal.status)
         return event
+
+
+class _Stream:
+    """A connection's :class:`StreamControl`, holding its protocol weakly: the protocol holds the
+    app that hands this out, and a strong reference back would leave every closed connection in
+    a reference cycle for the collector."""
+
+    __slots__ = ("_protocol",)
+
+    def __init__(self, protocol: GuardedHttpProtocol) -> None:
+        self._protocol = weakref.ref(protocol)
+
+    def stream_started(self) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.release()
+
+    def abort(self) -> None:
+        protocol = self._protocol()
+        if protocol is not None:
+            protocol.transport.abort()
 
 
 class _WithEdge:
@@ -103,7 +125,7 @@ class GuardedHttpProtocol(H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _Connection()
-        self.app = _WithEdge(self.app, self.edge, self)
+        self.app = _WithEdge(self.app, self.edge, _Stream(self))
         self.address: str | None = None
         self.admitted = False
         self.header_timer: asyncio.TimerHandle | None = None
@@ -140,13 +162,6 @@ class GuardedHttpProtocol(H11Protocol):
         self.cancel_header_timer()
         self.release()
         super().handle_websocket_upgrade(event)
-
-    def stream_started(self) -> None:
-        """The response is a long-lived stream (Server-Sent Events): served, like an upgrade."""
-        self.release()
-
-    def abort(self) -> None:
-        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:
         refusal = self.conn.refusal or HeadRefusal(400, "bad_request", "malformed request")
