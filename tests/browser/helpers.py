@@ -33,5 +33,13 @@ class Publisher:
         )
 
 
+def assert_exact(publisher: Publisher, snapshots: list[dict[str, Any]]) -> None:
+    """Every tab got exactly the published offsets of every thread, in order, with no failure."""
+    for number, tab in enumerate(snapshots):
+        for thread, offsets in publisher.offsets.items():
+            assert tab["log"][thread] == offsets, f"tab {number} ({tab['role']}), thread {thread}"
+        assert tab["failures"] == [], f"tab {number}: {tab['failures']}"
+
+
 def metric(server: ServerProcess, name: str) -> float:
     return server.metrics()[name]

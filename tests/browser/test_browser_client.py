@@ -14,18 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from tests.browser.conftest import Tabs
-from tests.browser.helpers import Publisher, metric
+from tests.browser.helpers import Publisher, assert_exact, metric
 from tests.browser.proxy import CuttableProxy
 from wsguard.processes import ServerProcess, StartServer, eventually
 
 USER = "alice"
-
-
-def _exact(publisher: Publisher, snapshots: list[dict[str, Any]]) -> None:
-    for number, tab in enumerate(snapshots):
-        for thread, offsets in publisher.offsets.items():
-            assert tab["log"][thread] == offsets, f"tab {number} ({tab['role']}), thread {thread}"
-        assert tab["failures"] == [], f"tab {number}: {tab['failures']}"
 
 
 def _publish_in_background(publisher: Publisher, thread: str, count: int, gap: float) -> threading.Thread:
@@ -50,7 +43,7 @@ def test_eight_tabs_hold_one_connection_and_each_gets_every_event_once_in_order(
     publisher = Publisher(server, USER)
     publisher.publish("chat-1", 30)
     snapshots = tabs.wait_for(publisher.everything, timeout=15, what="every tab has the whole run")
-    _exact(publisher, snapshots)
+    assert_exact(publisher, snapshots)
     assert sorted(tab["role"] for tab in snapshots) == ["follower"] * 7 + ["leader"]
     assert metric(server, "wsguard_connections_active") == 1
     assert metric(server, "wsguard_connections_opened_total") == 1
@@ -77,7 +70,7 @@ def test_leader_closed_mid_run_another_tab_leads_within_2s_and_no_tab_loses_or_r
     publisher.publish("chat-2", 3)
     worker.join(30)
     snapshots = tabs.wait_for(publisher.everything, timeout=15, what="every remaining tab has both threads")
-    _exact(publisher, snapshots)
+    assert_exact(publisher, snapshots)
     assert len(snapshots) == 3
     eventually(lambda: metric(server, "wsguard_connections_active"), lambda n: n == 1, timeout=5)
 
@@ -104,7 +97,7 @@ def test_network_cut_for_3s_mid_run_every_tab_ends_exact_and_since_was_used(
         worker.join(30)
         publisher.publish("chat-1", 5)
         snapshots = tabs.wait_for(publisher.everything, timeout=20, what="every tab caught up after the cut")
-        _exact(publisher, snapshots)
+        assert_exact(publisher, snapshots)
         for tab in snapshots:
             assert tab["stats"]["replayed"] > 0, f"no replay with since in {tab['role']}: {tab['stats']}"
             assert tab["state"] == "open"
@@ -176,7 +169,7 @@ def test_token_expiring_during_the_session_is_refreshed_and_the_connection_survi
     time.sleep(7)  # more than two lifetimes of the token: without refresh the server closes with 4401
     publisher.publish("chat-1", 2)
     snapshots = tabs.wait_for(publisher.everything, timeout=10, what="events after the first token expired")
-    _exact(publisher, snapshots)
+    assert_exact(publisher, snapshots)
     assert page.evaluate("() => wsg.tokenCalls") >= 3
     assert metric(server, "wsguard_connections_opened_total") == 1
     assert server.metrics().get('wsguard_connections_closed_total{reason="token_expired"}', 0) == 0

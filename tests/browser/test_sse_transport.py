@@ -13,18 +13,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tests.browser.conftest import Tabs
-from tests.browser.helpers import Publisher, metric
+from tests.browser.helpers import Publisher, assert_exact, metric
 from tests.browser.proxy import CuttableProxy
 from wsguard.processes import StartServer, eventually
 
 USER = "alice"
-
-
-def _exact(publisher: Publisher, snapshots: list[dict[str, Any]]) -> None:
-    for number, tab in enumerate(snapshots):
-        for thread, offsets in publisher.offsets.items():
-            assert tab["log"][thread] == offsets, f"tab {number} ({tab['role']}), thread {thread}"
-        assert tab["failures"] == [], f"tab {number}: {tab['failures']}"
 
 
 def _streams(proxy: CuttableProxy) -> list[dict[str, list[str]]]:
@@ -62,7 +55,7 @@ def test_auto_falls_back_to_sse_behind_a_proxy_that_refuses_upgrades_and_resumes
 
         publisher = Publisher(server, USER)
         publisher.publish("chat-1", 5)
-        _exact(publisher, tabs.wait_for(publisher.everything, timeout=10, what="the first 5 events"))
+        assert_exact(publisher, tabs.wait_for(publisher.everything, timeout=10, what="the first 5 events"))
 
         # Commands by POST, from the leader and from a follower (through the leader).
         for page in (leader, follower):
@@ -85,7 +78,7 @@ def test_auto_falls_back_to_sse_behind_a_proxy_that_refuses_upgrades_and_resumes
         snapshots = tabs.wait_for(publisher.everything, timeout=20, what="every tab caught up after the drop")
         publisher.publish("chat-1", 3)
         snapshots = tabs.wait_for(publisher.everything, timeout=10, what="live events after the resume")
-        _exact(publisher, snapshots)
+        assert_exact(publisher, snapshots)
         for tab in snapshots:
             assert tab["state"] == "open"
             assert tab["transport"] == "sse"
@@ -167,7 +160,9 @@ def test_a_new_leader_stays_on_sse_and_websocket_is_tried_again_after_retry_webs
             what="back on WebSocket with every event",
         )
         publisher.publish("chat-1", 2)
-        _exact(publisher, tabs.wait_for(publisher.everything, timeout=10, what="live events over WebSocket"))
+        assert_exact(
+            publisher, tabs.wait_for(publisher.everything, timeout=10, what="live events over WebSocket")
+        )
         for tab in snapshots:
             assert tab["transports"][-2:] == ["sse", "websocket"], tab["transports"]
         assert metric(server, "wsguard_connections_active") == 1

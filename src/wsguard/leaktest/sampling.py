@@ -241,13 +241,17 @@ class ResourceSampler:
         values: dict[str, float] = {}
         with contextlib.suppress(httpx.HTTPError):
             scraped = await self.metrics.scrape()
-            values.update({k: v for k, v in scraped.items() if _charted(k)})
+            values.update({k: v for k, v in scraped.items() if self.charted(k)})
         if self.process is not None:
             values.update(self.process.sample())
         if values:
             self.timeline.add(self.scenario, values)
             self.last = values
         return values
+
+    def charted(self, name: str) -> bool:
+        """Whether a scraped series is kept in the timeline."""
+        return _charted(name)
 
     def start(self, scenario: str) -> None:
         """Tag the samples from now on with ``scenario``; start sampling unless it already is."""

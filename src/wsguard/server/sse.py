@@ -45,7 +45,7 @@ class EventStreams:
         self.gate = gate
         self.hub = hub
         self.handle_text = handle_text
-        hub.on_forwarded_command = self.forwarded
+        hub.on_forwarded_command = self.carry_out
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -108,7 +108,8 @@ class EventStreams:
                             await stream.close(reason.code, reason.reason)
                             return
                         root = scope.get("root_path", "")
-                        commands = root + COMMANDS_PATH.format(capability=self.capability(*_ids(connection)))
+                        capability = self.capability(connection.connection_id, connection.user_id)
+                        commands = root + COMMANDS_PATH.format(capability=capability)
                         connection.send(gate.welcome(context, transport="sse", commands=commands))
                         stream.beat_every(self.settings.heartbeat_interval, connection.send)
                         await self._subscribe(connection, request)
@@ -161,7 +162,7 @@ class EventStreams:
             text = body.decode()
         except UnicodeDecodeError:
             return refusal(400, "the command is not UTF-8 text")
-        if await self.forwarded(connection_id, user_id, text):
+        if await self.carry_out(connection_id, user_id, text):
             return JSONResponse({"accepted": True}, status_code=202)
         try:
             delivered = await self.hub.forward_command(user_id, connection_id, text)
@@ -171,7 +172,7 @@ class EventStreams:
             return refusal(404, "no such stream")
         return JSONResponse({"accepted": True}, status_code=202)
 
-    async def forwarded(self, connection_id: str, user_id: str, text: str) -> bool:
+    async def carry_out(self, connection_id: str, user_id: str, text: str) -> bool:
         """Carry out a command for a stream of this instance, under the stream's inbound limits;
         False when the stream is not here (or is not that user's)."""
         connection = self.hub.connection(connection_id)
@@ -192,10 +193,6 @@ class _Stream:
 
     async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
         await self._streams.serve(scope, receive, send)
-
-
-def _ids(connection: Connection) -> tuple[str, str]:
-    return connection.connection_id, connection.user_id
 
 
 async def _bounded_body(request: Request, limit: int) -> bytes | None:
