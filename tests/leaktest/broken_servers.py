@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -17,9 +17,12 @@ from uuid import uuid4
 
 from wsguard import close
 from wsguard.backends.base import Envelope
+from wsguard.context import ConnectionContext
+from wsguard.core.connection import ConnectionLimits
 from wsguard.core.registry import Admission, Handle
-from wsguard.runtime.connection import Connection, TextHandler
+from wsguard.runtime.connection import Connection, ConnectionHooks, Socket, TextHandler
 from wsguard.runtime.hub import Hub
+from wsguard.runtime.sse import EventStream
 
 _original_forget = Hub._forget
 _original_run = Connection.run
@@ -140,6 +143,42 @@ def leaks_on_eviction() -> None:
     Hub._close_released = close_released  # type: ignore[method-assign]
 
 
+def stream_outlives_its_client() -> None:
+    """``GET /sse`` never ends its connection when the client goes: the stream's read ignores
+    the disconnect, so the stream stays registered, counted and written to (uvicorn drops the
+    writes to a closed response without an error) until the server closes it itself."""
+
+    async def receive(self: EventStream) -> MutableMapping[str, Any]:
+        never: asyncio.Future[MutableMapping[str, Any]] = asyncio.get_running_loop().create_future()
+        return await never
+
+    EventStream.receive = receive  # type: ignore[method-assign]
+
+
+UNBOUNDED = 2**62
+"""A queue limit and a write timeout (seconds) that nothing reaches."""
+
+
+def stream_unbounded_queue() -> None:
+    """An event stream's send queue grows without a bound and its writes never time out: a
+    stream that stops reading is never closed as a slow consumer (4008). Sockets keep their
+    limits."""
+
+    def init(
+        self: Connection,
+        context: ConnectionContext,
+        handle: Handle,
+        socket: Socket,
+        limits: ConnectionLimits,
+        hooks: ConnectionHooks,
+    ) -> None:
+        if isinstance(socket, EventStream):
+            limits = replace(limits, queue_limit_bytes=UNBOUNDED, write_timeout=float(UNBOUNDED))
+        _original_connection_init(self, context, handle, socket, limits, hooks)
+
+    Connection.__init__ = init  # type: ignore[method-assign]
+
+
 ADMIN_LISTING = "/api/admin/users/{user_id}/connections"
 FAILED_LISTINGS = 1
 
@@ -190,6 +229,8 @@ BUGS: dict[str, Callable[[], None]] = {
     "leaks_one_object": leaks_one_object,
     "leaks_on_eviction": leaks_on_eviction,
     "admin_listing_fails_at_first": admin_listing_fails_at_first,
+    "stream_outlives_its_client": stream_outlives_its_client,
+    "stream_unbounded_queue": stream_unbounded_queue,
 }
 
 

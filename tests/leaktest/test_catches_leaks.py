@@ -99,6 +99,43 @@ def test_leakcheck_fails_on_a_broken_server(
         assert int(leaked[1]) - int(leaked[2]) == first_round["connections"], reasons
 
 
+@pytest.mark.parametrize(
+    ("bug", "scenario", "evidence"),
+    [
+        (
+            "stream_outlives_its_client",
+            "multi_tab",
+            [
+                'wsguard_transport_connections{transport="sse"} = 8 (expected 0',
+                "wsguard_connections_active = 8 (expected 0",
+                "wsguard_users_active = 1 (expected 0",
+            ],
+        ),
+        (
+            "stream_unbounded_queue",
+            "cleanup_race",
+            [
+                "held unsent bytes over the queue limit",
+                "abandoned connections still held",
+                "slow_consumer closes rose by 0",
+            ],
+        ),
+    ],
+)
+def test_leakcheck_over_streams_fails_on_a_broken_stream_server(
+    bug: str, scenario: str, evidence: list[str], tmp_path: Path
+) -> None:
+    """``--transport sse`` catches what only the event streams get wrong: a stream kept after
+    its client went, and one that stops reading never closed as a slow consumer."""
+    stdout, found = _run_broken(bug, scenario, tmp_path, "--transport", "sse")
+    assert _report(tmp_path)["transport"] == "sse"
+    assert found["verdict"] in {"leak", "fail"}
+    reasons = "\n".join(found["reasons"])
+    for expected in evidence:
+        assert expected in reasons, reasons
+        assert expected in stdout
+
+
 CHURN_SLOPE = re.compile(r"per connection cycle, [\d.]+ over the later half \(bound 0.5\) over 5 measured")
 """A leak grows over all the measured churn rounds and over their later half."""
 
@@ -173,3 +210,38 @@ def test_real_server_passes_in_ci_profile(attempt: int, tmp_path: Path) -> None:
         assert scenario["final"]["wsguard_connections_active"] == 0
     churned = {s["name"] for s in report["scenarios"] for m in s["memory"] if m["phase"] == "churn"}
     assert churned == {"multi_tab", "cold_start_burst", "reconnect_cycles"}
+
+
+SSE_SCENARIOS = ("multi_tab", "cold_start_burst", "reconnect_cycles", "cleanup_race")
+"""Each path of a stream tab: closing and dropping, evicted by a ``close`` message, resuming with
+``Last-Event-ID``, stalling."""
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_real_server_passes_over_event_streams(attempt: int, tmp_path: Path) -> None:
+    """The same verdicts over ``--transport sse`` (without the churn phase, to stay short): a
+    pass, or inconclusive exactly when a round's figures say the generator lagged."""
+    done = leakcheck_cli(
+        "--profile",
+        "ci",
+        "--transport",
+        "sse",
+        "--scenario",
+        *SSE_SCENARIOS,
+        "--churn-cycles",
+        "0",
+        "--report-dir",
+        str(tmp_path),
+        timeout=120,
+    )
+    report = _report(tmp_path)
+    assert done.returncode == expected_exit_of_a_real_server(report), done.stdout
+    assert report["transport"] == "sse"
+    assert [s["name"] for s in report["scenarios"]] == list(SSE_SCENARIOS)
+    for scenario in report["scenarios"]:
+        assert scenario["connections"] > 0
+        final = scenario["final"]
+        assert final["wsguard_connections_active"] == 0
+        assert final['wsguard_transport_connections{transport="sse"}'] == 0
+        assert final["wsguard_connections_opened_total"] >= scenario["connections"]
+        assert final.get('wsguard_transport_connections{transport="websocket"}', 0) == 0

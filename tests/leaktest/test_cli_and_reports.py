@@ -30,6 +30,15 @@ from wsguard.processes.redis_server import redis_server_binary
         ["--profile", "ci", "--churn-cycles", "100000"],
         ["--comprehensive-users", "0"],
         ["--starve-generator", "-1"],
+        ["--transport", "http2"],
+        [
+            "--transport",
+            "sse",
+            "--target",
+            "ws://127.0.0.1:1/ws",
+            "--probe",
+            "http://127.0.0.1:1/_wsguard/metrics",
+        ],
     ],
 )
 def test_bad_usage_exits_2(args: list[str], tmp_path: Path) -> None:

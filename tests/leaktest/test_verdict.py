@@ -8,12 +8,15 @@ from wsguard.leaktest.verdict import (
     CONNECTIONS,
     FDS,
     REGISTRY,
+    SOCKETS,
+    STREAMS,
     TASKS,
     USERS,
     count_leaks,
     histogram_buckets,
     histogram_quantile,
     least_squares_slope,
+    per_instance,
     slope_check,
 )
 
@@ -42,6 +45,21 @@ def test_a_missing_count_is_a_leak() -> None:
     leaks = count_leaks(sample, BASELINE)
     assert [(leak.name, leak.value) for leak in leaks] == [(USERS, None)]
     assert "missing" in leaks[0].describe()
+
+
+def test_a_stream_left_open_is_named_by_its_transport_on_each_instance() -> None:
+    """A server that counts its connections per transport says which one kept a connection; one
+    that does not is not held to those counts."""
+    assert count_leaks(dict(BASELINE), BASELINE) == []
+    clean = {**BASELINE, SOCKETS: 0.0, STREAMS: 0.0}
+    instance = 'wsguard_transport_connections{transport="sse",instance="1"}'
+    sample = {**clean, CONNECTIONS: 2.0, STREAMS: 2.0, per_instance(STREAMS, 1): 2.0}
+    leaks = {leak.name: leak for leak in count_leaks(sample, clean)}
+    assert per_instance(STREAMS, 1) == instance
+    assert set(leaks) == {CONNECTIONS, STREAMS, instance}
+    assert leaks[STREAMS].describe() == (
+        'wsguard_transport_connections{transport="sse"} = 2 (expected 0; baseline 0)'
+    )
 
 
 def test_slope_of_a_line_is_exact() -> None:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
-from wsguard.leaktest.client import Target
+from wsguard.leaktest.client import TRANSPORTS, WEBSOCKET, Target
 from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
 from wsguard.leaktest.output import EXIT_INCONCLUSIVE, EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
 from wsguard.leaktest.profiles import (
@@ -49,7 +49,8 @@ class UsageError(WSGuardError):
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the ``leakcheck`` options to ``parser``."""
     parser.description = (
-        "Run the production-scenario leak harness over real sockets. Without --target it starts "
+        "Run the production-scenario leak harness over real sockets (WebSockets, or with "
+        "--transport sse event streams). Without --target it starts "
         "its own server on a free port (a fresh one per scenario) and stops it afterwards. With "
         "--cluster N it starts, per scenario, a private redis-server and N instances sharing it "
         "and one JWT secret, spreads the tabs round-robin over them, holds the summed counts and "
@@ -71,6 +72,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help=f"scenarios to run (default: all): {', '.join(SCENARIO_NAMES)}",
     )
     parser.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        help="what every tab connects over: websocket (GET /ws; the default) or sse (a "
+        "Server-Sent Events stream, GET /sse, with its commands by POST); the same scenarios "
+        "and counts either way",
+    )
+    parser.add_argument(
         "--churn-cycles",
         type=int,
         metavar="N",
@@ -90,7 +98,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="where to write leakcheck.json and leakcheck.html (default: %(default)s)",
     )
-    parser.add_argument("--target", metavar="WS_URL", help="ws://HOST:PORT/ws of a running server")
+    parser.add_argument(
+        "--target",
+        metavar="WS_URL",
+        help="ws://HOST:PORT/ws of a running server (with --transport sse, its streams are at that "
+        "origin's /sse)",
+    )
     parser.add_argument("--metrics", metavar="URL", help="its /metrics URL (default: from --target)")
     parser.add_argument("--token-url", metavar="URL", help="its dev token endpoint (default: from --target)")
     parser.add_argument(
@@ -198,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         fresh_servers=target is None,
         progress=progress,
         starve_generator_s=args.starve_generator,
+        transport=args.transport or WEBSOCKET,
     )
     print(render_table(report))
     json_path, html_path = write_reports(report, args.report_dir)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pytest
 
 from wsguard.errors import WSGuardError
-from wsguard.leaktest.client import Target
+from wsguard.leaktest.client import WEBSOCKET, Target
 from wsguard.leaktest.generic.asgi_app import check_asgi_app
 from wsguard.leaktest.profiles import PROFILE_ENV, Profile, default_profile_name, get_profile, machine_cores
 from wsguard.leaktest.progress import Silent
@@ -40,7 +40,9 @@ class LeakCheckAsgi(Protocol):
 
 
 class LeakCheck(Protocol):
-    def __call__(self, *scenarios: str, profile: Profile | None = None) -> RunReport: ...
+    def __call__(
+        self, *scenarios: str, profile: Profile | None = None, transport: str = WEBSOCKET
+    ) -> RunReport: ...
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -74,9 +76,10 @@ def leakcheck_target(leakcheck_profile: Profile) -> Iterator[Target]:
 
 @pytest.fixture
 def leakcheck(leakcheck_target: Target, leakcheck_profile: Profile) -> LeakCheck:
-    """Run scenarios (all by default) against ``leakcheck_target``; fail the test on a leak."""
+    """Run scenarios (all by default) against ``leakcheck_target``, over ``transport``
+    (``websocket`` or ``sse``); fail the test on a leak."""
 
-    def run(*scenarios: str, profile: Profile | None = None) -> RunReport:
+    def run(*scenarios: str, profile: Profile | None = None, transport: str = WEBSOCKET) -> RunReport:
         unknown = [name for name in scenarios if name not in SCENARIO_NAMES]
         if unknown:
             raise ValueError(f"unknown scenarios {unknown}; known: {', '.join(SCENARIO_NAMES)}")
@@ -87,6 +90,7 @@ def leakcheck(leakcheck_target: Target, leakcheck_profile: Profile) -> LeakCheck
             target_label=f"target {leakcheck_target.ws_url}",
             fresh_servers=False,
             progress=Silent(),
+            transport=transport,
         )
         if not report.passed:
             raise LeakCheckFailed(render_table(report))

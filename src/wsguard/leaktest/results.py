@@ -134,6 +134,8 @@ class RunReport:
     started_at: str
     scenarios: list[ScenarioReport] = field(default_factory=list)
     duration_s: float = 0.0
+    transport: str = "websocket"
+    """What the tabs connected over: ``websocket`` or ``sse`` (event streams)."""
 
     @property
     def passed(self) -> bool:

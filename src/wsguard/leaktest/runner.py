@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from wsguard.leaktest.client import Api, Target
+from wsguard.leaktest.client import TRANSPORTS, WEBSOCKET, Api, Target
 from wsguard.leaktest.load import LoadMonitor, lag_allowance_s, starve_generator
 from wsguard.leaktest.profiles import Profile
 from wsguard.leaktest.progress import Progress
@@ -134,27 +134,34 @@ def run_leakcheck(
     fresh_servers: bool,
     progress: Progress | None = None,
     starve_generator_s: float = 0.0,
+    transport: str = WEBSOCKET,
 ) -> RunReport:
     """Run ``scenarios`` in order, each on a server from ``servers``; never raises for a verdict.
 
     ``starve_generator_s`` blocks the harness's own event loop that long once a second (a
     deliberately overloaded generator, to show that its rounds come out inconclusive).
+    ``transport`` is what every tab connects over: ``websocket`` or ``sse``.
     """
+    if transport not in TRANSPORTS:
+        raise ValueError(f"unknown transport {transport!r}; known: {', '.join(TRANSPORTS)}")
     progress = progress or Progress()
     report = RunReport(
         profile=profile.name,
         target=target_label,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        transport=transport,
     )
     started = time.monotonic()
-    progress.line(f"wsguard leakcheck: profile {profile.name}, {target_label}")
+    progress.line(f"wsguard leakcheck: profile {profile.name}, over {transport}, {target_label}")
     for name in scenarios:
         progress.line(f"{name}: {profile.warmup_rounds} warm-up + {profile.rounds} measured rounds")
 
         def play(name: str = name) -> ScenarioReport:
             with servers() as target:
                 return asyncio.run(
-                    run_scenario(name, profile, target, fresh_servers, progress, starve_generator_s)
+                    run_scenario(
+                        name, profile, target, fresh_servers, progress, starve_generator_s, transport
+                    )
                 )
 
         report.scenarios.append(
@@ -192,6 +199,7 @@ async def run_scenario(
     fresh_server: bool,
     progress: Progress,
     starve_generator_s: float = 0.0,
+    transport: str = WEBSOCKET,
 ) -> ScenarioReport:
     """Warm-up and measured rounds of one scenario, then its churn rounds, each followed by the
     settle check."""
@@ -212,7 +220,7 @@ async def run_scenario(
         baseline = await probe.settled()
         report.baseline = baseline
         sampler.start(name)
-        runner = _Rounds(name, profile, target, sampler, fresh_server, baseline, progress, report)
+        runner = _Rounds(name, profile, target, sampler, fresh_server, baseline, progress, report, transport)
         starving = asyncio.create_task(starve_generator(starve_generator_s)) if starve_generator_s else None
         try:
             user_id = f"lt-{name}"
@@ -278,8 +286,10 @@ class _Rounds:
         baseline: dict[str, float],
         progress: Progress,
         report: ScenarioReport,
+        transport: str,
     ) -> None:
         self.name = name
+        self.transport = transport
         self.profile = profile
         self.target = target
         self.sampler = sampler
@@ -315,7 +325,7 @@ class _Rounds:
         monitor = LoadMonitor([i.base_url for i in self.target.instances], self.target.pids)
         monitor.start()
         async with httpx.AsyncClient(timeout=10.0, limits=API_LIMITS) as api_http:
-            api = Api(self.target, api_http, self.tokens)
+            api = Api(self.target, api_http, self.tokens, transport=self.transport)
             ctx = ScenarioContext(
                 api=api,
                 profile=self.profile,

@@ -21,22 +21,33 @@ RSS = "process_resident_memory_bytes"
 LEASE_PATTERN = "wsguard:u:*:leases"
 LEASE_KEYS = f'redis_keys{{pattern="{LEASE_PATTERN}"}}'
 """Not a server metric: the harness counts a cluster's lease keys in its Redis itself."""
+SOCKETS = 'wsguard_transport_connections{transport="websocket"}'
+STREAMS = 'wsguard_transport_connections{transport="sse"}'
+"""Of the open connections, the WebSockets and the event streams: which transport kept one."""
 
-MUST_BE_ZERO: tuple[str, ...] = (CONNECTIONS, USERS, REGISTRY, LEASE_KEYS)
+MUST_BE_ZERO: tuple[str, ...] = (CONNECTIONS, USERS, REGISTRY, SOCKETS, STREAMS, LEASE_KEYS)
 MUST_RETURN_TO_BASELINE: tuple[str, ...] = (TASKS, FDS)
 LEAK_COUNTS: tuple[str, ...] = MUST_BE_ZERO + MUST_RETURN_TO_BASELINE
-OPTIONAL_COUNTS = frozenset({LEASE_KEYS})
-"""Counts checked only when the sample has them (a cluster's Redis)."""
+OPTIONAL_COUNTS = frozenset({LEASE_KEYS, SOCKETS, STREAMS})
+"""Counts checked only when the sample or the baseline has them (a cluster's Redis; a server
+that counts its connections per transport)."""
 
 
 def per_instance(name: str, index: int) -> str:
-    """The flat-sample key of one cluster instance's ``name``."""
-    return f'{name}{{instance="{index}"}}'
+    """The flat-sample key of one cluster instance's ``name``: its labels and ``instance``."""
+    return f'{_instance_prefix(name)}{index}"}}'
+
+
+def _instance_prefix(name: str) -> str:
+    """What every per-instance key of ``name`` starts with, up to the instance's number."""
+    if name.endswith("}"):
+        return f'{name[:-1]},instance="'
+    return f'{name}{{instance="'
 
 
 def _with_instances(sample: Mapping[str, float], baseline: Mapping[str, float], name: str) -> list[str]:
     """``name`` and its per-instance keys, as the sample or the baseline has them."""
-    prefix = name + '{instance="'
+    prefix = _instance_prefix(name)
     labelled = {key for key in (*sample, *baseline) if key.startswith(prefix)}
     return [name, *sorted(labelled)]
 

@@ -23,7 +23,16 @@ from wsguard.leaktest.output import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_report
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_table
 
-WSGUARD_ONLY = ("scenario", "metrics", "token_url", "cluster", "server_command", "profile", "churn_cycles")
+WSGUARD_ONLY = (
+    "scenario",
+    "metrics",
+    "token_url",
+    "cluster",
+    "server_command",
+    "profile",
+    "churn_cycles",
+    "transport",
+)
 
 
 def add_generic_arguments(parser: argparse.ArgumentParser) -> None:

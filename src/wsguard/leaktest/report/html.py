@@ -106,7 +106,8 @@ def render_html(report: RunReport) -> str:
         f"<title>wsguard leakcheck: {escape(overall)}</title><style>{STYLE}</style></head><body>"
         f'<h1>wsguard leakcheck: <span class="{overall_class}">'
         f"{escape(overall)}</span></h1>"
-        f"<p>profile <b>{escape(report.profile)}</b>, {escape(report.target)}, "
+        f"<p>profile <b>{escape(report.profile)}</b>, over <b>{escape(report.transport)}</b>, "
+        f"{escape(report.target)}, "
         f"started {escape(report.started_at)}, {report.duration_s:.1f} s</p>"
         f"<table><tr>{head}</tr>{rows}</table>"
         + "".join(_scenario_section(s) for s in report.scenarios)

@@ -75,6 +75,7 @@ def to_json(report: RunReport) -> dict[str, Any]:
         "schema": SCHEMA,
         "profile": report.profile,
         "target": report.target,
+        "transport": report.transport,
         "started_at": report.started_at,
         "duration_s": round(report.duration_s, 3),
         "passed": report.passed,

@@ -77,7 +77,7 @@ def render_table(report: RunReport) -> str:
     """The table per scenario, then every reason a scenario did not pass."""
     rows = [scenario_row(s) for s in report.scenarios]
     text = [
-        f"wsguard leakcheck, profile {report.profile}, {report.target}",
+        f"wsguard leakcheck, profile {report.profile}, over {report.transport}, {report.target}",
         _grid(HEADERS, rows),
     ]
     for scenario in report.scenarios:

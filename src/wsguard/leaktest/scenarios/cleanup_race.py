@@ -1,7 +1,11 @@
 """cleanup_race: a new connection every 0.5 s, each old one abandoned half-open.
 
-Reaping is timed from the moment the server must have noticed: a heartbeat interval plus its
-timeout after the abandoned tab last answered a ping (its last pong, or its opening). A release
+Reaping is timed from the moment the server must have noticed: for a WebSocket, a heartbeat
+interval plus its timeout after the abandoned tab last answered a ping (its last pong, or its
+opening). An event stream answers no ping: the server finds a stream that stopped reading only
+by its writes backing up (docs/protocol.md section 9, SSE streams and dead peers), so the
+abandoned streams are sent events until the server lets them all go, and it must have noticed
+them once they were sent more than a stream can hold (:func:`stream_holds_at_most`). A release
 counts as late only when the server still listed the connection at a look that began more than
 the cleanup bound after that moment, which a faster machine would see too.
 
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
 from wsguard.leaktest.client import Refused, Tab, open_tab
 from wsguard.leaktest.profiles import Profile, Sizes
@@ -24,18 +30,31 @@ from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, Watche
 from wsguard.leaktest.verdict import RSS
 
 THREAD = "cleanup-race"
+OVERFILL_THREAD = "cleanup-race-overfill"
+"""Where the streams that stopped reading are overfilled. Every stream tab subscribes to it when
+it opens (once stalled, a command's answer would wait on the stream's writes), and the live one
+unsubscribes before the overfill."""
+OVERFILL_EVENT_BYTES = 16384
+"""Half the flood's events: with megabytes of 32 KiB events every round, the server's resident
+memory moves by hundreds of KB from one round to the next (the allocator's, not a leak), which
+the slope over rounds of five connections takes for growth; with 16 KiB ones it stays flat."""
 SAMPLING_SLACK_S = 0.1
 FLOOD_EVENT_BYTES = 32768
 FRAME_OVERHEAD_BYTES = 512
 """An event frame's fields around its data: ids, offset, epoch, timestamp."""
+KERNEL_SEND_BUFFER_DEFAULT = 4 * 1024 * 1024
+"""Linux's default largest TCP send buffer (``tcp_wmem``), when this machine does not say."""
+STREAM_SLACK_BYTES = 1024 * 1024
+"""Beyond the server's queue and kernel buffer: its transport's buffer (64 KiB), the client's
+receive buffer and the chunk it read last, and events in flight."""
 
 
 class CleanupRace:
     name = "cleanup_race"
     description = (
-        "a new connection every 0.5 s for 10 s, each old one stops answering pings: "
-        "the heartbeat reaps every one within the cleanup bound of when it must have noticed, "
-        "the user is never refused"
+        "a new connection every 0.5 s for 10 s, each old one stops reading (a socket answers no "
+        "more pings, a stream's writes back up): each is released within the cleanup bound of "
+        "when the server must have noticed, the user is never refused"
     )
 
     async def round(self, ctx: ScenarioContext, sizes: Sizes, user_id: str) -> RoundResult:
@@ -79,6 +98,8 @@ class CleanupRace:
                     result.failures.append(f"connection {index} refused with HTTP {refused.status}")
                     continue
                 await tab.subscribe(THREAD)
+                if _noticed_by_writes(tab):
+                    await tab.subscribe(OVERFILL_THREAD)
                 if tabs and not tabs[-1].stalled:
                     previous = tabs[-1]
                     previous.stall()
@@ -87,13 +108,15 @@ class CleanupRace:
                         await _flood(ctx, result, user_id, index, sizes.flood_bytes)
                 tabs.append(tab)
             result.connections = len(tabs)
-            noticed = {cid: tab.last_alive_at + profile.heartbeat_reap_s() for cid, tab in abandoned.items()}
+            if tabs and _noticed_by_writes(tabs[-1]):
+                await tabs[-1].request("unsubscribe", "unsubscribed", thread_id=OVERFILL_THREAD)
+            noticed, basis = await _when_noticed(ctx, result, user_id, abandoned, gone_by)
             deadline = max(noticed.values(), default=0.0) + profile.cleanup_bound_s + SAMPLING_SLACK_S
             # The watcher records the releases it sees; wait for it to see them all.
             while time.monotonic() < deadline and len(gone_by) < len(abandoned):  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
             latency = None if ctx.load is None else ctx.load.server_latency_max_s()
-            check_reaping(result, profile, latency, noticed, listed_at, gone_by)
+            check_reaping(result, profile, latency, noticed, listed_at, gone_by, basis=basis)
             reaped = await _zombies_reaped(ctx) - reaped_before
             result.check(
                 reaped >= len(abandoned),
@@ -108,7 +131,7 @@ class CleanupRace:
                 f"{profile.queue_limit_bytes}: {overfull}",
             )
             if tabs:
-                result.check(not tabs[-1].is_closed, f"the live connection was closed: {tabs[-1].close_code}")
+                result.check(not tabs[-1].is_closed, f"the live connection was {tabs[-1].describe_close()}")
                 await tabs[-1].close()
         finally:
             await watcher.stop(result)
@@ -129,14 +152,15 @@ def check_reaping(
     noticed: dict[str, float],
     listed_at: dict[str, float],
     gone_by: dict[str, float],
+    *,
+    basis: str | None = None,
 ) -> None:
     """Every abandoned connection released within the cleanup bound of when the server must have
-    noticed (interval + timeout after its last pong), with the server's own lag beside."""
+    noticed (by default interval + timeout after its last pong; ``basis`` says otherwise), with
+    the server's own lag beside."""
     server = "unknown" if server_latency_s is None else f"{server_latency_s * 1000:.0f} ms"
-    beside = (
-        f"measured from {profile.heartbeat_reap_s():g} s (interval + timeout) after each one's "
-        f"last pong; server /healthz latency max {server} this round"
-    )
+    basis = basis or _heartbeat_basis(profile)
+    beside = f"{basis}; server /healthz latency max {server} this round"
     never = [cid for cid in noticed if cid not in gone_by]
     result.check(
         not never,
@@ -170,6 +194,92 @@ def check_reaping(
             f"{len(delays)} abandoned connections gone {min(delays):+.3f} to {max(delays):+.3f} s "
             f"from when the server must have noticed (bound +{profile.cleanup_bound_s:g} s), {beside}"
         )
+
+
+def _heartbeat_basis(profile: Profile) -> str:
+    return f"measured from {profile.heartbeat_reap_s():g} s (interval + timeout) after each one's last pong"
+
+
+async def _when_noticed(
+    ctx: ScenarioContext,
+    result: RoundResult,
+    user_id: str,
+    abandoned: Mapping[str, Tab],
+    gone_by: Mapping[str, float],
+) -> tuple[dict[str, float], str]:
+    """When the server must have noticed each abandoned tab, and what that was measured from.
+
+    A socket's heartbeat notices it an interval plus the timeout after its last pong. A stream's
+    heartbeat is a comment, which no client answers: the server notices a stream that stopped
+    reading only once its writes back up, so the streams are overfilled (on the thread they
+    subscribed to for it), and noticed when that ends.
+    """
+    profile = ctx.profile
+    noticed: dict[str, float] = {}
+    streams: list[str] = []
+    for connection_id, tab in abandoned.items():
+        alive = tab.last_alive_at
+        if alive is None:
+            streams.append(connection_id)
+        else:
+            noticed[connection_id] = alive + profile.heartbeat_reap_s()
+    if not streams:
+        return noticed, _heartbeat_basis(profile)
+    bound = stream_holds_at_most(profile)
+    sent = await _overfill(ctx, user_id, streams, gone_by, bound)
+    ended = time.monotonic()
+    noticed.update(dict.fromkeys(streams, ended))
+    held = [cid for cid in streams if cid not in gone_by]
+    result.notes.append(
+        f"{len(streams)} streams that stopped reading were sent {sent / 1e6:.1f} MB before "
+        + (f"{len(held)} of them were still held" if held else "the server had let every one go")
+        + f" (a stream holds at most {bound / 1e6:.1f} MB: the queue limit, and the socket buffers "
+        "on the way, which the server does not count)"
+    )
+    basis = (
+        "a stream answers no ping: measured from when the streams that stopped reading had been "
+        f"sent more than they can hold ({bound / 1e6:.1f} MB), or the server had let them all go"
+    )
+    return noticed, basis
+
+
+def _noticed_by_writes(tab: Tab) -> bool:
+    """Whether the server can find out that ``tab`` stopped reading only from its own writes
+    backing up: a tab whose transport has no heartbeat it answers (an event stream)."""
+    return tab.last_alive_at is None
+
+
+def stream_holds_at_most(profile: Profile) -> int:
+    """The most bytes a stream that stopped reading can take before the server must close it
+    (4008): its queue limit, then what the socket buffers on the way hold, the largest being the
+    server's kernel send buffer (up to ``tcp_wmem``'s maximum, this machine's: the server's when
+    the harness started it)."""
+    return profile.queue_limit_bytes + _kernel_send_buffer_max() + STREAM_SLACK_BYTES
+
+
+def _kernel_send_buffer_max() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+    except (OSError, ValueError, IndexError):
+        return KERNEL_SEND_BUFFER_DEFAULT
+
+
+async def _overfill(
+    ctx: ScenarioContext, user_id: str, streams: list[str], gone_by: Mapping[str, float], bound: int
+) -> int:
+    """Publish to the overfill thread until the watcher saw every stream in ``streams`` let go, or
+    each was sent ``bound`` bytes; the bytes sent. One event a request, the steady flow of a live
+    thread, so that the socket buffers fill before the queue does, as for a reader that vanished
+    (a burst passes the queue limit while they still have room)."""
+    padding = "x" * OVERFILL_EVENT_BYTES
+    sent = 0
+    while sent < bound and any(cid not in gone_by for cid in streams):
+        part = sent // OVERFILL_EVENT_BYTES
+        await ctx.api.publish(
+            user_id, OVERFILL_THREAD, "overfill", {"user": user_id, "part": part, "pad": padding}
+        )
+        sent += OVERFILL_EVENT_BYTES
+    return sent
 
 
 async def _zombies_reaped(ctx: ScenarioContext) -> float:
