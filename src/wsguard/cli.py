@@ -6,7 +6,8 @@ Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>
 its variable. Both are derived from the fields of :class:`~wsguard.settings.Settings`, which hold
 each default and help line, so that a setting is added there alone. The port has a third source
 below those two: ``PORT``, the variable that Cloud Run, Render and Heroku set. A bad value exits
-with status 2 and one line naming the setting.
+with status 2 and one line naming the setting. Every command's ``--help`` states each flag's
+default and variable in one form, :func:`described`'s.
 """
 
 import argparse
@@ -17,9 +18,8 @@ import sys
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
 from types import NoneType, UnionType
-from typing import Any, Literal
+from typing import Any
 
 from jwt import PyJWKSetError
 
@@ -27,11 +27,10 @@ import wsguard
 from wsguard import jwt_algorithms
 from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
+from wsguard.flags import Kind, described, shown
 from wsguard.server.api_keys import read_key_file
 from wsguard.server.jwt_keys import JwksFile, PublicKeyFile
 from wsguard.settings import DOC, SettingDoc, SettingError, Settings
-
-Kind = Literal["value", "switch", "list"]
 
 
 @dataclass(frozen=True)
@@ -51,15 +50,7 @@ class Option:
     @property
     def described(self) -> str:
         """The help line with the default and the variable, for ``--help``."""
-        notes = [f"default: {self.shown_default}"] if self.shown_default else []
-        if self.kind == "switch":
-            notes.append(f"env {self.variable}, which --no-{self.flag[2:]} overrides")
-        elif self.kind == "list":
-            notes.append(f"env {self.variable}, a comma-separated list")
-        else:
-            notes.append(f"env {self.variable}")
-        repeatable = ", repeatable" if self.kind == "list" else ""
-        return f"{self.help}{repeatable} ({'; '.join(notes)})".replace("%", "%%")
+        return described(self.help, self.flag, self.kind, self.shown_default, self.variable)
 
     @property
     def metavar(self) -> str:
@@ -78,19 +69,6 @@ def _bool(text: str) -> bool:
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
-def shown(value: object) -> str:
-    """A default as an operator reads it: ``off`` and ``on``, ``20`` for 20.0, nothing for none."""
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if value is None or value == ():
-        return ""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, Enum):
-        return str(value.value)
-    return str(value)
 
 
 def _doc_of(field: dataclasses.Field[Any]) -> SettingDoc:
@@ -274,32 +252,34 @@ def serve(settings: Settings) -> int:
     return run_server(guard.server_app(), settings, guard.drain, guard.stop_admitting)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    arguments = list(sys.argv[1:] if argv is None else argv)
+def build_parser(*, leakcheck: bool = True) -> argparse.ArgumentParser:
+    """The ``wsguard`` command line; without ``leakcheck``, the harness's options are left out,
+    so that ``serve`` starts without importing it."""
     parser = argparse.ArgumentParser(prog="wsguard", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {wsguard.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     configure_serve(commands.add_parser("serve", help="run a wsguard server"))
-    leakcheck = commands.add_parser("leakcheck", help="run the production-scenario leak harness")
-    if arguments[:1] == ["leakcheck"]:
-        return _leakcheck(leakcheck, parser, arguments)
-    args = parser.parse_args(arguments)
+    harness = commands.add_parser("leakcheck", help="run the production-scenario leak harness")
+    if leakcheck:
+        from wsguard.leaktest import cli as leaktest_cli
+
+        leaktest_cli.configure_parser(harness)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(leakcheck=arguments[:1] == ["leakcheck"]).parse_args(arguments)
+    if args.command == "leakcheck":
+        from wsguard.leaktest import cli as leaktest_cli
+
+        return leaktest_cli.run(args)
     try:
         settings = settings_from(args, dict(os.environ))
     except UsageError as error:
         print(f"wsguard: {error}", file=sys.stderr)
         return 2
     return serve(settings)
-
-
-def _leakcheck(
-    subparser: argparse.ArgumentParser, parser: argparse.ArgumentParser, arguments: list[str]
-) -> int:
-    """The harness is imported only when asked for, so that ``serve`` starts without it."""
-    from wsguard.leaktest import cli as leaktest_cli
-
-    leaktest_cli.configure_parser(subparser)
-    return leaktest_cli.run(parser.parse_args(arguments))
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
-"""The CLI's exit statuses, the --target mode, the reports, and the pytest plugin."""
+"""The CLI's exit statuses, the --target mode, the reports, the servers' log, every command's
+help, and the pytest plugin."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -11,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
+import wsguard
 from tests.leaktest.support import BROKEN_SERVERS, expected_exit_of_a_real_server, leakcheck_cli
+from wsguard.cli import BY_FIELD, build_parser, main
+from wsguard.flags import shown
+from wsguard.leaktest import cli as leaktest_cli
+from wsguard.leaktest.output import SERVER_LOG
+from wsguard.leaktest.profiles import PROFILE_ENV
 from wsguard.leaktest.runner import ROUND_NOISE_BLOCKS
 from wsguard.leaktest.verdict import LEASE_KEYS
 from wsguard.processes import ServerProcess
@@ -236,3 +245,155 @@ def test_cluster_usage_errors(tmp_path: Path) -> None:
     assert leakcheck_cli("--cluster", "2", *target, "--report-dir", str(tmp_path)).returncode == 2
     assert leakcheck_cli("--redis-cluster", "--report-dir", str(tmp_path)).returncode == 2
     assert not (tmp_path / "leakcheck.json").exists()
+
+
+SERVER_LINES = ("Application startup complete.", f"wsguard {wsguard.__version__} starting")
+"""Lines every ``wsguard serve`` prints at start: uvicorn's and wsguard's own."""
+
+
+def test_the_server_s_output_goes_to_the_report_dir_not_between_the_harness_s_lines(
+    tmp_path: Path,
+) -> None:
+    """Without --report-dir the log is in the default report directory, and the run says where."""
+    done = subprocess.run(
+        [sys.executable, "-m", "wsguard", "leakcheck", "--profile", "ci", "--scenario", "multi_tab",
+         "--churn-cycles", "0"],
+        capture_output=True,
+        text=True,
+        timeout=150,
+        cwd=tmp_path,
+    )  # fmt: skip
+    directory = tmp_path / "leakcheck-report"
+    report = json.loads((directory / "leakcheck.json").read_text())
+    assert done.returncode == expected_exit_of_a_real_server(report), done.stdout + done.stderr
+    log = (directory / SERVER_LOG).read_text()
+    for line in SERVER_LINES:
+        assert line in log
+        assert line not in done.stdout + done.stderr
+    assert "multi_tab round 6: ok" in done.stderr
+    assert "multi_tab  PASS" in done.stdout
+    assert done.stderr.count(f"leakcheck-report/{SERVER_LOG}") == 1, done.stderr
+    assert report["server_log"] == SERVER_LOG
+    assert f'href="{SERVER_LOG}"' in (directory / "leakcheck.html").read_text()
+
+
+def test_a_run_against_a_target_writes_no_server_log(tmp_path: Path) -> None:
+    with ServerProcess() as server:
+        done = leakcheck_cli(
+            "--profile", "ci", "--scenario", "context_consistency", "--churn-cycles", "0",
+            "--target", server.ws_url, "--report-dir", str(tmp_path),
+        )  # fmt: skip
+    report = json.loads((tmp_path / "leakcheck.json").read_text())
+    assert done.returncode == expected_exit_of_a_real_server(report), done.stdout
+    assert report["server_log"] is None
+    assert not (tmp_path / SERVER_LOG).exists()
+    assert SERVER_LOG not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "last_line"),
+    [
+        ([sys.executable, "-m", "wsguard", "serve", "--log-level", "loud"], "--log-level: must be one of"),
+        ([sys.executable, "-c", "import sys; sys.exit('no config file here')"], "no config file here"),
+    ],
+    ids=["bad serve setting", "bad server command"],
+)
+def test_a_server_that_fails_to_start_names_its_log_and_shows_its_last_lines(
+    command: list[str], last_line: str, tmp_path: Path
+) -> None:
+    done = leakcheck_cli(
+        "--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path),
+        "--server-command", subprocess.list2cmdline(command),
+    )  # fmt: skip
+    log = tmp_path / SERVER_LOG
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"its output is in {log}" in done.stdout
+    ending = done.stderr.split(f"the servers' output, {log}, ends with:\n", 1)[1]
+    assert last_line in ending
+    assert ending.splitlines()[-1].strip() == log.read_text().splitlines()[-1]
+    assert json.loads((tmp_path / "leakcheck.json").read_text())["scenarios"][0]["verdict"] == "error"
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="no coreutils timeout")
+def test_a_server_that_dies_mid_run_ends_the_run_with_its_log_s_last_lines(tmp_path: Path) -> None:
+    """The server is killed 3 s after it starts, well before multi_tab and its churn are done."""
+    dying = ["timeout", "-s", "KILL", "3", sys.executable, "-m", "wsguard", "serve"]
+    done = leakcheck_cli(
+        "--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path),
+        "--server-command", subprocess.list2cmdline(dying),
+    )  # fmt: skip
+    log = tmp_path / SERVER_LOG
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "multi_tab  ERROR" in done.stdout
+    ending = done.stderr.split(f"the servers' output, {log}, ends with:\n", 1)[1]
+    assert ending.splitlines()[-1].strip() == log.read_text().splitlines()[-1]
+    assert SERVER_LINES[0] in log.read_text()
+
+
+def _commands() -> dict[str, argparse.ArgumentParser]:
+    """``wsguard`` and each of its subcommands, as the parser lists them."""
+    parser = build_parser()
+    (subcommands,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return {"wsguard": parser, **{f"wsguard {name}": sub for name, sub in subcommands.choices.items()}}
+
+
+NO_DEFAULT = {"--target", "--cluster", "--probe", "--header", "--send"}
+"""The flags of ``wsguard leakcheck`` without a default: without them, the harness does without
+(it starts a server, one server, no probe, no header, no message)."""
+VARIABLES = {"--profile": PROFILE_ENV}
+STATED = re.compile(r"default: (?P<default>.*?)(; env |$)")
+
+
+def _expected(command: str, action: argparse.Action) -> tuple[bool, str | None, str | None]:
+    """Whether a flag's help must state a default, which one when known, and its variable."""
+    flag = action.option_strings[-1]
+    if command == "wsguard serve":
+        option = BY_FIELD[action.dest]
+        return bool(option.shown_default), option.shown_default, option.variable
+    default = None if action.default is None else shown(action.default)
+    return flag not in NO_DEFAULT, default, VARIABLES.get(flag)
+
+
+def _notes(help: str) -> str:
+    """A help line's closing parenthesis (``default: D; env V``), or '' without one."""
+    return help[:-1].rpartition(" (")[2] if help.endswith(")") else ""
+
+
+@pytest.mark.parametrize("command", list(_commands()))
+def test_every_flag_s_help_shows_its_default_and_variable(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new flag whose help does not state its default fails here, in any command: a flag of
+    ``serve`` states its setting's, any other its argparse default or, with None there, what it
+    does when not given; only the flags of NO_DEFAULT state none."""
+    parser = _commands()[command]
+    flags = [a for a in parser._actions if a.option_strings and argparse.SUPPRESS not in (a.default, a.help)]
+    assert command == "wsguard" or flags
+    monkeypatch.setenv("COLUMNS", "10000")  # one line per flag: argparse wraps at hyphens too
+    with pytest.raises(SystemExit):
+        main([*command.split()[1:], "--help"])
+    printed = capsys.readouterr().out
+    for action in flags:
+        flag, help = action.option_strings[-1], str(action.help).replace("%%", "%")
+        stated = STATED.match(_notes(help))
+        has_default, default, variable = _expected(command, action)
+        assert (stated is not None) == has_default, f"{command} {flag}: {help}"
+        if stated is not None and default is not None:
+            assert stated["default"] == default, f"{command} {flag}: {help}"
+        if variable is not None:
+            assert f"env {variable}" in _notes(help), f"{command} {flag}: {help}"
+        assert help in printed, f"{command} {flag}: not in --help"
+
+
+def test_python_m_wsguard_leaktest_shows_the_same_help(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``python -m wsguard.leaktest`` builds its own parser: its help states the same defaults."""
+    monkeypatch.setenv("COLUMNS", "10000")
+    with pytest.raises(SystemExit):
+        main(["leakcheck", "--help"])
+    through_wsguard = capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        leaktest_cli.main(["--help"])
+    assert capsys.readouterr().out == through_wsguard
+    assert through_wsguard.count("(default: ") >= len(NO_DEFAULT)

@@ -1,28 +1,34 @@
-"""Claims in README.md and docs/ that the code decides: each checked against the code."""
+"""Claims in docs/ that the code decides: each checked against the code."""
 
 from __future__ import annotations
 
 import argparse
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from starlette.routing import Route
+
 from tests.leaktest.broken_servers import BUGS
+from tests.packaging.test_docs_code_blocks import protocol_endpoints
+from wsguard import WSGuard
 from wsguard.backends.redis.decisions import RenewalSchedule
 from wsguard.leaktest.cli import configure_parser
 from wsguard.leaktest.profiles import default_profile_name
 from wsguard.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text(encoding="utf-8")
+HARNESS = (ROOT / "docs" / "leakcheck.md").read_text(encoding="utf-8")
+"""Run the leak harness: the scenarios, the broken servers, the pytest plugin."""
 NUMBERS = {5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 
 
 def _python_block_with(marker: str) -> str:
-    blocks: list[str] = re.findall(r"```python\n(.*?)```", README, flags=re.DOTALL)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", HARNESS, flags=re.DOTALL)
     found = [block for block in blocks if marker in block]
-    assert len(found) == 1, f"expected one README python block with {marker!r}, found {len(found)}"
+    assert len(found) == 1, f"expected one python block with {marker!r} in leakcheck.md, found {len(found)}"
     return found[0]
 
 
@@ -38,18 +44,19 @@ def test_pytest_plugin_example_imports_every_name_it_uses(tmp_path: Path) -> Non
     assert result.returncode == 0, result.stdout
 
 
-def test_readme_names_every_broken_server_and_their_number() -> None:
-    section = README.partition("The harness proves it can fail")[2].partition("From an application")[0]
+def test_the_harness_guide_names_every_broken_server_and_their_number() -> None:
+    section = HARNESS.partition("The harness proves it can fail")[2].partition("\n## ")[0]
+    assert section, "docs/leakcheck.md: no paragraph on the broken servers"
     assert set(re.findall(r"`([a-z_]+)`", section)) == set(BUGS)
     assert f"one of {NUMBERS[len(BUGS)]} bugs" in section
 
 
-def test_readme_states_leakcheck_default_profile_and_report_dir() -> None:
+def test_the_harness_guide_states_leakcheck_default_profile_and_report_dir() -> None:
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     defaults = parser.parse_args([])
-    assert f"`{defaults.report_dir}/`" in README
-    lines = README.splitlines()
+    assert f"`{defaults.report_dir}/`" in HARNESS
+    lines = HARNESS.splitlines()
     default_line = next(line for line in lines if line.strip().startswith("wsguard leakcheck  "))
     assert default_line.rstrip().endswith(f"else {default_profile_name({})}")
 
@@ -72,3 +79,46 @@ def test_scaling_model_uses_the_defaults_it_names() -> None:
     assert f"a ping every {settings.heartbeat_interval:g} s per connection" in scaling
     events, seconds = settings.retention_events, settings.retention_seconds
     assert f"`--retention-events {events}`, `--retention-seconds {seconds:g}`" in scaling
+
+
+OUTSIDE_SECTION_4 = {"/client/{name}": "/client/wsguard.js", "/demo": "/demo", "/demo/{name}": "/demo"}
+"""Routes documented with the browser client (docs/browser.md) rather than in the HTTP API."""
+
+
+def test_every_http_route_is_in_protocol_md_section_4() -> None:
+    """Each route ``wsguard serve --dev`` answers is in docs/protocol.md section 4's table (CORS
+    preflights, section 9, aside); the browser client's files and the demo page in browser.md."""
+    endpoints = protocol_endpoints()
+    browser = (ROOT / "docs" / "browser.md").read_text(encoding="utf-8")
+    missing = []
+    for route in WSGuard(Settings(dev=True)).routes():
+        if not isinstance(route, Route):
+            continue
+        if route.path in OUTSIDE_SECTION_4:
+            assert OUTSIDE_SECTION_4[route.path] in browser, route.path
+            continue
+        path = re.sub(r"\{[^}]+\}", "x", route.path)
+        for method in sorted((route.methods or set()) - {"HEAD", "OPTIONS"}):
+            if not any(e.method == method and e.pattern.fullmatch(path) for e in endpoints):
+                missing.append(f"{method} {route.path}")
+    assert missing == [], "not in docs/protocol.md section 4"
+
+
+def test_the_exit_statuses_of_serve_are_the_documented_ones() -> None:
+    """docs/reference/cli.md's table of ``wsguard serve``'s exit statuses: a bad value is 2, an
+    address in use is 3 (uvicorn's start-up failure, after the app's startup and shutdown)."""
+    reference = (ROOT / "docs" / "reference" / "cli.md").read_text(encoding="utf-8")
+    section = reference.partition("## `wsguard serve`")[2].partition("\n## ")[0]
+    assert re.findall(r"^\| (\d) \|", section, flags=re.MULTILINE) == ["0", "1", "2", "3"]
+    serve = [sys.executable, "-m", "wsguard", "serve", "--dev", "--host", "127.0.0.1"]
+    bad = subprocess.run([*serve, "--port", "70000"], capture_output=True, text=True, timeout=60, check=False)
+    assert (bad.returncode, bad.stderr.count("\n")) == (2, 1), bad.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        busy = subprocess.run(
+            [*serve, "--port", port], capture_output=True, text=True, timeout=60, check=False
+        )
+    assert busy.returncode == 3, busy.stderr[-2000:]
+    assert "address already in use" in busy.stderr

@@ -24,9 +24,10 @@ import wsguard.cli
 import wsguard.settings
 import wsguard.transport.compat
 import wsguard.transport.runner
-from wsguard.cli import SERVE_OPTIONS, Option, configure_serve, settings_from, shown
+from wsguard.cli import SERVE_OPTIONS, Option, configure_serve, settings_from
 from wsguard.core.connection import ConnectionLimits
 from wsguard.errors import WSGuardError
+from wsguard.flags import shown
 from wsguard.settings import DOC, LimitPolicy, SettingDoc, SettingError, Settings
 from wsguard.settings import TAKEN_FROM as SETTING
 from wsguard.transport.compat import UnsupportedUvicorn
@@ -252,7 +253,7 @@ def _documented(path: Path, after: str) -> dict[str, tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("document", "after"),
-    [("docs/protocol.md", "## 1. Starting a server"), ("README.md", "## Configuration")],
+    [("docs/protocol.md", "## 1. Starting a server"), ("docs/configuration.md", "## Flags and variables")],
 )
 def test_the_docs_tables_list_every_flag_variable_and_default(document: str, after: str) -> None:
     documented = _documented(ROOT / document, after)
@@ -260,6 +261,17 @@ def test_the_docs_tables_list_every_flag_variable_and_default(document: str, aft
     assert sorted(documented) == sorted(expected), f"{document}: flags differ from wsguard serve's"
     for flag, (variable, default) in expected.items():
         assert documented[flag] == (variable, default), f"{document}: {flag}"
+
+
+def test_the_configuration_page_states_each_setting_without_a_flag_and_its_default() -> None:
+    text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    defaults = {field.name: field.default for field in dataclasses.fields(Settings)}
+    for name in sorted(EMBEDDING_ONLY):
+        section = text.partition(f"\n### `{name}`\n")[2].partition("\n#")[0]
+        assert section, f"docs/configuration.md: no section on {name}"
+        default = defaults[name]
+        assert isinstance(default, float), name
+        assert f"{default:g} by default" in section, f"docs/configuration.md: {name}'s default"
 
 
 def test_the_usage_line_of_protocol_md_states_the_defaults() -> None:

@@ -17,9 +17,24 @@ from urllib.parse import urlsplit
 
 from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
+from wsguard.flags import describe_flags
 from wsguard.leaktest.client import TRANSPORTS, WEBSOCKET, Target
-from wsguard.leaktest.generic.cli import add_generic_arguments, run_generic_from_args, uses_generic_mode
-from wsguard.leaktest.output import EXIT_INCONCLUSIVE, EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_reports
+from wsguard.leaktest.generic.cli import (
+    GENERIC_DEFAULTS,
+    add_generic_arguments,
+    run_generic_from_args,
+    uses_generic_mode,
+)
+from wsguard.leaktest.output import (
+    EXIT_INCONCLUSIVE,
+    EXIT_LEAK,
+    EXIT_OK,
+    EXIT_USAGE,
+    SERVER_LOG,
+    log_ending,
+    new_server_log,
+    write_reports,
+)
 from wsguard.leaktest.profiles import (
     COMPREHENSIVE_USERS_PER_CORE,
     PROFILE_ENV,
@@ -41,6 +56,23 @@ from wsguard.leaktest.scenarios import SCENARIO_NAMES
 from wsguard.processes.redis_cluster import cluster_unsupported
 from wsguard.processes.redis_server import redis_server_binary
 
+REPORT_DIR = Path("leakcheck-report")
+DEFAULTS: dict[str, object] = {
+    "profile": "ci when CI=true, else dev",
+    "scenario": "all",
+    "transport": WEBSOCKET,
+    "churn_cycles": "the profile's",
+    "comprehensive_users": f"the profile's, at most {COMPREHENSIVE_USERS_PER_CORE} per core of this machine",
+    "metrics": "from --target",
+    "token_url": "from --target",
+    "server_command": "python -m wsguard serve",
+    **GENERIC_DEFAULTS,
+}
+"""What each option without an argparse default does when not given (its default is None so
+that a run can tell it was not given), as ``--help`` states it."""
+VARIABLES = {"profile": PROFILE_ENV}
+"""The environment variable each option falls back to, as ``--help`` states it."""
+
 
 class UsageError(WSGuardError):
     """Arguments that cannot make a run; the message says which."""
@@ -59,44 +91,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "a failed scenario, 2 bad usage, 3 inconclusive (a round's load generator lagged past its "
         "allowance; the report gives its loop lag and CPU and the server's)."
     )
-    parser.add_argument(
-        "--profile",
-        help=f"one of {', '.join(PROFILE_NAMES)} (default: ${PROFILE_ENV}, else ci when CI=true, else dev)",
-    )
+    parser.add_argument("--profile", help=f"one of {', '.join(PROFILE_NAMES)}")
     parser.add_argument(
         "--scenario",
         action="extend",
         nargs="+",
         choices=SCENARIO_NAMES,
         metavar="NAME",
-        help=f"scenarios to run (default: all): {', '.join(SCENARIO_NAMES)}",
+        help=f"the scenarios to run ({', '.join(SCENARIO_NAMES)})",
     )
     parser.add_argument(
         "--transport",
         choices=TRANSPORTS,
-        help="what every tab connects over: websocket (GET /ws; the default) or sse (a "
-        "Server-Sent Events stream, GET /sse, with its commands by POST); the same scenarios "
-        "and counts either way",
+        help="what every tab connects over: websocket (GET /ws) or sse (a Server-Sent Events "
+        "stream, GET /sse, with its commands by POST); the same scenarios and counts either way",
     )
     parser.add_argument(
         "--churn-cycles",
         type=int,
         metavar="N",
-        help="connection cycles per churn round (default: the profile's; 0 skips the churn phase)",
+        help="connection cycles per churn round; 0 skips the churn phase",
     )
     parser.add_argument(
         "--comprehensive-users",
         type=int,
         metavar="N",
-        help=f"users in comprehensive's first round (default: the profile's, at most "
-        f"{COMPREHENSIVE_USERS_PER_CORE} per core of this machine)",
+        help="users in comprehensive's first round",
     )
     parser.add_argument("--starve-generator", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--report-dir",
-        default="leakcheck-report",
+        default=REPORT_DIR,
         type=Path,
-        help="where to write leakcheck.json and leakcheck.html (default: %(default)s)",
+        help=f"where to write leakcheck.json, leakcheck.html and, for the servers the harness "
+        f"starts, {SERVER_LOG}: their output, uvicorn's and wsguard's logs",
     )
     parser.add_argument(
         "--target",
@@ -104,8 +132,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="ws://HOST:PORT/ws of a running server (with --transport sse, its streams are at that "
         "origin's /sse)",
     )
-    parser.add_argument("--metrics", metavar="URL", help="its /metrics URL (default: from --target)")
-    parser.add_argument("--token-url", metavar="URL", help="its dev token endpoint (default: from --target)")
+    parser.add_argument("--metrics", metavar="URL", help="its /metrics URL")
+    parser.add_argument("--token-url", metavar="URL", help="its dev token endpoint")
     parser.add_argument(
         "--cluster",
         type=int,
@@ -122,14 +150,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--server-command",
         metavar="CMD",
-        help="command that starts the server instead of 'python -m wsguard serve' "
-        "(must accept --dev --host --port and the serve flags)",
+        help="command that starts the server; it must accept --dev, --host, --port and the serve flags",
     )
     parser.add_argument(
         "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
     )
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     add_generic_arguments(parser)
+    describe_flags(parser, DEFAULTS, VARIABLES)
 
 
 def target_from_args(args: argparse.Namespace) -> Target | None:
@@ -190,14 +218,23 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     scenarios = list(dict.fromkeys(args.scenario or SCENARIO_NAMES))
     servers: ServerSource
+    server_log: Path | None = None
     if target is None:
+        try:
+            server_log = new_server_log(args.report_dir)
+        except OSError as error:
+            print(f"wsguard leakcheck: --report-dir: {error}", file=sys.stderr)
+            return EXIT_USAGE
+        print(f"wsguard leakcheck: the servers' output goes to {server_log}", file=sys.stderr)
         command = shlex.split(args.server_command) if args.server_command else None
         if args.cluster is not None:
-            servers = managed_cluster(profile, args.cluster, command, redis_cluster=args.redis_cluster)
+            servers = managed_cluster(
+                profile, args.cluster, command, redis_cluster=args.redis_cluster, log_path=server_log
+            )
             shared = "a private Redis Cluster of 3 masters" if args.redis_cluster else "a private Redis"
             label = f"a fresh cluster of {args.cluster} instances on {shared} per scenario"
         else:
-            servers = managed_servers(profile, command)
+            servers = managed_servers(profile, command, log_path=server_log)
             label = "a fresh server per scenario"
     else:
         servers = external_server(target)
@@ -214,8 +251,10 @@ def run(args: argparse.Namespace) -> int:
         transport=args.transport or WEBSOCKET,
     )
     print(render_table(report))
-    json_path, html_path = write_reports(report, args.report_dir)
+    json_path, html_path = write_reports(report, args.report_dir, server_log)
     print(f"reports: {json_path} {html_path}")
+    if server_log is not None and any(scenario.errors for scenario in report.scenarios):
+        print(log_ending(server_log), file=sys.stderr)
     if report.passed:
         return EXIT_OK
     return EXIT_INCONCLUSIVE if report.inconclusive else EXIT_LEAK

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 
@@ -62,13 +63,19 @@ SETTLED_SCRAPES = 5
 
 
 def managed_servers(
-    profile: Profile, command: Sequence[str] | None = None, extra_flags: Sequence[str] = ()
+    profile: Profile,
+    command: Sequence[str] | None = None,
+    extra_flags: Sequence[str] = (),
+    *,
+    log_path: Path | None = None,
 ) -> ServerSource:
-    """A fresh server process per scenario, with the profile's flags, stopped afterwards."""
+    """A fresh server process per scenario, with the profile's flags, stopped afterwards; its
+    output appended to ``log_path`` when given."""
 
     @contextlib.contextmanager
     def start() -> Iterator[Target]:
-        with ServerProcess(*profile.server_flags(), *extra_flags, command=command) as server:
+        flags = (*profile.server_flags(), *extra_flags)
+        with ServerProcess(*flags, command=command, log_path=log_path) as server:
             yield target_of(server)
 
     return start
@@ -81,10 +88,12 @@ def managed_cluster(
     extra_flags: Sequence[str] = (),
     *,
     redis_cluster: bool = False,
+    log_path: Path | None = None,
 ) -> ServerSource:
     """A fresh cluster per scenario: a private Redis (or, with ``redis_cluster``, a private Redis
     Cluster of three masters) and ``instances`` servers sharing it and one JWT secret (so that a
-    token, a session and a resume work on every instance)."""
+    token, a session and a resume work on every instance); their output appended to
+    ``log_path`` when given."""
     if instances < 2:
         raise ValueError(f"a cluster has at least 2 instances, not {instances}")
     secret = secrets.token_urlsafe(32)
@@ -100,7 +109,7 @@ def managed_cluster(
                 "--lease-ttl", str(CLUSTER_LEASE_TTL_S),
                 *extra_flags,
             ]  # fmt: skip
-            servers = [ServerProcess(*flags, command=command) for _ in range(instances)]
+            servers = [ServerProcess(*flags, command=command, log_path=log_path) for _ in range(instances)]
             for server in servers:
                 stack.callback(server.stop)
             with ThreadPoolExecutor(max_workers=instances) as starting:

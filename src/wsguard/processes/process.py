@@ -112,7 +112,9 @@ class ServerProcess(Managed):
                     self.http.close()
                     self._use_port(free_port())
                     return self.start(attempts - 1)
-                raise RuntimeError(f"server exited with {self.process.returncode}: {self.argv}")
+                raise RuntimeError(
+                    f"server exited with {self.process.returncode}: {self.argv}{self._log_note}"
+                )
             try:
                 response = self.http.get(self._ready_path, timeout=0.5)
                 if response.status_code == 200 and self._listens():
@@ -122,7 +124,14 @@ class ServerProcess(Managed):
                 last = error
             time.sleep(0.05)
         self.kill()
-        raise RuntimeError(f"server not ready within {self._ready_timeout}s ({last!r}): {self.argv}")
+        raise RuntimeError(
+            f"server not ready within {self._ready_timeout}s ({last!r}): {self.argv}{self._log_note}"
+        )
+
+    @property
+    def _log_note(self) -> str:
+        """Where to read why the server failed, when its output went to a log rather than here."""
+        return "" if self._log_path is None else f"; its output is in {os.fspath(self._log_path)}"
 
     def _listens(self) -> bool:
         """Whether this process (or a child of it) holds the listening socket, not a stranger."""

@@ -23,6 +23,9 @@ from wsguard.leaktest.output import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_report
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_table
 
+GENERIC_DEFAULTS: dict[str, object] = {"check": "all", "cleanup_bound": GenericSizes().cleanup_bound_s}
+"""What each generic option without an argparse default does when not given, as ``--help``
+states it (see :data:`wsguard.leaktest.cli.DEFAULTS`)."""
 WSGUARD_ONLY = (
     "scenario",
     "metrics",
@@ -49,27 +52,30 @@ def add_generic_arguments(parser: argparse.ArgumentParser) -> None:
         nargs="+",
         choices=GENERIC_SCENARIO_NAMES,
         metavar="NAME",
-        help=f"generic scenarios (default: all): {', '.join(GENERIC_SCENARIO_NAMES)}",
+        help=f"the generic scenarios to run ({', '.join(GENERIC_SCENARIO_NAMES)})",
     )
     group.add_argument(
         "--identity",
         default=DEFAULT_IDENTITY,
         metavar="TEMPLATE",
-        help="each client's identity, {n} its number (default: %(default)s)",
+        help="each client's identity, {n} its number",
     )
     group.add_argument(
-        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="sent on connect (repeat)"
+        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="sent on connect"
     )
-    group.add_argument(
-        "--send", action="append", default=[], metavar="MESSAGE", help="sent once connected (repeat)"
-    )
+    group.add_argument("--send", action="append", default=[], metavar="MESSAGE", help="sent once connected")
     group.add_argument(
         "--broadcast",
         default=DEFAULT_BROADCAST,
         metavar="MESSAGE",
         help="what a talking client sends, {n} its number; the app should send it on to every client",
     )
-    group.add_argument("--cleanup-bound", type=float, metavar="SECONDS", help="default 2")
+    group.add_argument(
+        "--cleanup-bound",
+        type=float,
+        metavar="SECONDS",
+        help="how soon after the last client left every count must be back at its baseline",
+    )
 
 
 def uses_generic_mode(args: argparse.Namespace) -> bool:

@@ -11,19 +11,19 @@ import argparse
 import os
 import sys
 
+from wsguard.flags import describe_flags
 from wsguard.probe import DEFAULT_PATH, ENABLE_ENV, ProbeMiddleware
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m wsguard.leaktest.generic.serve")
     parser.add_argument("app", help="the application as module:attribute, e.g. main:app")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--probe-path", default=DEFAULT_PATH)
-    parser.add_argument(
-        "--ws", default="auto", help="uvicorn's WebSocket implementation (default: %(default)s)"
-    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
+    parser.add_argument("--probe-path", default=DEFAULT_PATH, help="path the probe answers on")
+    parser.add_argument("--ws", default="auto", help="uvicorn's WebSocket implementation")
     parser.add_argument("--app-dir", default=".", help="directory to import the application from")
+    describe_flags(parser, {}, {})
     args = parser.parse_args(argv)
     os.environ[ENABLE_ENV] = "1"
     sys.path.insert(0, os.path.abspath(args.app_dir))

@@ -87,8 +87,9 @@ def _scenario_section(scenario: ScenarioReport) -> str:
     )
 
 
-def render_html(report: RunReport) -> str:
-    """The whole report as one HTML document that opens offline."""
+def render_html(report: RunReport, server_log: str | None = None) -> str:
+    """The whole report as one HTML document that opens offline; ``server_log``: where the output
+    of the servers the run started is, relative to the report, linked."""
     head = "".join(f"<th>{escape(h)}</th>" for h in HEADERS)
     rows = "".join(
         "<tr>"
@@ -101,6 +102,9 @@ def render_html(report: RunReport) -> str:
     )
     overall = overall_verdict(report)
     overall_class = PASS if report.passed else INCONCLUSIVE if report.inconclusive else "leak"
+    log = (
+        f'<p>server output: <a href="{escape(server_log)}">{escape(server_log)}</a></p>' if server_log else ""
+    )
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         f"<title>wsguard leakcheck: {escape(overall)}</title><style>{STYLE}</style></head><body>"
@@ -109,7 +113,8 @@ def render_html(report: RunReport) -> str:
         f"<p>profile <b>{escape(report.profile)}</b>, over <b>{escape(report.transport)}</b>, "
         f"{escape(report.target)}, "
         f"started {escape(report.started_at)}, {report.duration_s:.1f} s</p>"
-        f"<table><tr>{head}</tr>{rows}</table>"
+        + log
+        + f"<table><tr>{head}</tr>{rows}</table>"
         + "".join(_scenario_section(s) for s in report.scenarios)
         + "</body></html>"
     )

@@ -69,12 +69,14 @@ def _scenario(scenario: ScenarioReport) -> dict[str, Any]:
     }
 
 
-def to_json(report: RunReport) -> dict[str, Any]:
-    """The run as plain JSON data (``json.dumps`` it)."""
+def to_json(report: RunReport, server_log: str | None = None) -> dict[str, Any]:
+    """The run as plain JSON data (``json.dumps`` it); ``server_log``: where the output of the
+    servers the run started is, relative to the report (None when it started none)."""
     return {
         "schema": SCHEMA,
         "profile": report.profile,
         "target": report.target,
+        "server_log": server_log,
         "transport": report.transport,
         "started_at": report.started_at,
         "duration_s": round(report.duration_s, 3),
