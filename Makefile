@@ -65,6 +65,11 @@ soak: install
 bench: install
 	$(BIN)/python bench/run.py
 
+# `wsguard serve --workers 2` against one process on the same private Redis (bench/README.md).
+.PHONY: bench-workers
+bench-workers: install
+	$(BIN)/python bench/workers.py
+
 # The documentation site (mkdocs.yml) into site/: MkDocs in strict mode, so a broken link or
 # anchor, a missing API reference or a docstring it cannot read fails the build.
 docs: install

@@ -51,14 +51,15 @@ class Spent:
     seconds: float
     server_cpu: float
     client_cpu: float
+    other_cpu: dict[str, float] = field(default_factory=dict)
+    """The target's :meth:`~loadgen.Target.other_cpu_seconds`, spent in the window."""
 
     def cpu_per(self, units: int, scale: float, suffix: str) -> Sample:
-        """``server_cpu_<suffix>`` and ``client_cpu_<suffix>``: CPU seconds x ``scale`` per unit."""
+        """``server_cpu_<suffix>``, ``client_cpu_<suffix>`` and ``<other>_cpu_<suffix>``: CPU
+        seconds x ``scale`` per unit."""
         units = max(units, 1)
-        return {
-            f"server_cpu_{suffix}": scale * self.server_cpu / units,
-            f"client_cpu_{suffix}": scale * self.client_cpu / units,
-        }
+        spent = {"server": self.server_cpu, "client": self.client_cpu, **self.other_cpu}
+        return {f"{name}_cpu_{suffix}": scale * cpu / units for name, cpu in spent.items()}
 
 
 class Stopwatch:
@@ -67,11 +68,16 @@ class Stopwatch:
     def __init__(self, target: Target) -> None:
         self._target = target
         self._started = (time.monotonic(), target.cpu_seconds(), time.process_time())
+        self._others = target.other_cpu_seconds()
 
     def read(self) -> Spent:
         wall, server, client = self._started
+        others = self._target.other_cpu_seconds()
         return Spent(
-            time.monotonic() - wall, self._target.cpu_seconds() - server, time.process_time() - client
+            time.monotonic() - wall,
+            self._target.cpu_seconds() - server,
+            time.process_time() - client,
+            {name: others[name] - self._others[name] for name in others.keys() & self._others.keys()},
         )
 
 
@@ -219,6 +225,9 @@ async def hold(
     ``timeout``): every count of connections, users and records back to 0 (``released_ms``),
     and also the asyncio tasks and descriptors back to their level before the load
     (``to_zero_ms``). ``on_reset`` is told when (``time.monotonic``) the first reset was sent.
+    Both include the load client's own teardown, which sends the resets one by one on the same
+    CPUs: ``teardown_ms`` is its time from the first reset to the last, and
+    ``release_server_cpu_ms`` the server's CPU time from the first reset until the watch ended.
     """
 
     def user_of(index: int) -> str:
@@ -238,12 +247,18 @@ async def hold(
     async with httpx.AsyncClient(base_url=target.server.base_url, timeout=30) as http:
         tasks_held = (await target.held(http))[target.tasks_key]
     with collector_paused():
+        stopwatch = Stopwatch(target)
         aborted = time.monotonic()
         if on_reset is not None:
             on_reset(aborted)
         for link in links:
             link.abort()
+        # A transport closes its socket, which sends the reset, in a callback of its abort; this
+        # one runs after all of them.
+        last_reset: list[float] = []
+        asyncio.get_running_loop().call_soon(lambda: last_reset.append(time.monotonic()))
         released_at, settled_at = await asyncio.to_thread(watch_release, target, baseline, aborted + timeout)
+        release = stopwatch.read()
     return {
         "open_per_s": count / opened,
         "fanout_ms": 1000 * delivery.spent.seconds,
@@ -251,6 +266,8 @@ async def hold(
         "tasks_per_connection": (tasks_held - baseline[target.tasks_key]) / count,
         "released_ms": _since(aborted, released_at),
         "to_zero_ms": _since(aborted, settled_at),
+        "teardown_ms": _since(aborted, last_reset[0] if last_reset else None),
+        "release_server_cpu_ms": 1000 * release.server_cpu,
     }
 
 

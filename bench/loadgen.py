@@ -323,6 +323,11 @@ class Target(ABC):
         times = psutil.Process(self.server.pid).cpu_times()
         return float(times.user + times.system)
 
+    def other_cpu_seconds(self) -> dict[str, float]:
+        """CPU time so far of what else shares the machine with the server and the load client,
+        by name (a server's workers, its Redis); none here."""
+        return {}
+
 
 class StatsTarget(Target):
     """A peer server that reports what it holds as JSON on ``GET /stats``."""

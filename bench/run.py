@@ -48,9 +48,12 @@ SERVERS = ("bare", "wsguard", "websockets", "socketio", "wsguard-sse")
 OPTIONAL_SERVERS = ("bare-transport", "bare-frames")
 """Not run by default: the bare app on ``wsguard.transport`` (what the transport alone costs),
 and the bare app sending event frames as long as wsguard's (what the wire format alone costs)."""
-FIGURES = ("churn", "idle", "fanout", "spread", "hold")
+FIGURES = ("churn", "idle", "fanout", "spread", "hold", "ceiling")
 STREAM_FIGURES = ("idle", "hold")
 """The figures of ``wsguard-sse``: what a held stream costs, and its release after a reset."""
+PEER_FIGURES = tuple(figure for figure in FIGURES if figure != "ceiling")
+"""The figures of every other server: the ceiling (the hold near the descriptor limit) is
+wsguard's alone, and would add a minute per server."""
 
 
 async def interleaved(
@@ -77,8 +80,10 @@ async def interleaved(
 
 def figures_of(target: Target) -> tuple[str, ...]:
     """The figures measured on ``target``: an SSE stream's churn and fan-out are left out, since
-    with them the run would take about two minutes longer."""
-    return STREAM_FIGURES if isinstance(target, WsguardStreamTarget) else FIGURES
+    with them the run would take about two minutes longer; the ceiling is wsguard's alone."""
+    if isinstance(target, WsguardStreamTarget):
+        return STREAM_FIGURES
+    return FIGURES if target.name == "wsguard" else PEER_FIGURES
 
 
 Plan = list[tuple[str, int, Callable[[Target], Awaitable[Sample]]]]
@@ -106,6 +111,13 @@ def plan(args: argparse.Namespace) -> Plan:
             "hold",
             1,
             lambda target: hold(target, args.hold_connections, args.per_user, publishers, args.hold_timeout),
+        ),
+        (
+            "ceiling",
+            1,
+            lambda target: hold(
+                target, args.ceiling_connections, args.per_user, publishers, args.hold_timeout
+            ),
         ),
     ]
 
@@ -136,6 +148,30 @@ def raise_open_files_limit(needed: int) -> None:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != resource.RLIM_INFINITY and soft < needed:
         raise SystemExit(f"need {needed} open files, the hard limit allows {soft}")
+
+
+def open_files_limit() -> str:
+    """This process's soft and hard RLIMIT_NOFILE, which the servers inherit."""
+    return (
+        " / ".join(
+            "unlimited" if value == resource.RLIM_INFINITY else f"{value:,}"
+            for value in resource.getrlimit(resource.RLIMIT_NOFILE)
+        )
+        + " (soft / hard)"
+    )
+
+
+def check_source_ports(needed: int) -> None:
+    """Every connection to one server takes a loopback source port of its own from the
+    ephemeral range; past it, ``connect`` fails with EADDRNOTAVAIL midway through a figure."""
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return
+    if high - low + 1 < needed:
+        raise SystemExit(
+            f"need {needed} source ports to one server, net.ipv4.ip_local_port_range gives {high - low + 1}"
+        )
 
 
 def child_environment() -> dict[str, str]:
@@ -169,6 +205,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--spread-events", type=int, default=1, help="events published to each spread user")
     parser.add_argument("--hold-connections", type=int, default=10000, help="connections held, then reset")
     parser.add_argument("--hold-timeout", type=float, default=30.0, help="seconds to wait for the counts")
+    parser.add_argument(
+        "--ceiling-connections",
+        type=int,
+        default=18000,
+        help="connections held by wsguard alone, then reset (near the descriptor limit)",
+    )
     parser.add_argument("--publish-concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5, help="rounds of churn and of both fan-outs")
     parser.add_argument(
@@ -240,8 +282,10 @@ def main(argv: list[str]) -> int:
     args = parse(argv)
     if "socketio" in args.servers and importlib.util.find_spec("socketio") is None:
         raise SystemExit('python-socketio is missing: pip install -e ".[bench]" (make bench does)')
-    peak = max(args.connections, args.hold_connections, args.spread_users * args.spread_per_user)
+    ceiling = args.ceiling_connections if "ceiling" in args.only and "wsguard" in args.servers else 0
+    peak = max(args.connections, args.hold_connections, args.spread_users * args.spread_per_user, ceiling)
     raise_open_files_limit(peak + 1024)
+    check_source_ports(peak)
     started, load_at_start = now(), load_average()
     results = run(args, make_targets(args))
     sizes = Sizes(
@@ -251,12 +295,16 @@ def main(argv: list[str]) -> int:
         args.spread_per_user,
         args.hold_connections,
         args.hold_timeout,
+        args.ceiling_connections,
     )
     figures, judged = table(results, args.servers, sizes), verdicts(results, sizes)
     notes = [
         f"servers: {', '.join(args.servers)}; figures: {', '.join(args.only)}",
-        f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections and of the hold",
+        f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections, of the hold "
+        "and of the ceiling",
     ]
+    if "ceiling" in args.only and "wsguard" in args.servers:
+        notes.append(f"ceiling: wsguard only, open-files limit {open_files_limit()}")
     if "wsguard-sse" in args.servers:
         notes.append(f"wsguard-sse: wsguard's Server-Sent Events, {' and '.join(STREAM_FIGURES)} only")
     if {"wsguard", "wsguard-sse"} & set(args.servers):

@@ -30,6 +30,8 @@ from wsguard.settings import Settings
 
 logger = logging.getLogger("wsguard.workers")
 
+STARTUP_FAILURE = 3
+"""The exit status when the port cannot be bound, as uvicorn exits when one process cannot start."""
 PARENT_CHECK_INTERVAL = 1.0
 """Seconds between a worker's checks that its parent is alive (an orphan drains and exits)."""
 
@@ -43,9 +45,14 @@ def shared_settings(settings: Settings) -> Settings:
 
 
 def bind(settings: Settings) -> socket.socket:
-    """The listening socket every worker accepts on (bound once, by the parent)."""
+    """The listening socket every worker accepts on (bound once, by the parent).
+
+    Its protocol is named: asyncio sets TCP_NODELAY only on sockets whose ``proto`` is
+    IPPROTO_TCP, and an accepted socket takes the listener's; with 0, Nagle's algorithm would
+    hold each small write behind the peer's delayed ACK, about 40 ms per HTTP response or frame.
+    """
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((settings.host, settings.port))
     listener.set_inheritable(True)
@@ -55,7 +62,11 @@ def bind(settings: Settings) -> socket.socket:
 def run_workers(settings: Settings) -> int:
     """Run ``settings.workers`` workers until SIGTERM or SIGINT; the exit status."""
     settings = shared_settings(settings)
-    listener = bind(settings)
+    try:
+        listener = bind(settings)
+    except OSError as error:
+        logger.error("cannot listen on %s:%s: %s", settings.host, settings.port, error)
+        return STARTUP_FAILURE
     spawn = multiprocessing.get_context("spawn")
     workers: list[BaseProcess] = [
         spawn.Process(target=serve_worker, args=(settings, listener, os.getpid()), name=f"wsguard-worker-{n}")
