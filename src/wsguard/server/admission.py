@@ -69,8 +69,8 @@ class UpgradeGate:
 
     async def _identify(self, connection: HTTPConnection, *, tickets: bool) -> Identity:
         """The caller; with ``tickets``, a ``ticket`` query parameter is its credential."""
-        ticket = connection.query_params.get("ticket")
-        if ticket is not None and tickets:
+        ticket = connection.query_params.get("ticket") if tickets else None
+        if ticket is not None:
             identity = await self.tickets.redeem(ticket)
             if identity is None:
                 raise Unauthorized("unknown, used or expired ticket")

@@ -44,8 +44,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import (
 from uvicorn.server import ServerState
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
-from websockets.frames import CloseCode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
@@ -91,7 +92,7 @@ class _Control:
         protocol = self._protocol()
         if protocol is None or not protocol.may_send_now():
             return False
-        protocol.send_message({"type": "websocket.send", "text": text})
+        protocol.send_text_frame(text)
         protocol.drop_when_closing()
         return True
 
@@ -106,6 +107,33 @@ class _Control:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener(code, reason)
+
+
+class _SharedFrame:
+    """The last text frame serialized, kept for the next connection that sends the same text.
+
+    A server's frames are not masked, so without an extension (compression is off by default)
+    a text's frame is the same bytes on every connection: a fan-out hands each recipient the
+    one ``str`` it encoded once per event, and serializes it once instead of once per socket.
+    One frame is kept (the same ``str`` object, compared by identity), never more; text and
+    frame are one tuple, so that event loops in several threads never pair one's text with
+    another's frame.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: tuple[str | None, bytes] = (None, b"")
+
+    def of(self, text: str) -> bytes:
+        last_text, frame = self._last
+        if text is not last_text:
+            frame = Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+            self._last = (text, frame)
+        return frame
+
+
+_shared_frame = _SharedFrame()
 
 
 class _AppQueue:
@@ -460,6 +488,19 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         except InvalidState:
             raise ClientDisconnected() from None
         self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def send_text_frame(self, text: str) -> None:
+        """What :meth:`send_message` does for a text, with the frame's bytes shared with every
+        other connection that sends the same ``str`` next (see :class:`_SharedFrame`); through
+        the ``websockets`` state machine when an extension, a fragmented message, pending bytes
+        or its debug log make a connection's frame its own."""
+        conn = self.conn
+        if self.close_sent or conn.state is not State.OPEN:
+            raise ClientDisconnected()
+        if conn.extensions or conn.expect_continuation_frame or conn.writes or conn.debug:
+            self.send_message({"type": "websocket.send", "text": text})
+            return
+        self.transport.write(_shared_frame.of(text))
 
     def send_before_handshake(self, message: ASGISendEvent) -> None:
         path = self.scope["path"]
