@@ -3,9 +3,11 @@ against a real server process with real HTTP clients."""
 
 import asyncio
 import json
+import select
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +16,7 @@ import pytest
 from wsguard.processes import ServerProcess, StartServer, eventually
 from wsguard.processes.clients import open_socket, receive
 from wsguard.processes.streams import StreamClient
+from wsguard.transport.http_protocol import GuardedHttpProtocol
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +298,152 @@ def test_a_stream_that_stops_reading_is_closed_as_a_slow_consumer(start_server: 
     metrics = server.wait_idle(timeout=5.0)
     assert metrics['wsguard_transport_connections{transport="sse"}'] == 0
     sock.close()
+
+
+SLOW_CONSUMER = 'wsguard_connections_closed_total{reason="slow_consumer"}'
+SEND_BUFFER = GuardedHttpProtocol.send_buffer_bytes
+"""A stream's kernel send buffer (``SO_SNDBUF``), which Linux doubles."""
+CLIENT_WINDOW = 64 * 1024
+"""The most a client that shrinks its receive buffer after opening can have been promised before:
+one loopback segment."""
+EVENT_BYTES = 4000
+
+
+async def stalled_stream(server: ServerProcess, user_id: str) -> tuple[StreamClient, int]:
+    """A stream of ``user_id`` on thread ``t`` that read one event of :data:`EVENT_BYTES` and then
+    stops reading, with a small receive buffer; and that event's size on the wire."""
+    stream = await StreamClient.open(server.base_url, server.token(user_id), subscribe=["t"])
+    await until(stream, "subscribed")
+    publish(server, user_id, "t", "big", blob="x" * EVENT_BYTES)
+    frame = await until(stream, "event")
+    data = json.dumps(frame, separators=(",", ":"))
+    stream.limit_receive_buffer(4096)
+    return stream, len(f"id: {stream.last_id}\ndata: {data}\n\n".encode())
+
+
+def publish_until_slow_consumer(server: ServerProcess, user_id: str, most: int) -> int:
+    """Publish events like the stalled stream's, one at a time, until the server has closed it as
+    a slow consumer; how many it took (``most`` + 1 when it was still open after ``most``)."""
+    for published in range(1, most + 1):
+        publish(server, user_id, "t", "big", blob="x" * EVENT_BYTES)
+        if server.metrics().get(SLOW_CONSUMER, 0) == 1:
+            return published
+    return most + 1
+
+
+def test_a_stream_that_stops_reading_takes_its_queue_limit_and_a_socket_s_buffers(
+    start_server: StartServer,
+) -> None:
+    queue_limit = 65536
+    server = start_server("--queue-limit-bytes", str(queue_limit), "--write-timeout", "30")
+
+    async def scenario() -> None:
+        stream, size = await stalled_stream(server, "kai")
+        try:
+            # What the server counts (its queue and the transport's buffer, up to the limit, and
+            # the one event its writer holds), then the kernel's buffers: its send buffer and
+            # the client's window.
+            bound = queue_limit + size + 2 * SEND_BUFFER + CLIENT_WINDOW
+            published = publish_until_slow_consumer(server, "kai", most=bound // size)
+            assert published * size <= bound, (
+                f"a stream that stopped reading took over {bound} bytes before 4008"
+            )
+        finally:
+            await stream.close()
+
+    asyncio.run(scenario())
+    server.wait_idle(timeout=5.0)
+
+
+def hung_up(sock: socket.socket) -> bool:
+    """Whether the peer reset (or closed) the connection, seen without reading what it sent."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
+
+
+def test_a_slow_consumer_stream_is_reset_at_once_without_an_error_logged(
+    start_server: StartServer, tmp_path: Path
+) -> None:
+    close_timeout = 5.0
+    log = tmp_path / "server.log"
+    flags = ("--queue-limit-bytes", "65536", "--write-timeout", "30", "--close-timeout", str(close_timeout))
+    server = start_server(*flags, log_path=log)
+
+    async def scenario() -> None:
+        stream, size = await stalled_stream(server, "lou")
+        try:
+            most = 10_000_000 // size
+            assert publish_until_slow_consumer(server, "lou", most) <= most, "never closed as a slow consumer"
+            sock = stream.response.extensions["network_stream"].get_extra_info("socket")
+            eventually(
+                lambda: hung_up(sock),
+                lambda gone: gone,
+                timeout=close_timeout / 5,
+                what="the stream's TCP connection reset after its 4008",
+            )
+        finally:
+            await stream.close()
+
+    asyncio.run(scenario())
+    server.wait_idle(timeout=5.0)
+    assert server.stop() == 0
+    output = log.read_text()
+    assert "ASGI callable returned without completing response" not in output
+    assert "Exception in ASGI application" not in output
+
+
+def test_a_command_for_a_stream_whose_writer_waits_is_answered_at_once(start_server: StartServer) -> None:
+    server = start_server(
+        "--queue-limit-bytes", "16777216", "--write-timeout", "30", "--max-message-bytes", "65536"
+    )
+    admin = server.auth("root", admin=True)
+
+    def publish_one() -> int:
+        """Publish an event to the stalled stream; its unsent bytes then."""
+        publish(server, "max", "t", "big", blob="x" * 30000)
+        view = server.http.get("/api/admin/users/max", headers=admin).json()
+        return int(view["connection_list"][0]["unsent_bytes"])
+
+    async def scenario() -> None:
+        stream, _ = await stalled_stream(server, "max")
+        try:
+            eventually(
+                publish_one,
+                lambda unsent: unsent > 2 * 65536,  # more than the transport holds: its writer waits
+                timeout=30.0,
+                interval=0,
+                what="the stream's writer waiting for its reader",
+            )
+            pad = "x" * 40000
+            commands = [
+                {"type": "subscribe", "thread_id": "u", "ref": 1},
+                {"type": "ping", "ref": 2},
+                {"type": "ping", "ref": 3, "pad": pad},
+                {"type": "ping", "ref": 4, "pad": pad},  # past max_message_bytes of waiting commands
+            ]
+            for command in commands:
+                started = time.monotonic()
+                async with asyncio.timeout(1.0):
+                    response = await stream.command(**command)
+                assert response.status_code == 202
+                assert time.monotonic() - started < 1.0
+            stream.limit_receive_buffer(4 * 1024 * 1024)
+            replies: list[tuple[object, object, object]] = []
+            while len(replies) < 4:
+                frame = await stream.receive(timeout=10.0)
+                if frame["type"] != "event":
+                    replies.append((frame["type"], frame.get("ref"), frame.get("code")))
+            assert replies == [
+                ("error", None, "rate_limited"),
+                ("subscribed", 1, None),
+                ("pong", 2, None),
+                ("pong", 3, None),
+            ]
+        finally:
+            await stream.close()
+
+    asyncio.run(scenario())
 
 
 def test_a_ticket_opens_a_stream_once(sse_server: ServerProcess) -> None:

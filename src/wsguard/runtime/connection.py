@@ -28,7 +28,7 @@ from wsguard.core.connection import RATE_LIMITED as RATE_LIMITED
 from wsguard.core.connection import ConnectionLimits as ConnectionLimits
 from wsguard.core.connection import ConnectionState
 from wsguard.core.registry import Handle
-from wsguard.transport.control import EXTENSION_KEY, TransportControl
+from wsguard.transport.control import EXTENSION_KEY, HTTP_EXTENSION_KEY, StreamControl, TransportControl
 
 logger = logging.getLogger("wsguard")
 
@@ -92,6 +92,7 @@ class Connection:
         "socket",
         "socket_closed_at",
         "state",
+        "stream",
         "transport",
     )
 
@@ -109,6 +110,8 @@ class Connection:
         self.state = ConnectionState(limits)
         extensions = socket.scope.get("extensions") or {}
         self.transport: TransportControl | None = extensions.get(EXTENSION_KEY)
+        self.stream: StreamControl | None = None if self.transport else extensions.get(HTTP_EXTENSION_KEY)
+        """An event stream's side of its HTTP connection (wsguard's transport only)."""
         self._hooks = hooks
         self._outbound: list[str] | None = None
         self._queued_bytes = 0
@@ -145,15 +148,20 @@ class Connection:
 
     @property
     def unsent_bytes(self) -> int:
-        """The server's queue and the socket's write buffer together."""
-        buffered = self.transport.unsent_bytes() if self.transport else 0
-        return self._queued_bytes + buffered
+        """The server's queue and the socket's (or stream's) write buffer together."""
+        return self._queued_bytes + self._buffered()
+
+    def _buffered(self) -> int:
+        """The bytes the transport holds, not yet handed to the kernel."""
+        if self.transport:
+            return self.transport.unsent_bytes()
+        return self.stream.unsent_bytes() if self.stream else 0
 
     def send(self, frame: str) -> None:
         """Queue ``frame``, unless the state refuses it (over the byte limit: a slow consumer)."""
         if self.close_request is not None:
             return
-        buffered = self.transport.unsent_bytes() if self.transport else 0
+        buffered = self.transport.unsent_bytes() if self.transport else self._buffered()
         refusal = self.state.admit(frame, self._queued_bytes + buffered)
         if refusal is not None:
             self.request_close(refusal)
@@ -337,13 +345,21 @@ class Connection:
                 self._writer = None
 
     async def _close_socket(self, reason: close.Close) -> None:
-        """Send the close frame; a peer that does not take it within the close timeout is cut off."""
+        """Send the close frame; a peer that does not take it within the close timeout is cut off.
+
+        A stream closed as a slow consumer while its transport still holds bytes is cut off at
+        once: its close message could only wait behind the bytes its peer is not taking.
+        """
+        control = self.transport or self.stream
+        if reason == close.SLOW_CONSUMER and self.stream is not None and self.stream.unsent_bytes():
+            self.stream.abort()
+            return
         try:
             async with asyncio.timeout(self.limits.close_timeout):
                 await self.socket.close(reason.code, reason.reason)
         except TimeoutError:
-            if self.transport is not None:
-                self.transport.abort()
+            if control is not None:
+                control.abort()
         except _SOCKET_GONE:
             pass
 

@@ -10,6 +10,7 @@ like every other write.
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
@@ -149,8 +150,10 @@ class EventStream:
             self._heartbeat = None
 
     async def finish(self, timeout: float) -> None:
-        """End the response if the connection did not (the client went, or the close stalled):
-        within ``timeout``, else drop the TCP connection where the transport allows it."""
+        """End the response if the connection did not (the client went, or the close stalled or
+        was cut off): within ``timeout``, else drop the TCP connection where the transport
+        allows it, and end the response once the server knows the connection is gone (ended any
+        earlier, the server would count it a response left incomplete, an error)."""
         self._stop_heartbeat()
         if self._ended:
             return
@@ -161,5 +164,8 @@ class EventStream:
             control = self.control
             if control is not None:
                 control.abort()
+                with contextlib.suppress(TimeoutError, RuntimeError, OSError):
+                    async with asyncio.timeout(timeout):
+                        await self._end()
         except (RuntimeError, OSError):
             pass

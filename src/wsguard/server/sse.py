@@ -9,9 +9,11 @@ key, so that any instance can check it and, on Redis, forward the command to the
 holds the stream.
 """
 
+import asyncio
 import base64
 import binascii
 import json
+import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -21,6 +23,8 @@ from starlette.routing import BaseRoute, Route
 
 from wsguard import close
 from wsguard.backends.base import BackendUnavailable
+from wsguard.core import frames
+from wsguard.core.connection import RATE_LIMITED_FRAME
 from wsguard.core.positions import decode_positions
 from wsguard.logs import log_context
 from wsguard.runtime.connection import Connection, TextHandler
@@ -30,6 +34,8 @@ from wsguard.server.admission import UpgradeGate
 from wsguard.server.cors import cors_headers, preflight
 from wsguard.server.http_errors import refusal
 from wsguard.settings import Settings
+
+logger = logging.getLogger("wsguard")
 
 STREAM_PATH = "/sse"
 COMMANDS_PATH = "/sse/commands/{capability}"
@@ -45,6 +51,8 @@ class EventStreams:
         self.gate = gate
         self.hub = hub
         self.handle_text = handle_text
+        self._commands: dict[str, _Commands] = {}
+        """Connection id -> the commands taken for its stream, while any were."""
         hub.on_forwarded_command = self.carry_out
 
     def routes(self) -> list[BaseRoute]:
@@ -117,6 +125,9 @@ class EventStreams:
             finally:
                 if admitting:
                     gate.admitting -= 1
+                commands = self._commands.pop(context.connection_id, None)
+                if commands is not None:
+                    await commands.stop()
                 await stream.finish(self.settings.close_timeout)
 
     async def _subscribe(self, connection: Connection, request: HTTPConnection) -> None:
@@ -173,14 +184,78 @@ class EventStreams:
         return JSONResponse({"accepted": True}, status_code=202)
 
     async def carry_out(self, connection_id: str, user_id: str, text: str) -> bool:
-        """Carry out a command for a stream of this instance, under the stream's inbound limits;
-        False when the stream is not here (or is not that user's)."""
+        """Take a command for a stream of this instance, under the stream's inbound limits, to be
+        carried out after those taken before it; False when the stream is not here (or is not
+        that user's). It returns at once: the command's reply comes on the stream, whose writes
+        may wait for its reader."""
         connection = self.hub.connection(connection_id)
         if connection is None or connection.user_id != user_id or connection.close_request is not None:
             return False
         if connection.accepts(text):
-            await self.handle_text(connection, text)
+            commands = self._commands.get(connection_id)
+            if commands is None:
+                commands = self._commands[connection_id] = _Commands(connection, self.handle_text)
+            if not commands.take(text):
+                connection.send(RATE_LIMITED_FRAME)
         return True
+
+
+class _Commands:
+    """A stream's commands, carried out one at a time in the order they were taken, as a
+    socket's reader carries out its frames: a client that posts one command after another gets
+    them carried out in order, though each POST is answered before its command is. A task runs
+    only while commands wait, and they hold at most ``max_message_bytes`` (at least one)."""
+
+    __slots__ = ("_bytes", "_connection", "_handle", "_task", "_waiting")
+
+    def __init__(self, connection: Connection, handle: TextHandler) -> None:
+        self._connection = connection
+        self._handle = handle
+        self._waiting: list[str] | None = None
+        self._bytes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def take(self, text: str) -> bool:
+        """Queue ``text``; False (not queued) when the commands waiting are at their bound."""
+        size = frames.utf8_size(text)
+        if self._waiting is None:
+            self._waiting = []
+        elif self._bytes + size > self._connection.limits.max_message_bytes:
+            return False
+        self._waiting.append(text)
+        self._bytes += size
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._carry_out())
+        return True
+
+    async def _carry_out(self) -> None:
+        connection = self._connection
+        context = connection.context
+        try:
+            with log_context(
+                connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
+            ):
+                while self._waiting and connection.close_request is None:
+                    text = self._waiting.pop(0)
+                    if not self._waiting:
+                        self._waiting = None
+                    self._bytes -= frames.utf8_size(text)
+                    await self._handle(connection, text)
+                    await asyncio.sleep(0)  # a run of small commands must not starve the other streams
+        except Exception as error:
+            logger.error("connection %s command failed", connection.connection_id, exc_info=error)
+            connection.request_close(close.INTERNAL_ERROR)
+        finally:
+            self._task = None
+
+    async def stop(self) -> None:
+        """Drop the commands not carried out, and stop the one being carried out."""
+        self._waiting = None
+        self._bytes = 0
+        task = self._task
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
 
 class _Stream:

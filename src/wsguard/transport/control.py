@@ -1,11 +1,13 @@
-"""What the transport hands the app for each WebSocket, under ``scope["extensions"]``.
+"""What the transport hands the app for each WebSocket and each event stream, under
+``scope["extensions"]``.
 
 The app needs five things that ASGI does not carry: how many bytes are still waiting to be
 written (to bound a connection's unsent bytes as a whole), a way to write a frame without an
 ``await`` while the write buffer has room (so that an idle connection needs no writer task), a
 way to drop a connection without a close handshake, a call the moment the socket closes (to
 release it before any task runs), and when the server learned that the socket closed (to time
-the cleanup).
+the cleanup). A stream (an HTTP response that lasts) needs the unsent bytes and the drop too,
+so that it is bounded and closed as a socket is.
 """
 
 from collections.abc import Callable
@@ -52,13 +54,20 @@ HTTP_EXTENSION_KEY = "wsguard.http"
 
 @runtime_checkable
 class StreamControl(Protocol):
-    """The transport's side of one HTTP connection whose response is a long-lived stream."""
+    """The transport's side of one HTTP connection whose response is a long-lived stream: what
+    a connection needs to bound and close it as it does a WebSocket."""
 
     def stream_started(self) -> None:
         """The response is a stream: the connection no longer waits for its request, so it
-        leaves the per-address cap of unfinished connections, as an upgraded socket does."""
+        leaves the per-address cap of unfinished connections, as an upgraded socket does, and
+        its kernel send buffer is kept as modest as a socket's."""
+        ...
+
+    def unsent_bytes(self) -> int:
+        """Bytes of the response accepted by the transport and not yet handed to the kernel."""
         ...
 
     def abort(self) -> None:
-        """Drop the TCP connection now (a stream whose peer stopped reading)."""
+        """Reset the TCP connection now, discarding what the peer did not read (a stream whose
+        peer stopped reading)."""
         ...

@@ -12,7 +12,9 @@ unfinished connections as it likes. This subclass:
 - closes at once a new connection past the per-address cap or inside the descriptor reserve
   (:class:`~wsguard.transport.edge.Edge`);
 - drops TCP ``close_timeout`` seconds after any close it starts (a refusal, a timeout, the
-  server's shutdown), whether or not the peer reads or answers TLS's close_notify.
+  server's shutdown), whether or not the peer reads or answers TLS's close_notify;
+- gives a response that is a stream (:class:`StreamControl`) a socket's modest kernel send
+  buffer, its unsent bytes, and a reset for a peer that stopped reading.
 
 Every refusal is counted in ``wsguard_http_refused_total{reason}``.
 """
@@ -20,7 +22,10 @@ Every refusal is counted in ``wsguard_http_refused_total{reason}``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
+import struct
 import weakref
 from typing import Any, ClassVar
 
@@ -34,6 +39,8 @@ from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head, refusal_response
 
 HEADER_TIMEOUT_RESPONSE = refusal_response(408, "request head not received in time")
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+"""``SO_LINGER`` on, 0 seconds: closing the socket resets the connection instead of a FIN."""
 
 
 class _Connection(h11.Connection):
@@ -77,11 +84,16 @@ class _Stream:
         protocol = self._protocol()
         if protocol is not None:
             protocol.release()
+            protocol.limit_send_buffer()
+
+    def unsent_bytes(self) -> int:
+        protocol = self._protocol()
+        return protocol.transport.get_write_buffer_size() if protocol is not None else 0
 
     def abort(self) -> None:
         protocol = self._protocol()
         if protocol is not None:
-            protocol.transport.abort()
+            protocol.reset()
 
 
 class _WithEdge:
@@ -114,6 +126,7 @@ class GuardedHttpProtocol(H11Protocol):
 
     edge: ClassVar[Edge]
     close_timeout_seconds: ClassVar[float]
+    send_buffer_bytes: ClassVar[int] = 65536
     conn: _Connection
 
     def __init__(
@@ -204,6 +217,25 @@ class GuardedHttpProtocol(H11Protocol):
         self.edge.refuse("header_timeout")
         self.close_with(HEADER_TIMEOUT_RESPONSE)
 
+    # A stream
+
+    def limit_send_buffer(self) -> None:
+        """Keep the kernel's send buffer at ``send_buffer_bytes``, as the WebSocket protocol does:
+        left to autotune it takes megabytes a stalled peer never reads, which nothing counts."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):  # the peer may be gone already
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+
+    def reset(self) -> None:
+        """Drop the connection with a TCP reset: a plain close would leave the kernel retrying
+        the unsent bytes to a peer that does not read, for minutes, and the peer none the wiser."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
+
     # Closing
 
     def release(self) -> None:
@@ -225,9 +257,16 @@ class GuardedHttpProtocol(H11Protocol):
             self.drop_timer = self.loop.call_later(self.close_timeout_seconds, self.transport.abort)
 
 
-def http_protocol_class(edge: Edge, *, close_timeout: float) -> type[GuardedHttpProtocol]:
-    """A configured HTTP protocol class for ``uvicorn.Config(http=...)``, sharing ``edge``."""
+def http_protocol_class(
+    edge: Edge, *, close_timeout: float, send_buffer_bytes: int
+) -> type[GuardedHttpProtocol]:
+    """A configured HTTP protocol class for ``uvicorn.Config(http=...)``, sharing ``edge``;
+    ``send_buffer_bytes`` is a stream's kernel send buffer (``SO_SNDBUF``)."""
     if close_timeout <= 0:
         raise ValueError("close_timeout must be positive")
-    attributes: dict[str, Any] = {"edge": edge, "close_timeout_seconds": close_timeout}
+    attributes: dict[str, Any] = {
+        "edge": edge,
+        "close_timeout_seconds": close_timeout,
+        "send_buffer_bytes": send_buffer_bytes,
+    }
     return type("WSGuardHttpProtocol", (GuardedHttpProtocol,), attributes)

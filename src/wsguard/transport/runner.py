@@ -110,7 +110,9 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
     """
     untested = check_uvicorn()
     edge = edge or Edge(options.edge_limits)
-    http = http_protocol_class(edge, close_timeout=options.close_timeout)
+    http = http_protocol_class(
+        edge, close_timeout=options.close_timeout, send_buffer_bytes=options.send_buffer_bytes
+    )
     ws = protocol_class(
         close_timeout=options.close_timeout,
         send_buffer_bytes=options.send_buffer_bytes,

@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from pathlib import Path
 
 from wsguard.leaktest.client import Refused, Tab, open_tab
 from wsguard.leaktest.profiles import Profile, Sizes
 from wsguard.leaktest.scenarios.base import RoundResult, ScenarioContext, Watcher
 from wsguard.leaktest.verdict import RSS
+from wsguard.transport.runner import TransportOptions
 
 THREAD = "cleanup-race"
 OVERFILL_THREAD = "cleanup-race-overfill"
@@ -42,11 +42,9 @@ SAMPLING_SLACK_S = 0.1
 FLOOD_EVENT_BYTES = 32768
 FRAME_OVERHEAD_BYTES = 512
 """An event frame's fields around its data: ids, offset, epoch, timestamp."""
-KERNEL_SEND_BUFFER_DEFAULT = 4 * 1024 * 1024
-"""Linux's default largest TCP send buffer (``tcp_wmem``), when this machine does not say."""
 STREAM_SLACK_BYTES = 1024 * 1024
-"""Beyond the server's queue and kernel buffer: its transport's buffer (64 KiB), the client's
-receive buffer and the chunk it read last, and events in flight."""
+"""Beyond the server's queue and kernel buffer: the client's receive buffer and the chunk it read
+last, and events in flight."""
 
 
 class CleanupRace:
@@ -233,8 +231,8 @@ async def _when_noticed(
     result.notes.append(
         f"{len(streams)} streams that stopped reading were sent {sent / 1e6:.1f} MB before "
         + (f"{len(held)} of them were still held" if held else "the server had let every one go")
-        + f" (a stream holds at most {bound / 1e6:.1f} MB: the queue limit, and the socket buffers "
-        "on the way, which the server does not count)"
+        + f" (a stream holds at most {bound / 1e6:.1f} MB: the queue limit, the server's kernel "
+        "send buffer and the socket buffers on the way)"
     )
     basis = (
         "a stream answers no ping: measured from when the streams that stopped reading had been "
@@ -251,17 +249,9 @@ def _noticed_by_writes(tab: Tab) -> bool:
 
 def stream_holds_at_most(profile: Profile) -> int:
     """The most bytes a stream that stopped reading can take before the server must close it
-    (4008): its queue limit, then what the socket buffers on the way hold, the largest being the
-    server's kernel send buffer (up to ``tcp_wmem``'s maximum, this machine's: the server's when
-    the harness started it)."""
-    return profile.queue_limit_bytes + _kernel_send_buffer_max() + STREAM_SLACK_BYTES
-
-
-def _kernel_send_buffer_max() -> int:
-    try:
-        return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
-    except (OSError, ValueError, IndexError):
-        return KERNEL_SEND_BUFFER_DEFAULT
+    (4008): its queue limit, which counts what its transport holds too, then its kernel send
+    buffer (the server sets it, and Linux doubles what is set), then what lies on the way."""
+    return profile.queue_limit_bytes + 2 * TransportOptions().send_buffer_bytes + STREAM_SLACK_BYTES
 
 
 async def _overfill(
