@@ -103,7 +103,9 @@ async def _close_behind_full_buffer(server: ServerProcess) -> None:
         asked_at = time.monotonic()
         record = await _ended(server, port, timeout=2.0)
         assert record["code"] == 1000
-        assert record["close_call_seconds"] < 0.1, record
+        # Held behind the buffer, the call would last the close timeout; half of it leaves room
+        # for a loaded machine.
+        assert record["close_call_seconds"] < CLOSE_TIMEOUT / 2, record
         await asyncio.to_thread(_released_within, server, port, CLOSE_TIMEOUT + 1.0)
         assert time.monotonic() - asked_at <= CLOSE_TIMEOUT + 0.5
         final = await asyncio.to_thread(record_of, server, port)

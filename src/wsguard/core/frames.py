@@ -22,6 +22,15 @@ from wsguard.ids import is_thread_id
 Ref = str | int | None
 JSON = dict[str, Any]
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def compact_json(value: Any) -> str:
+    """``json.dumps(value, separators=(",", ":"), ensure_ascii=False)``, the same text, with one
+    encoder for every call where ``json.dumps`` with arguments builds one each time (a third of
+    its cost for an event's ``data``)."""
+    return _COMPACT.encode(value)
+
 
 def utf8_size(text: str) -> int:
     """The bytes ``text`` takes on the wire; byte limits count these, not characters."""
@@ -169,7 +178,7 @@ def encode(frame_type: str, ref: Ref = None, **fields: Any) -> str:
     body: JSON = {"type": frame_type, **fields}
     if ref is not None:
         body["ref"] = ref
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return compact_json(body)
 
 
 def error_frame(error: FrameError) -> str:
@@ -220,11 +229,7 @@ def event_frame(
 def encode_history(thread_id: str, epoch: str, offset: int, frames: Iterable[str], complete: bool) -> str:
     """The body of ``GET /api/threads/{thread_id}/events``: the stored ``event`` frames are
     joined as they are, never parsed and encoded again."""
-    head = json.dumps(
-        {"thread_id": thread_id, "epoch": epoch, "offset": offset, "complete": complete},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    head = compact_json({"thread_id": thread_id, "epoch": epoch, "offset": offset, "complete": complete})
     return head[:-1] + ',"events":[' + ",".join(frames) + "]}"
 
 

@@ -4,11 +4,10 @@
 Standard library only: a worker process that publishes imports this without the server.
 """
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from wsguard.core.frames import JSON, utf8_size
+from wsguard.core.frames import JSON, compact_json, utf8_size
 from wsguard.errors import WSGuardError
 from wsguard.ids import is_thread_id
 
@@ -74,7 +73,7 @@ class Publication:
 
 def event_size(event: str, data: JSON) -> int:
     """The bytes ``max_message_bytes`` counts: the name plus ``data`` as compact JSON, in UTF-8."""
-    return utf8_size(event) + utf8_size(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+    return utf8_size(event) + utf8_size(compact_json(data))
 
 
 def check_size(event: str, data: JSON, limit: int) -> None:

@@ -16,17 +16,17 @@ socket (close frame, reset, heartbeat, error, eviction, shutdown) releases the s
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
 from wsguard import close, ids
-from wsguard.backends.base import Backend, ClusterDecision, Envelope, Published
+from wsguard.backends.base import Backend, BackendUnavailable, ClusterDecision, Envelope, Published
 from wsguard.backends.presence import Presence
 from wsguard.context import ConnectionContext, EventIds, RunContext
 from wsguard.core.frames import Ref, Since
 from wsguard.core.publication import EventTooLarge as EventTooLarge
-from wsguard.core.publication import check_size
+from wsguard.core.publication import Publication, check_size
 from wsguard.core.registry import Admission, Handle, Registry
 from wsguard.core.thread_log import History, ThreadKey
 from wsguard.runtime import expiry
@@ -285,6 +285,44 @@ class Hub:
         offset, so that a caller may retry a publish whose answer it did not get.
         """
         check_size(event, data, self.settings.max_message_bytes)
+        return await self._publish(user_id, thread_id, event, data, run, idempotency_key)
+
+    async def publish_many(self, publications: Sequence[Publication]) -> list[Published]:
+        """Publish each in turn, none unless every one is within ``max_message_bytes``
+        (:class:`EventTooLarge`) and the backend is up (:class:`BackendUnavailable`): each size
+        is checked once, before any is published. A backend failure part-way raises, the events
+        before it published; their idempotency keys make a retry publish only the rest."""
+        limit = self.settings.max_message_bytes
+        for publication in publications:
+            check_size(publication.event, publication.data, limit)
+        if not self.backend.up:
+            raise BackendUnavailable("backend unavailable")
+        published = []
+        for publication in publications:
+            run_id, request_id = publication.run_id, publication.request_id
+            event_ids = EventIds(run_id, request_id) if run_id or request_id else None
+            published.append(
+                await self._publish(
+                    publication.user_id,
+                    publication.thread_id,
+                    publication.event,
+                    publication.data,
+                    event_ids,
+                    publication.idempotency_key,
+                )
+            )
+        return published
+
+    async def _publish(
+        self,
+        user_id: str,
+        thread_id: str | None,
+        event: str,
+        data: dict[str, Any],
+        run: RunContext | EventIds | None,
+        idempotency_key: str | None,
+    ) -> Published:
+        """An event whose size was checked, to the backend; counted unless a duplicate."""
         published = await self.backend.publish(
             user_id, thread_id, event, data, run, idempotency_key=idempotency_key
         )

@@ -47,14 +47,19 @@ def read_key_file(path: str) -> tuple[str, ...]:
 
 
 def presented_key(headers: Headers) -> str | None:
-    """The key of ``X-API-Key``, else of ``Authorization: apikey``; None when neither is there."""
-    key = headers.get("x-api-key")
-    if key is None:
-        scheme, _, rest = headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "apikey":
-            return None
-        key = rest
-    return key.strip()
+    """The key of ``X-API-Key``, else of ``Authorization: apikey``; None when neither is there.
+
+    One pass over the raw headers (their names are lower case in ASGI), the first of each name
+    counting, as ``Headers.get`` takes it: every admin request without a key, a bearer token's
+    too, asks, and ``Headers.get`` raises and catches a ``KeyError`` for an absent name."""
+    authorization: bytes | None = None
+    for name, value in headers.raw:
+        if name == b"x-api-key":
+            return value.decode("latin-1").strip()
+        if name == b"authorization" and authorization is None:
+            authorization = value
+    scheme, _, rest = (authorization or b"").decode("latin-1").partition(" ")
+    return rest.strip() if scheme.lower() == "apikey" else None
 
 
 def _digest(key: str) -> bytes:

@@ -144,12 +144,18 @@ class WSGuard:
 
     def routes(self, websocket_path: str = "/ws", *, api: bool = True) -> list[BaseRoute]:
         """The WebSocket route, the event streams (``/sse``), the browser client (``/client/``)
-        and, with ``api``, docs/protocol.md section 4's HTTP API, the dashboard and ``--dev``'s demo."""
+        and, with ``api``, docs/protocol.md section 4's HTTP API, the dashboard and ``--dev``'s demo.
+
+        The HTTP API comes first, ``POST /api/publish`` at its head: Starlette tries the routes in
+        turn, and a publish is the request a busy server answers most. No path of one group
+        matches a path of another, so the order decides nothing else."""
         self.websocket_path = websocket_path
         routes: list[BaseRoute] = [WebSocketRoute(websocket_path, self.websocket_endpoint)]
+        if api:
+            routes.extend(http_routes(self.api))
         routes.extend([*self.streams.routes(), *client_routes(self.origin_allowed)])
         if api:
-            routes.extend([*http_routes(self.api), *admin_routes(self.api)])
+            routes.extend(admin_routes(self.api))
             if self.settings.dev:
                 routes.extend(demo_routes())
         return routes

@@ -85,7 +85,8 @@ def guarded(api: Api, handler: Handler, *, admin: bool = False, api_key: bool = 
 
 
 def http_routes(api: Api) -> list[BaseRoute]:
-    """Bind each endpoint to ``api``."""
+    """Bind each endpoint to ``api``; ``POST /api/publish``, the request a busy server answers
+    most, first."""
 
     def authenticated(handler: Handler, *, admin: bool = False) -> Endpoint:
         return guarded(api, handler, admin=admin)
@@ -193,6 +194,7 @@ def http_routes(api: Api) -> list[BaseRoute]:
 
     admin_path = "/api/admin/users/{user_id}/connections"
     return [
+        Route("/api/publish", authenticated(publish, admin=True), methods=["POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/metrics", metrics),
@@ -203,7 +205,6 @@ def http_routes(api: Api) -> list[BaseRoute]:
             "/api/threads/{thread_id}/events",
             _cross_origin(api, guarded(api, thread_events(api), api_key=True), "GET"),
         ),
-        Route("/api/publish", authenticated(publish, admin=True), methods=["POST"]),
         Route(admin_path, authenticated(list_connections, admin=True), methods=["GET"]),
         Route(admin_path, authenticated(disconnect, admin=True), methods=["DELETE"]),
         Route("/api/dev/tokens", dev_token, methods=["POST"]),

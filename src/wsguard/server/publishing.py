@@ -7,8 +7,7 @@ from typing import Any
 from starlette.responses import JSONResponse, Response
 
 from wsguard.backends.base import BackendUnavailable
-from wsguard.context import EventIds
-from wsguard.core.publication import EventTooLarge, InvalidEvent, batch_from_json, check_size, from_json
+from wsguard.core.publication import EventTooLarge, InvalidEvent, batch_from_json, from_json
 from wsguard.server.api import Api
 from wsguard.server.http_errors import refusal
 
@@ -20,27 +19,13 @@ async def publish_body(api: Api, body: dict[str, Any]) -> Response:
     try:
         batch = batch_from_json(body)
         events = batch if batch is not None else [from_json(body)]
-        for event in events:
-            check_size(event.event, event.data, api.settings.max_message_bytes)
     except InvalidEvent as error:
         return refusal(400, str(error))
+    try:
+        published = await api.hub.publish_many(events)
     except EventTooLarge as error:
         return refusal(413, str(error))
-    if not api.backend.up:
-        return refusal(503, "backend unavailable", retry_after=1)
-    offsets: list[int | None] = []
-    try:
-        for event in events:
-            ids = EventIds(event.run_id, event.request_id) if event.run_id or event.request_id else None
-            published = await api.hub.publish(
-                event.user_id,
-                event.thread_id,
-                event.event,
-                event.data,
-                ids,
-                idempotency_key=event.idempotency_key,
-            )
-            offsets.append(published.offset)
     except BackendUnavailable:
         return refusal(503, "backend unavailable", retry_after=1)
+    offsets = [each.offset for each in published]
     return JSONResponse({"offsets": offsets} if batch is not None else {"offset": offsets[0]})
