@@ -9,7 +9,9 @@ connections and the upgrades let in whose connection the hub has not registered 
 """
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -21,6 +23,8 @@ from wsguard.backends.base import BackendUnavailable
 from wsguard.context import ConnectionContext
 from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
+from wsguard.logs import log_context
+from wsguard.runtime.connection import Connection, Socket
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Chore
 from wsguard.server.auth import Authenticate, Identity, Unauthorized
@@ -132,6 +136,36 @@ class UpgradeGate:
             transport=transport,
         )
         return context, takeover
+
+    @contextlib.asynccontextmanager
+    async def admitted(
+        self,
+        context: ConnectionContext,
+        socket: Socket,
+        accept: Callable[[], Awaitable[None]],
+        *,
+        takeover: bool,
+    ) -> AsyncIterator[Connection | None]:
+        """``async with gate.admitted(...) as connection``: accept the upgrade (or start the
+        stream), then the hub's :meth:`~wsguard.runtime.hub.Hub.open`, in the connection's log
+        context. The slot of ``max_connections`` taken by :meth:`check` is held until the hub
+        has decided, then handed to the registered connection; None when the limit refused it."""
+        self.admitting += 1
+        admitting = True
+        try:
+            with log_context(
+                connection_id=context.connection_id,
+                user_id=context.user_id,
+                session_id=context.session_id,
+            ):
+                await accept()
+                async with self.hub.open(context, socket, takeover=takeover) as connection:
+                    self.admitting -= 1
+                    admitting = False
+                    yield connection
+        finally:
+            if admitting:
+                self.admitting -= 1
 
     def welcome(self, context: ConnectionContext, **transport: str) -> str:
         """The first frame of a registered connection: its ids, the heartbeat and the limits, and

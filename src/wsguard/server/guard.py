@@ -18,7 +18,6 @@ from starlette.types import ASGIApp
 from starlette.websockets import WebSocket
 
 from wsguard.backends import Backend, backend_from_settings
-from wsguard.logs import log_context
 from wsguard.runtime.commands import CommandHooks, Commands
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sweeper import Sweeper
@@ -110,26 +109,13 @@ class WSGuard:
                 await websocket.send_denial_response(identity)
                 return
             context, takeover = self.gate.context_of(websocket, identity)
-            self.gate.admitting += 1
-            admitting = True
-            try:
-                with log_context(
-                    connection_id=context.connection_id,
-                    user_id=context.user_id,
-                    session_id=context.session_id,
-                ):
-                    await websocket.accept()
-                    async with self.hub.open(context, websocket, takeover=takeover) as connection:
-                        self.gate.admitting -= 1
-                        admitting = False
-                        if connection is None:
-                            await self.gate.turn_away(websocket)
-                            return
-                        connection.send(self.gate.welcome(context))
-                        await connection.run(self._handle_text)
-            finally:
-                if admitting:
-                    self.gate.admitting -= 1
+            admitted = self.gate.admitted(context, websocket, websocket.accept, takeover=takeover)
+            async with admitted as connection:
+                if connection is None:
+                    await self.gate.turn_away(websocket)
+                    return
+                connection.send(self.gate.welcome(context))
+                await connection.run(self._handle_text)
 
     def app(self) -> Starlette:
         """A Starlette app of its own: ``/ws``, the HTTP API and the lifespan."""

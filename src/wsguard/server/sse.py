@@ -99,32 +99,20 @@ class EventStreams:
                 return
             context, takeover = gate.context_of(request, identity, transport="sse")
             stream = EventStream(scope, receive, send, gate.sessions, identity.user_id, cors or {})
-            gate.admitting += 1
-            admitting = True
             try:
-                with log_context(
-                    connection_id=context.connection_id,
-                    user_id=context.user_id,
-                    session_id=context.session_id,
-                ):
-                    await stream.start()
-                    async with hub.open(context, stream, takeover=takeover) as connection:
-                        gate.admitting -= 1
-                        admitting = False
-                        if connection is None:
-                            reason = close.TOO_MANY_CONNECTIONS
-                            await stream.close(reason.code, reason.reason)
-                            return
-                        root = scope.get("root_path", "")
-                        capability = self.capability(connection.connection_id, connection.user_id)
-                        commands = root + COMMANDS_PATH.format(capability=capability)
-                        connection.send(gate.welcome(context, transport="sse", commands=commands))
-                        stream.beat_every(self.settings.heartbeat_interval, connection.send)
-                        await self._subscribe(connection, request)
-                        await connection.run(self.handle_text)
+                async with gate.admitted(context, stream, stream.start, takeover=takeover) as connection:
+                    if connection is None:
+                        reason = close.TOO_MANY_CONNECTIONS
+                        await stream.close(reason.code, reason.reason)
+                        return
+                    root = scope.get("root_path", "")
+                    capability = self.capability(connection.connection_id, connection.user_id)
+                    commands = root + COMMANDS_PATH.format(capability=capability)
+                    connection.send(gate.welcome(context, transport="sse", commands=commands))
+                    stream.beat_every(self.settings.heartbeat_interval, connection.send)
+                    await self._subscribe(connection, request)
+                    await connection.run(self.handle_text)
             finally:
-                if admitting:
-                    gate.admitting -= 1
                 commands = self._commands.pop(context.connection_id, None)
                 if commands is not None:
                     await commands.stop()
