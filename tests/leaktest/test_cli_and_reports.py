@@ -290,6 +290,20 @@ def test_a_run_against_a_target_writes_no_server_log(tmp_path: Path) -> None:
     assert SERVER_LOG not in done.stdout + done.stderr
 
 
+def _failed_run(command: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path, str]:
+    """multi_tab with ``command`` as its server, which fails: the run, the server log, and the
+    log's ending as the run printed it (checked to be the log's own last line)."""
+    done = leakcheck_cli(
+        "--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path),
+        "--server-command", subprocess.list2cmdline(command),
+    )  # fmt: skip
+    log = tmp_path / SERVER_LOG
+    assert done.returncode == 1, done.stdout + done.stderr
+    ending = done.stderr.split(f"the servers' output, {log}, ends with:\n", 1)[1]
+    assert ending.splitlines()[-1].strip() == log.read_text().splitlines()[-1]
+    return done, log, ending
+
+
 @pytest.mark.parametrize(
     ("command", "last_line"),
     [
@@ -301,16 +315,9 @@ def test_a_run_against_a_target_writes_no_server_log(tmp_path: Path) -> None:
 def test_a_server_that_fails_to_start_names_its_log_and_shows_its_last_lines(
     command: list[str], last_line: str, tmp_path: Path
 ) -> None:
-    done = leakcheck_cli(
-        "--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path),
-        "--server-command", subprocess.list2cmdline(command),
-    )  # fmt: skip
-    log = tmp_path / SERVER_LOG
-    assert done.returncode == 1, done.stdout + done.stderr
+    done, log, ending = _failed_run(command, tmp_path)
     assert f"its output is in {log}" in done.stdout
-    ending = done.stderr.split(f"the servers' output, {log}, ends with:\n", 1)[1]
     assert last_line in ending
-    assert ending.splitlines()[-1].strip() == log.read_text().splitlines()[-1]
     assert json.loads((tmp_path / "leakcheck.json").read_text())["scenarios"][0]["verdict"] == "error"
 
 
@@ -318,15 +325,8 @@ def test_a_server_that_fails_to_start_names_its_log_and_shows_its_last_lines(
 def test_a_server_that_dies_mid_run_ends_the_run_with_its_log_s_last_lines(tmp_path: Path) -> None:
     """The server is killed 3 s after it starts, well before multi_tab and its churn are done."""
     dying = ["timeout", "-s", "KILL", "3", sys.executable, "-m", "wsguard", "serve"]
-    done = leakcheck_cli(
-        "--profile", "ci", "--scenario", "multi_tab", "--report-dir", str(tmp_path),
-        "--server-command", subprocess.list2cmdline(dying),
-    )  # fmt: skip
-    log = tmp_path / SERVER_LOG
-    assert done.returncode == 1, done.stdout + done.stderr
+    done, log, _ = _failed_run(dying, tmp_path)
     assert "multi_tab  ERROR" in done.stdout
-    ending = done.stderr.split(f"the servers' output, {log}, ends with:\n", 1)[1]
-    assert ending.splitlines()[-1].strip() == log.read_text().splitlines()[-1]
     assert SERVER_LINES[0] in log.read_text()
 
 
