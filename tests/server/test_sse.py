@@ -3,7 +3,6 @@ against a real server process with real HTTP clients."""
 
 import asyncio
 import json
-import select
 import socket
 import time
 from collections.abc import Iterator
@@ -14,9 +13,10 @@ import httpx
 import pytest
 
 from wsguard.processes import ServerProcess, StartServer, eventually
-from wsguard.processes.clients import open_socket, receive
+from wsguard.processes.clients import hung_up, open_socket, receive
 from wsguard.processes.streams import StreamClient
 from wsguard.transport.http_protocol import GuardedHttpProtocol
+from wsguard.transport.tcp import RESET_ON_CLOSE
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +268,7 @@ def test_fifty_streams_dropped_without_a_goodbye_are_released(start_server: Star
         "a stream still counts as waiting for its request"
     )
     for sock in sockets:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
         sock.close()
     dropped = time.monotonic()
     metrics = server.wait_idle(timeout=2.0)
@@ -360,13 +360,6 @@ def test_a_stream_that_stops_reading_takes_its_queue_limit_and_a_socket_s_buffer
 
     asyncio.run(scenario())
     server.wait_idle(timeout=5.0)
-
-
-def hung_up(sock: socket.socket) -> bool:
-    """Whether the peer reset (or closed) the connection, seen without reading what it sent."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))
 
 
 def test_a_slow_consumer_stream_is_reset_at_once_without_an_error_logged(

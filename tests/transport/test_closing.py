@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from tests.transport.transport_harness import guarded_server, open_record, record_of, server_sockets_to
 from wsguard.processes import ServerProcess, eventually, eventually_async
+from wsguard.processes.clients import hung_up
 
 CLOSE_TIMEOUT = 0.5
 
@@ -130,6 +131,15 @@ async def _stall_writes(server: ServerProcess) -> None:
         assert record["cleanup_seconds"] < 0.25
         assert record["max_unsent"] >= 64 * 1024
         await asyncio.to_thread(_released_within, server, port, CLOSE_TIMEOUT + 0.5)
+        # The close frame waited behind what this client never read: the server cut it off with a
+        # reset, which reaches the client unread (a FIN would sit behind the unsent bytes).
+        sock = ws.transport.get_extra_info("socket")
+        await eventually_async(
+            lambda: asyncio.to_thread(hung_up, sock),
+            lambda gone: gone,
+            timeout=CLOSE_TIMEOUT + 1.0,
+            what="the reset of the connection the server cut off",
+        )
 
 
 def test_the_kernel_holds_only_a_modest_share_of_the_unsent_bytes() -> None:

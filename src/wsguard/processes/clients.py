@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 from typing import Any
 from urllib.parse import urlencode
 
@@ -46,3 +48,10 @@ async def send(socket: ClientConnection, **frame: Any) -> None:
 def drop(socket: ClientConnection) -> None:
     """Vanish without a close frame, as a dropped network does (TCP reset)."""
     socket.transport.abort()
+
+
+def hung_up(sock: socket.socket) -> bool:
+    """Whether the peer reset (or closed) the connection, seen without reading what it sent."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    return any(events & (select.POLLHUP | select.POLLERR) for _, events in poller.poll(0))

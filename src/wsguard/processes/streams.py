@@ -9,7 +9,6 @@ import functools
 import json
 import socket
 import ssl
-import struct
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack
 from typing import Any
@@ -18,10 +17,9 @@ import httpx
 from httpx_sse import EventSource, ServerSentEvent, aconnect_sse
 
 from wsguard.errors import WSGuardError
+from wsguard.transport.tcp import RESET_ON_CLOSE
 
 Frame = dict[str, Any]
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
-"""``SO_LINGER`` on, 0 seconds: closing the socket resets the connection instead of a FIN."""
 
 
 @functools.cache
@@ -133,7 +131,7 @@ class StreamClient:
     def reset_on_close(self) -> None:
         """Make the coming close reset the stream's TCP connection rather than end it, whoever
         closes it (:meth:`close`, or a read cancelled mid-message, which closes the response)."""
-        self._setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self._setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, RESET_ON_CLOSE)
 
     def limit_receive_buffer(self, size: int) -> None:
         """Shrink the stream's receive buffer to ``size`` and stop the kernel from growing it, for

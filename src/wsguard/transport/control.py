@@ -34,7 +34,8 @@ class TransportControl(Protocol):
         ...
 
     def abort(self) -> None:
-        """Drop the TCP connection now, without a close handshake."""
+        """Reset the TCP connection now, without a close handshake, discarding what the peer did
+        not read."""
         ...
 
     @property

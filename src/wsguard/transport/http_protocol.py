@@ -22,10 +22,7 @@ Every refusal is counted in ``wsguard_http_refused_total{reason}``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
-import struct
 import weakref
 from typing import Any, ClassVar
 
@@ -37,10 +34,9 @@ from uvicorn.server import ServerState
 from wsguard.transport.control import HTTP_EXTENSION_KEY, StreamControl
 from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head, refusal_response
+from wsguard.transport.tcp import limit_send_buffer, reset
 
 HEADER_TIMEOUT_RESPONSE = refusal_response(408, "request head not received in time")
-_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
-"""``SO_LINGER`` on, 0 seconds: closing the socket resets the connection instead of a FIN."""
 
 
 class _Connection(h11.Connection):
@@ -84,7 +80,7 @@ class _Stream:
         protocol = self._protocol()
         if protocol is not None:
             protocol.release()
-            protocol.limit_send_buffer()
+            limit_send_buffer(protocol.transport, protocol.send_buffer_bytes)
 
     def unsent_bytes(self) -> int:
         protocol = self._protocol()
@@ -93,7 +89,7 @@ class _Stream:
     def abort(self) -> None:
         protocol = self._protocol()
         if protocol is not None:
-            protocol.reset()
+            reset(protocol.transport)
 
 
 class _WithEdge:
@@ -218,23 +214,6 @@ class GuardedHttpProtocol(H11Protocol):
         self.close_with(HEADER_TIMEOUT_RESPONSE)
 
     # A stream
-
-    def limit_send_buffer(self) -> None:
-        """Keep the kernel's send buffer at ``send_buffer_bytes``, as the WebSocket protocol does:
-        left to autotune it takes megabytes a stalled peer never reads, which nothing counts."""
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):  # the peer may be gone already
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
-
-    def reset(self) -> None:
-        """Drop the connection with a TCP reset: a plain close would leave the kernel retrying
-        the unsent bytes to a peer that does not read, for minutes, and the peer none the wiser."""
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
-        self.transport.abort()
 
     # Closing
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import socket
 import time
 import weakref
 from asyncio.transports import BaseTransport
@@ -53,6 +52,7 @@ from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
 from wsguard.transport.control import EXTENSION_KEY, CloseListener
 from wsguard.transport.http_limits import refusal_response
 from wsguard.transport.refusal_log import RefusalLog
+from wsguard.transport.tcp import limit_send_buffer, reset
 
 logger = logging.getLogger("wsguard.transport")
 wire_logger = logging.getLogger("wsguard.transport.wire")
@@ -97,7 +97,7 @@ class _Control:
         return True
 
     def abort(self) -> None:
-        self._transport.abort()
+        reset(self._transport)
 
     def on_closed(self, listener: CloseListener) -> None:
         self._listener = listener
@@ -290,9 +290,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_made(self, transport: BaseTransport) -> None:
         super().connection_made(transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
+        limit_send_buffer(self.transport, self.send_buffer_bytes)
         self.control = cast(_AppQueue, self.queue).control = _Control(self.transport, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -363,10 +361,11 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         """Once the transport is closing, make sure it is gone within ``close_timeout``.
 
         ``transport.close()`` waits for the write buffer to drain, which never happens when the
-        peer stopped reading; the abort after the deadline releases the file descriptor.
+        peer stopped reading; the reset after the deadline releases the file descriptor and the
+        kernel's buffer.
         """
         if self.drop_timer is None and not self.disconnected and self.transport.is_closing():
-            self.drop_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+            self.drop_timer = self.loop.call_later(self.close_timeout, reset, self.transport)
 
     def handle_close(self, event: Any) -> None:
         self.stamp_closed()
@@ -411,7 +410,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        self.close_timer = self.loop.call_later(self.close_timeout, reset, self.transport)
 
     # ASGI send
 
