@@ -161,8 +161,7 @@ class Connection:
         """Queue ``frame``, unless the state refuses it (over the byte limit: a slow consumer)."""
         if self.close_request is not None:
             return
-        buffered = self.transport.unsent_bytes() if self.transport else self._buffered()
-        refusal = self.state.admit(frame, self._queued_bytes + buffered)
+        refusal = self.state.admit(frame, self.unsent_bytes)
         if refusal is not None:
             self.request_close(refusal)
             return
