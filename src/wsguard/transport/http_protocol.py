@@ -213,8 +213,6 @@ class GuardedHttpProtocol(H11Protocol):
         self.edge.refuse("header_timeout")
         self.close_with(HEADER_TIMEOUT_RESPONSE)
 
-    # A stream
-
     # Closing
 
     def release(self) -> None:
