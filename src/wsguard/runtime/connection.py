@@ -193,7 +193,7 @@ class Connection:
                     self.closed_label = close.CONNECTION_LOST
                 return
             except Exception as error:
-                self._writer_failed(error)
+                self.failed("writer", error)
                 return
             if written:
                 self._hooks.delivered()
@@ -208,10 +208,12 @@ class Connection:
 
     def _writer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self._writer_failed(task.exception())
+            self.failed("writer", task.exception())
 
-    def _writer_failed(self, error: BaseException | None) -> None:
-        logger.error("connection %s writer failed", self.connection_id, exc_info=error)
+    def failed(self, part: str, error: BaseException | None) -> None:
+        """A bug in ``part`` of the connection (its writer, its reader, a command): logged with
+        its traceback, and the connection closed with 1011 rather than left half-served."""
+        logger.error("connection %s %s failed", self.connection_id, part, exc_info=error)
         self.request_close(close.INTERNAL_ERROR)
 
     def request_close(self, reason: close.Close) -> None:
@@ -265,8 +267,7 @@ class Connection:
             if not self._interrupted:
                 raise
         except Exception as error:
-            logger.error("connection %s reader failed", self.connection_id, exc_info=error)
-            self.request_close(close.INTERNAL_ERROR)
+            self.failed("reader", error)
         finally:
             self._reading = False
             if self._interrupted:

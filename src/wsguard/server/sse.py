@@ -13,7 +13,6 @@ import asyncio
 import base64
 import binascii
 import json
-import logging
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -34,8 +33,6 @@ from wsguard.server.admission import UpgradeGate
 from wsguard.server.cors import cors_headers, preflight
 from wsguard.server.http_errors import refusal
 from wsguard.settings import Settings
-
-logger = logging.getLogger("wsguard")
 
 STREAM_PATH = "/sse"
 COMMANDS_PATH = "/sse/commands/{capability}"
@@ -231,8 +228,7 @@ class _Commands:
                     await self._handle(connection, text)
                     await asyncio.sleep(0)  # a run of small commands must not starve the other streams
         except Exception as error:
-            logger.error("connection %s command failed", connection.connection_id, exc_info=error)
-            connection.request_close(close.INTERNAL_ERROR)
+            connection.failed("command", error)
         finally:
             self._task = None
 
