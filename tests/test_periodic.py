@@ -261,6 +261,34 @@ def test_cancelling_the_caller_of_stop_is_not_swallowed() -> None:
     run(scenario)
 
 
+def test_stop_ends_a_loop_whose_tick_lost_the_cancellation() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns its result and drops the cancellation when both
+    arrive in one loop turn (redis-py awaits its writes with it): the loop must still end."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        gates: list[asyncio.Future[None]] = []
+        waiting = asyncio.Event()
+
+        async def write_like_redis_py() -> None:
+            gate: asyncio.Future[None] = loop.create_future()
+            gates.append(gate)
+            waiting.set()
+            await asyncio.wait_for(gate, 3600)
+
+        periodic = Periodic(0.001, write_like_redis_py, name="losing ticker")
+        periodic.start()
+        async with asyncio.timeout(WAIT):
+            await waiting.wait()
+        gates[0].set_result(None)
+        async with asyncio.timeout(WAIT):
+            await periodic.stop()  # cancels in the turn the tick's write completed
+        assert others() == set()
+        assert len(gates) == 1, "the loop ticked again after it was stopped"
+
+    run(scenario)
+
+
 def test_the_sweeper_logs_a_failing_chore_and_keeps_sweeping(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         swept = asyncio.Event()

@@ -9,6 +9,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from wsguard.cancellation import raise_if_cancelled
+
 logger = logging.getLogger("wsguard")
 
 Tick = Callable[[], Awaitable[object]]
@@ -75,6 +77,7 @@ class Periodic:
                 await self._tick()
             except self._survive as error:
                 self._on_error(error)
+            raise_if_cancelled()
             await asyncio.sleep(self.interval)
 
     def _log(self, error: Exception) -> None:

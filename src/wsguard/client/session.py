@@ -407,7 +407,8 @@ class Client:
         except (OSError, TimeoutError, InvalidHandshake) as error:
             raise self._network_failure(error) from error
         try:
-            welcome = await asyncio.wait_for(self._receive_welcome(connection), self._welcome_timeout)
+            async with asyncio.timeout(self._welcome_timeout):
+                welcome = await self._receive_welcome(connection)
         except ConnectionClosed as closed:
             raise self._closed_failure(connection, closed) from None
         except TimeoutError as error:

@@ -260,7 +260,8 @@ class Tab(ABC):
                 raise TimeoutError(f"{self.name}: no matching frame; last: {self.frames[-3:]}")
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await self._arrived.wait()
 
     async def subscribe(
         self, thread_id: str, since: Mapping[str, Any] | None = None, timeout: float = 5.0
@@ -303,7 +304,8 @@ class Tab(ABC):
 
     async def wait_closed(self, timeout: float) -> int | None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._closed.wait()
         return self.close_code
 
     @property
@@ -558,7 +560,8 @@ async def open_tab(
     except InvalidStatus as refused:
         raise Refused(refused.response.status_code) from refused
     opened_at = time.monotonic()
-    first = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+    async with asyncio.timeout(timeout):
+        first = json.loads(await ws.recv())
     if first.get("type") != "welcome":
         await ws.close()
         raise RuntimeError(f"{name}: first frame is not welcome: {first!r}")

@@ -61,6 +61,7 @@ from wsguard.backends.redis.directory import RedisDirectory
 from wsguard.backends.redis.keyspace import Keys, ticket_digest
 from wsguard.backends.redis.publishing import Outgoing, PublishPlan, frame_template, new_epoch, parse_outcomes
 from wsguard.backends.redis.topology import Client, Listener, topology_for
+from wsguard.cancellation import raise_if_cancelled
 from wsguard.context import EventIds, RunContext
 from wsguard.core.frames import Since
 from wsguard.core.publication import IDEMPOTENCY_SECONDS
@@ -318,6 +319,7 @@ class RedisBackend:
     async def _release_forever(self) -> None:
         """Delete released leases in batches; survives any exception (logged and counted)."""
         while True:
+            raise_if_cancelled()
             await self._release_wake.wait()
             self._release_wake.clear()
             try:
@@ -344,6 +346,7 @@ class RedisBackend:
         """The renewal heartbeat; survives any exception (logged and counted), so that one bad
         reply never lets this instance's leases expire."""
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.schedule.interval)
             try:
                 await self.renew()
@@ -597,6 +600,7 @@ class RedisBackend:
                 await self.backfill()
                 check_master_at = time.monotonic() + MASTER_CHECK_INTERVAL
                 while True:
+                    raise_if_cancelled()
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
                         self._on_message(message)
@@ -614,6 +618,7 @@ class RedisBackend:
                 self._channels_changed()
                 self._first_attempt.set()
                 await _quietly(pubsub.aclose)
+            raise_if_cancelled()
             await asyncio.sleep(RECONNECT_BACKOFF.compute(failures))
             failures = min(failures + 1, 30)  # past the cap already; 2**n must stay a float
 
@@ -665,6 +670,7 @@ class RedisBackend:
         """Send the joins and leaves of users' channels as connections come and go; survives any
         exception (a lost connection is the listener's to handle, anything else is counted)."""
         while True:
+            raise_if_cancelled()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(RESEND_AFTER / 2):
                     await self._channel_wake.wait()

@@ -54,6 +54,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException
 from redis.sentinel import Sentinel as BlockingSentinel
 
+from wsguard.cancellation import raise_if_cancelled
 from wsguard.redis_url import is_cluster_url, is_sentinel_url, parse_cluster_url, parse_sentinel_url
 
 Client = Redis | RedisCluster
@@ -487,6 +488,7 @@ class _ShardedListener:
         """Read one node's messages until its ``PubSub`` holds nothing, then close it."""
         try:
             while True:
+                raise_if_cancelled()
                 if self._client.get_node(node_name=shard.name) is None:
                     raise RedisConnectionError(f"node {shard.name} left the cluster")
                 message: dict[str, Any] | None = await shard.pubsub.get_message(timeout=_READ_WAIT)

@@ -69,7 +69,8 @@ class Peer:
 
     async def wait_closed(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._closed.wait()
 
     async def wait_received(self, count: int, timeout: float) -> bool:
         """Whether at least ``count`` messages arrived within ``timeout`` seconds."""

@@ -124,7 +124,9 @@ async def stalled_reader(ctx: GenericRound) -> RoundResult:
         for number in range(sizes.stall_messages):
             message = ctx.target.message(talker.identity, number, sizes.message_bytes)
             try:
-                if not await asyncio.wait_for(talker.send(message), sizes.stall_send_timeout_s):
+                async with asyncio.timeout(sizes.stall_send_timeout_s):
+                    sent = await talker.send(message)
+                if not sent:
                     break
             except TimeoutError:
                 break
