@@ -318,6 +318,8 @@ def test_a_server_that_fails_to_start_names_its_log_and_shows_its_last_lines(
     done, log, ending = _failed_run(command, tmp_path)
     assert f"its output is in {log}" in done.stdout
     assert last_line in ending
+    starts = log.read_text().count(last_line)
+    assert starts == (1 if "serve" in command else 3), f"{starts} starts: a bad setting is not tried again"
     assert json.loads((tmp_path / "leakcheck.json").read_text())["scenarios"][0]["verdict"] == "error"
 
 

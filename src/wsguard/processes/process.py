@@ -28,6 +28,10 @@ IDLE_COUNTS = (
 """The series that are 0 when nothing leaked."""
 
 
+BAD_SETTING = 2
+"""The exit status of a command given a bad setting or argument."""
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -97,7 +101,9 @@ class ServerProcess(Managed):
         """Start the process and wait until ``/healthz`` (``ready_path``) answers 200.
 
         The free port is only free when it was probed: another process may bind it first, and the
-        server then exits at start. That is retried on a fresh port, ``attempts`` times in all.
+        server then exits at start. That is retried on a fresh port, ``attempts`` times in all,
+        unless the exit status is 2, a bad setting (``serve``'s, and argparse's, status), which
+        another port does not mend.
         """
         if self._log_path is None:
             self.process = subprocess.Popen(self.argv, env=self._env)
@@ -108,7 +114,7 @@ class ServerProcess(Managed):
         last: object = None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                if attempts > 1:
+                if attempts > 1 and self.process.returncode != BAD_SETTING:
                     self.http.close()
                     self._use_port(free_port())
                     return self.start(attempts - 1)
