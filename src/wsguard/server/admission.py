@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -32,6 +33,13 @@ from wsguard.server.http_errors import refusal
 from wsguard.server.sessions import SharedSessionKey
 from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
+
+
+def connection_log_context(context: ConnectionContext) -> AbstractContextManager[None]:
+    """The log fields of everything done for one connection: its id, its user and its session."""
+    return log_context(
+        connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
+    )
 
 
 class UpgradeGate:
@@ -153,11 +161,7 @@ class UpgradeGate:
         self.admitting += 1
         admitting = True
         try:
-            with log_context(
-                connection_id=context.connection_id,
-                user_id=context.user_id,
-                session_id=context.session_id,
-            ):
+            with connection_log_context(context):
                 await accept()
                 async with self.hub.open(context, socket, takeover=takeover) as connection:
                     self.admitting -= 1

@@ -25,11 +25,10 @@ from wsguard.backends.base import BackendUnavailable
 from wsguard.core import frames
 from wsguard.core.connection import RATE_LIMITED_FRAME
 from wsguard.core.positions import decode_positions
-from wsguard.logs import log_context
 from wsguard.runtime.connection import Connection, TextHandler
 from wsguard.runtime.hub import Hub
 from wsguard.runtime.sse import EventStream, Receive, Scope, Send
-from wsguard.server.admission import UpgradeGate
+from wsguard.server.admission import UpgradeGate, connection_log_context
 from wsguard.server.cors import cors_headers, preflight
 from wsguard.server.http_errors import refusal
 from wsguard.settings import Settings
@@ -215,11 +214,8 @@ class _Commands:
 
     async def _carry_out(self) -> None:
         connection = self._connection
-        context = connection.context
         try:
-            with log_context(
-                connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
-            ):
+            with connection_log_context(connection.context):
                 while self._waiting and connection.close_request is None:
                     text = self._waiting.pop(0)
                     if not self._waiting:
