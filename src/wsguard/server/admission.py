@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractContextManager
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -35,7 +34,7 @@ from wsguard.server.tickets import Tickets
 from wsguard.settings import Settings
 
 
-def connection_log_context(context: ConnectionContext) -> AbstractContextManager[None]:
+def connection_log_context(context: ConnectionContext) -> contextlib.AbstractContextManager[None]:
     """The log fields of everything done for one connection: its id, its user and its session."""
     return log_context(
         connection_id=context.connection_id, user_id=context.user_id, session_id=context.session_id
