@@ -50,6 +50,34 @@ def test_eight_tabs_hold_one_connection_and_each_gets_every_event_once_in_order(
     assert tabs.errors == []
 
 
+def test_send_over_websocket_resolves_to_the_reply_with_its_ref_in_the_leader_and_a_follower(
+    start_server: StartServer, open_tabs: Callable[[str], Tabs]
+) -> None:
+    server = start_server()
+    tabs = open_tabs(server.base_url)
+    for _ in range(2):
+        tabs.open(user=USER, threads=["chat-1"], transport="websocket")
+    tabs.wait_ready()
+    leader = tabs.leader()
+    follower = next(page for page in tabs.live if page is not leader)
+    assert [tab["transport"] for tab in tabs.snapshots()] == ["websocket", "websocket"]
+
+    # Each tab's refs are its own (<tab id>.<n>); a follower's command goes through the leader's
+    # socket, and its reply comes back to it alone.
+    for page in (leader, follower):
+        tab = page.evaluate("() => client.tabId")
+        for n in (1, 2):
+            answer = page.evaluate("() => sendCommand('ping', {})")
+            assert answer == {"reply": {"type": "pong", "ref": f"{tab}.{n}"}}, answer
+    refused = follower.evaluate("() => sendCommand('launch', {rocket: 1})")
+    assert refused["error"]["name"] == "CommandError", refused
+    assert refused["error"]["code"] == "unknown_type", refused
+    metrics = server.metrics()
+    assert metrics['wsguard_transport_connections{transport="websocket"}'] == 1
+    assert metrics['wsguard_transport_connections{transport="sse"}'] == 0
+    assert tabs.errors == []
+
+
 def test_leader_closed_mid_run_another_tab_leads_within_2s_and_no_tab_loses_or_repeats(
     start_server: StartServer, open_tabs: Callable[[str], Tabs]
 ) -> None:

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from wsguard.processes import ServerProcess, StartServer, eventually
-from wsguard.processes.clients import hung_up, open_socket, receive
+from wsguard.processes.clients import Frame, hung_up, open_socket, receive, send
 from wsguard.processes.streams import StreamClient
 from wsguard.transport.http_protocol import GuardedHttpProtocol
 from wsguard.transport.tcp import RESET_ON_CLOSE
@@ -229,6 +229,63 @@ def test_another_users_command_path_is_refused(sse_server: ServerProcess) -> Non
             await ivy.close()
 
     asyncio.run(scenario())
+
+
+RATE = 5
+"""Inbound frames per second in the rate-limit test; the burst is twice that."""
+BURST = 2 * RATE
+
+
+async def refused_on_a_socket(server: ServerProcess, token: str) -> Frame:
+    """What a socket gets for its first frame over the inbound rate: pings one after another,
+    each answered before the next, until one is not answered with a pong."""
+    sock, _ = await open_socket(server.ws_url, token)
+    try:
+        for n in range(100):
+            await send(sock, type="ping", ref=n)
+            frame = await receive(sock)
+            if frame["type"] != "pong":
+                return frame
+        raise AssertionError("100 pings in a row on a socket, none refused")
+    finally:
+        await sock.close()
+
+
+def test_commands_posted_over_the_inbound_rate_are_refused_as_a_socket_s_frames_then_closed_with_1008(
+    start_server: StartServer,
+) -> None:
+    """Commands POSTed one after another, each answered before the next (as fast as the client
+    goes): the burst is carried out, then each command over the rate gets the socket's
+    ``rate_limited`` frame, and once more were refused in a row than the burst the stream
+    closes with 1008 ``policy_violation``, after which its command path is refused."""
+    server = start_server("--message-rate-per-connection", str(RATE))
+
+    async def scenario() -> None:
+        token = server.token("pia")
+        refused = await refused_on_a_socket(server, token)
+        assert refused["code"] == "rate_limited", refused
+        stream = await StreamClient.open(server.base_url, token)
+        try:
+            statuses: list[int] = []
+            while len(statuses) < 200 and 404 not in statuses:
+                statuses.append((await stream.command(type="ping", ref=len(statuses))).status_code)
+            assert statuses[-1] == 404, f"{len(statuses)} commands taken, the stream never closed"
+            assert set(statuses[:-1]) == {202}, statuses
+            frames: list[Frame] = []
+            while (frame := await stream.receive())["type"] != "close":
+                frames.append(frame)
+            with pytest.raises(StopAsyncIteration):
+                await stream.receive()
+        finally:
+            await stream.close()
+        assert frame == {"type": "close", "code": 1008, "reason": "policy_violation"}
+        assert frames[:BURST] == [{"type": "pong", "ref": n} for n in range(BURST)], frames
+        assert frames[-BURST:] == [refused] * BURST, frames
+        assert all(f == refused or f == {"type": "pong", "ref": f.get("ref")} for f in frames), frames
+
+    asyncio.run(scenario())
+    metrics = server.wait_idle(timeout=5.0)
+    assert metrics['wsguard_connections_closed_total{reason="policy_violation"}'] == 1
 
 
 def test_heartbeat_comments_come_within_the_interval(sse_server: ServerProcess) -> None:
