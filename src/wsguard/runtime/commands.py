@@ -29,9 +29,22 @@ class CommandHooks:
     """What an embedding application may plug into the command path."""
 
     authorize_subscribe: AuthorizeSubscribe | None = None
+    """Decides each ``subscribe``: False answers ``error`` ``unauthorized`` and keeps the
+    connection open. None allows every thread of the connection's own user."""
     custom: Mapping[str, CustomCommand] | None = None
+    """Command types of the application's own, each to its handler; the reply frame goes back
+    with the command's ``ref``."""
     verify_refresh: VerifyRefresh | None = None
+    """Checks a ``refresh`` command's token. Called with the token and the connection's user id
+    (a plain function, not a coroutine), it returns the session's new expiry (epoch seconds; None
+    for no expiry) or raises ``PermissionError``, whose message goes back in ``error``
+    ``unauthorized``. Left None, wsguard checks the token as a JWT of its own keys when it
+    authenticates the upgrades itself; with an ``authenticate`` of the application's own, whose
+    tokens only the application can check, every ``refresh`` is refused (``unauthorized``,
+    "refresh is not enabled here") unless this is given."""
     demo_runs: bool = True
+    """The built-in demo run. False turns it off: ``message`` is answered with ``error``
+    ``unknown_type``, ``POST /api/threads/{thread_id}/runs`` with 404."""
 
 
 class Commands:
