@@ -5,6 +5,7 @@ metadata (:class:`SettingDoc`) the help line ``wsguard serve`` shows. The comman
 transport's options and the runtime's limits read these fields rather than repeating them.
 """
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -18,6 +19,8 @@ from wsguard.redis_url import CLUSTER_FORM, SENTINEL_FORM, check_backend_url
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
+"""uvicorn's names; ``auto`` takes uvloop when it can be imported, as uvicorn does."""
 MIN_API_KEY_LENGTH = 16
 """Shorter keys are refused: a key must not be guessable, and the log redaction hides every
 occurrence of a key's text, which must not match ordinary words."""
@@ -37,7 +40,11 @@ class LimitPolicy(StrEnum):
     """What to do with a connection over the per-user limit."""
 
     EVICT_OLDEST = "evict_oldest"
+    """Admit the new connection and close the user's oldest with 4001 ``superseded``: a user
+    whose old tabs were never closed is never locked out."""
     REJECT = "reject"
+    """Accept the new connection and close it at once with 4029 ``too_many_connections``, no
+    ``welcome``: a close code, not an HTTP status, so that a browser stops retrying."""
 
 
 class SettingError(WSGuardError, ValueError):
@@ -167,6 +174,9 @@ class Settings:
     ssl_keyfile: str | None = setting(None, "TLS private key (PEM), if not in the certificate file")
     log_level: str = setting("info", "debug, info, warning, error", parse=str.lower)
     log_format: str = setting("text", "text or json, one object a line", parse=str.lower)
+    loop: str = setting(
+        "auto", "event loop: auto (uvloop when it is installed), asyncio or uvloop", parse=str.lower
+    )
     leakcheck_report_dir: str | None = setting(
         None, "directory of this server's last leakcheck report, shown on /admin"
     )
@@ -220,6 +230,10 @@ class Settings:
             raise SettingError("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {self.log_level!r}")
         if self.log_format not in LOG_FORMATS:
             raise SettingError("log_format", f"must be text or json, got {self.log_format!r}")
+        if self.loop not in EVENT_LOOPS:
+            raise SettingError("loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {self.loop!r}")
+        if self.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
+            raise SettingError("loop", "uvloop is not installed (pip install 'wsguard[uvloop]')")
         try:
             check_backend_url(self.backend)
         except ValueError as error:

@@ -79,10 +79,13 @@ def test_the_python_reference_documents_every_public_name(site: Path) -> None:
     for name in WSGUARD_NAMES:
         assert f'id="wsguard.{name}"' in reference, f"wsguard.{name} is not in the API reference"
     assert 'id="wsguard.Settings.max_connections_per_user"' in reference
+    assert 'id="wsguard.CommandHooks.verify_refresh"' in reference, "the hooks' fields are documented"
     assert "<code>--max-connections-per-user</code>" in reference, "Settings' fields carry their flags"
     for module, name in [
         ("client", "Client"),
         ("publisher", "Publisher"),
+        ("backends", "Published"),
+        ("backends", "BackendUnavailable"),
         ("errors", "WSGuardError"),
         ("leaktest", "run_leakcheck"),
         ("processes", "ServerProcess"),

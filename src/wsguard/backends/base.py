@@ -18,16 +18,24 @@ class Envelope:
     user_id: str
     thread_id: str | None
     offset: int | None
+    """The event's offset in its thread; None for a user-level event."""
     frame: str
 
 
 @dataclass(frozen=True, slots=True)
 class Published:
+    """Where a published event stands in its thread, so that the publisher can hand the
+    position on (``since: {epoch, offset}`` resumes after it) and tell a retry from a new event."""
+
     offset: int | None
+    """The event's offset in its thread: 1, 2, ... per thread; None for a user-level event (no
+    thread), which is neither numbered nor retained."""
     epoch: str
+    """The epoch of the thread's numbering, as the event frame carries it: a new one means the
+    numbering started again, and an offset is compared only within one epoch."""
     duplicate: bool = False
     """Its idempotency key was seen within the window: nothing was published again, and
-    ``offset`` is the first publish's."""
+    ``offset`` and ``epoch`` are the first publish's."""
 
 
 Deliver = Callable[[Envelope], None]
@@ -58,10 +66,14 @@ class ClusterClose:
     connection_id: str
     instance_id: str
     replaced: bool
+    """Closed because a new connection resumed its session (4002 ``replaced``), not over the
+    user's limit (4001 ``superseded``)."""
     here: bool
+    """Held by this instance, which closes it itself; the others were sent to their instance."""
 
     @property
     def superseded(self) -> bool:
+        """Closed over the user's limit (4001 ``superseded``)."""
         return not self.replaced
 
 
@@ -127,7 +139,9 @@ class Backend(Protocol):
         """The connection is gone; never blocks, and releasing twice is harmless."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Stop delivering and let go of what the backend holds (Redis: its leases and client)."""
+        ...
 
     async def publish(
         self,
@@ -178,7 +192,9 @@ class Backend(Protocol):
         ...
 
     @property
-    def thread_log_count(self) -> int: ...
+    def thread_log_count(self) -> int:
+        """Thread logs held in this process for replay (0 when the backend keeps them elsewhere)."""
+        ...
 
     @property
     def directory(self) -> ClusterDirectory | None:

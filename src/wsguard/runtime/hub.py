@@ -280,9 +280,16 @@ class Hub:
     ) -> Published:
         """Publish an event to a user (thread None) or to one of the user's threads.
 
-        :class:`EventTooLarge` over ``max_message_bytes``. The same ``idempotency_key`` for the
-        same user and thread within five minutes publishes nothing again and returns the first
-        offset, so that a caller may retry a publish whose answer it did not get.
+        ``run`` gives the event the ``run_id`` and ``request_id`` its frame carries, so that a
+        client can tell which run and request it belongs to: a :class:`~wsguard.RunContext`, an
+        :class:`~wsguard.context.EventIds` with either, or None for neither. Returns a
+        :class:`~wsguard.backends.Published`: the event's offset in its thread (None for a
+        user-level event) and the thread's epoch, which a caller may hand to a client to resume
+        from. Raises :class:`EventTooLarge` over ``max_message_bytes`` and
+        :class:`~wsguard.backends.BackendUnavailable` when the backend cannot take the event.
+        The same ``idempotency_key`` for the same user and thread within five minutes publishes
+        nothing again and returns the first publish's offset (``duplicate``), so that a caller
+        may retry a publish whose answer it did not get.
         """
         check_size(event, data, self.settings.max_message_bytes)
         return await self._publish(user_id, thread_id, event, data, run, idempotency_key)
