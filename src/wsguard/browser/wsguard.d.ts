@@ -157,12 +157,18 @@ interface WsguardEventMap {
 
 export declare class WsguardClient extends EventTarget {
   constructor(url: string, options?: ConnectOptions);
+  /** The WebSocket URL, resolved against the page (`ws:` or `wss:`); event streams go to the `sseUrl` option, by default the `/sse` beside it. */
   readonly url: string;
   readonly state: State;
   readonly role: Role;
   /** The transport of the current (or last) connection, whichever tab holds it; null before the first. */
   readonly transport: Transport | null;
+  /**
+   * The session id of the last `welcome`, whichever tab holds the connection; every reconnect
+   * sends it as `resume=` so the server keeps the session. null before the first `welcome`.
+   */
   readonly sessionId: string | null;
+  /** The user id the server authenticated (the last `welcome`'s `user_id`); null before the first `welcome`. */
   readonly userId: string | null;
   readonly stats: Stats;
   subscribe(threadId: string, callback: (event: WsguardEvent) => void, options?: { since?: Position }): () => void;

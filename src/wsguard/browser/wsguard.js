@@ -75,6 +75,7 @@ export class WsguardClient extends EventTarget {
       throw new TypeError(`wsguard: transport must be "auto", "websocket" or "sse"`);
     }
     const socket = socketUrl(url);
+    /** @type {string} the WebSocket URL connected to, resolved against the page (`ws:` or `wss:`) */
     this.url = socket.toString();
     this.options = options;
     this.ticketUrl = options.ticketUrl ?? ticketUrlFor(socket);
@@ -93,9 +94,9 @@ export class WsguardClient extends EventTarget {
     /** @type {Role} */
     this.role = "alone";
     this.closed = false;
-    /** @type {string | null} */
+    /** @type {string | null} the session of the last `welcome`, which every reconnect resumes; null before the first */
     this.sessionId = null;
-    /** @type {string | null} */
+    /** @type {string | null} the user the server authenticated, from the last `welcome`; null before the first */
     this.userId = null;
     /** @type {Engine | null} */
     this.engine = null;
