@@ -44,8 +44,14 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
+# Every server the tests start runs on asyncio (what a plain install runs); then the transport,
+# the event streams and the leak harness's verdict again on uvloop, which `--loop auto` (the
+# default) takes wherever it is installed.
+UVLOOP_TESTS = tests/transport tests/server/test_sse.py "tests/leaktest/test_catches_leaks.py::test_real_server_passes_in_ci_profile[1]"
+
 unit:
-	$(BIN)/pytest
+	WSGUARD_LOOP=asyncio $(BIN)/pytest
+	WSGUARD_LOOP=uvloop $(BIN)/pytest $(UVLOOP_TESTS)
 
 # Unit tests of the browser client's reconnect and de-duplication logic (Node's own runner).
 node:
@@ -103,7 +109,7 @@ $(OLDEST_VENV)/.installed: $(OLDEST_LOCK) pyproject.toml
 	touch $@
 
 test-oldest: $(OLDEST_VENV)/.installed
-	$(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
+	WSGUARD_LOOP=asyncio $(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(OLDEST_VENV) reports .mypy_cache .ruff_cache .hypothesis

@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections import defaultdict
 
@@ -119,10 +120,16 @@ def main(argv: list[str]) -> int:
         async def no_drain() -> None:
             return None
 
-        run(app, TransportOptions(host=args.host, port=args.port, log_level="warning"), no_drain)
+        options = TransportOptions(host=args.host, port=args.port, log_level="warning", loop=event_loop())
+        run(app, options, no_drain)
         return 0
     serve_on_stock_uvicorn(app, args.host, args.port)
     return 0
+
+
+def event_loop() -> str:
+    """The loop ``bench/run.py`` gives every server of a run (``--loop``)."""
+    return os.environ.get("WSGUARD_LOOP", "asyncio")
 
 
 def serve_on_stock_uvicorn(asgi_app: ASGIApp, host: str, port: int) -> None:
@@ -132,6 +139,7 @@ def serve_on_stock_uvicorn(asgi_app: ASGIApp, host: str, port: int) -> None:
         asgi_app,
         host=host,
         port=port,
+        loop=event_loop(),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         log_level="warning",

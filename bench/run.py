@@ -174,9 +174,11 @@ def check_source_ports(needed: int) -> None:
         )
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(loop: str = "asyncio") -> dict[str, str]:
+    """Every server of a run on the same event loop: wsguard reads ``WSGUARD_LOOP``, and so do
+    the peers' scripts."""
     python_path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": python_path}
+    return {"PYTHONPATH": python_path, "WSGUARD_LOOP": loop}
 
 
 def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -227,6 +229,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--no-results", action="store_true", help="write no results file")
     parser.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default="asyncio",
+        help="the event loop of every server (default: asyncio)",
+    )
+    parser.add_argument(
         "--wsguard-command",
         default=f"{sys.executable} -m wsguard serve",
         help="how to start wsguard (it must take --dev, --host, --port and the flags)",
@@ -241,7 +249,7 @@ def wsguard_flags(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def make_targets(args: argparse.Namespace) -> list[Target]:
-    env = child_environment()
+    env = child_environment(args.loop)
 
     def peer(module: str, *flags: str) -> ServerProcess:
         return ServerProcess(*flags, command=[sys.executable, str(HERE / module)], env=env)
@@ -302,6 +310,7 @@ def main(argv: list[str]) -> int:
         f"servers: {', '.join(args.servers)}; figures: {', '.join(args.only)}",
         f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections, of the hold "
         "and of the ceiling",
+        f"event loop: {args.loop}, every server",
     ]
     if "ceiling" in args.only and "wsguard" in args.servers:
         notes.append(f"ceiling: wsguard only, open-files limit {open_files_limit()}")

@@ -30,6 +30,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response as HandshakeResponse
 
+from bare_server import event_loop
+
 users: defaultdict[str, set[ServerConnection]] = defaultdict(set)
 publish_server: uvicorn.Server | None = None
 
@@ -108,7 +110,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--publish-port", type=int, default=8769)
     parser.add_argument("--dev", action="store_true", help="accepted and ignored")
     args = parser.parse_args(argv)
-    asyncio.run(serve_both(args.host, args.port, args.publish_port))
+    if event_loop() == "uvloop":
+        import uvloop
+
+        uvloop.run(serve_both(args.host, args.port, args.publish_port))
+    else:
+        asyncio.run(serve_both(args.host, args.port, args.publish_port))
     return 0
 
 

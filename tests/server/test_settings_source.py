@@ -176,6 +176,7 @@ def test_from_settings_copies_every_shared_setting() -> None:
         "forwarded_allow_ips": "10.0.0.1",
         "log_level": "debug",
         "log_format": "json",
+        "loop": "asyncio",
         "header_timeout": 5.5,
         "keep_alive_timeout": 6.5,
         "max_pending_per_address": 7,

@@ -45,6 +45,8 @@ class TransportOptions:
     log_level: str = taken_from("log_level")
     log_format: str = taken_from("log_format")
     """``text`` or ``json`` (see :mod:`wsguard.logs`)."""
+    loop: str = taken_from("loop")
+    """``auto``, ``asyncio`` or ``uvloop``, as uvicorn's ``loop``."""
     access_log: bool = False
     send_buffer_bytes: int = 65536
     refusal_log_window: float = 10.0
@@ -125,6 +127,7 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
         port=options.port,
         http=http,
         ws=ws,
+        loop=options.loop,
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         backlog=accept_batch(edge),
         timeout_keep_alive=options.keep_alive_timeout,  # type: ignore[arg-type]

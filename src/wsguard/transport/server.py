@@ -30,6 +30,11 @@ HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 Drain = Callable[[], Awaitable[None]]
 
 
+def event_loop_name() -> str:
+    """``uvloop`` or ``asyncio``: which loop runs this server (``--loop auto`` picks one)."""
+    return "uvloop" if type(asyncio.get_running_loop()).__module__.startswith("uvloop") else "asyncio"
+
+
 class WSGuardServer(uvicorn.Server):
     """``uvicorn.Server`` with ``drain`` awaited on the first SIGTERM or SIGINT.
 
@@ -56,13 +61,14 @@ class WSGuardServer(uvicorn.Server):
             host = address[0] if ":" not in address[0] else f"[{address[0]}]"
             scheme = "https" if self.config.ssl else "http"
             logger.info(
-                "listening on %s://%s:%d and %s://%s:%d (CTRL+C drains and stops)",
+                "listening on %s://%s:%d and %s://%s:%d on %s (CTRL+C drains and stops)",
                 scheme,
                 host,
                 address[1],
                 "wss" if self.config.ssl else "ws",
                 host,
                 address[1],
+                event_loop_name(),
             )
 
     @property
