@@ -6,8 +6,10 @@ Every ``serve`` flag has an environment variable ``WSGUARD_<FLAG_IN_UPPER_SNAKE>
 its variable. Both are derived from the fields of :class:`~wsguard.settings.Settings`, which hold
 each default and help line, so that a setting is added there alone. The port has a third source
 below those two: ``PORT``, the variable that Cloud Run, Render and Heroku set. A bad value exits
-with status 2 and one line naming the setting. Every command's ``--help`` states each flag's
-default and variable in one form, :func:`described`'s.
+with status 2 and one line naming the setting. Every ``leakcheck`` flag has one too, under a
+prefix of its own, ``WSGUARD_LEAKCHECK_<FLAG>`` (``--profile``'s is ``WSGUARD_PROFILE``), read
+the same way. Every command's ``--help`` states each flag's default and variable in one form,
+:func:`described`'s.
 """
 
 import argparse
@@ -27,7 +29,7 @@ import wsguard
 from wsguard import jwt_algorithms
 from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
-from wsguard.flags import Kind, described, shown
+from wsguard.flags import Kind, described, parse_switch, shown, variable_of
 from wsguard.server.api_keys import read_key_file
 from wsguard.server.jwt_keys import JwksFile, PublicKeyFile
 from wsguard.settings import DOC, SettingDoc, SettingError, Settings
@@ -58,15 +60,6 @@ class Option:
         return self.flag[2:].replace("-", "_").upper()
 
 
-def _bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"expected true or false, got {text!r}")
-
-
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
@@ -88,7 +81,7 @@ def _option(field: dataclasses.Field[Any], annotation: Any) -> Option:
     parse: Callable[[str], Any] = annotation
     name = field.name
     if annotation is bool:
-        kind, parse = "switch", _bool
+        kind, parse = "switch", parse_switch
     elif typing.get_origin(annotation) is tuple:
         kind, parse, name = "list", _origins, name.removesuffix("s")
     flag = "--" + name.replace("_", "-")
@@ -97,7 +90,7 @@ def _option(field: dataclasses.Field[Any], annotation: Any) -> Option:
         field=field.name,
         parse=doc.parse or parse,
         help=doc.help,
-        variable=doc.variable or "WSGUARD_" + flag[2:].replace("-", "_").upper(),
+        variable=doc.variable or variable_of(flag),
         kind=kind,
         default=field.default,
         shown_default=doc.shown_default or shown(field.default),
@@ -126,6 +119,10 @@ ORIGINS = BY_FIELD["allowed_origins"]
 PLATFORM_PORT = "PORT"
 """The port a platform (Cloud Run, Render, Heroku) gives its container; used when neither
 ``--port`` nor ``WSGUARD_PORT`` is given."""
+
+
+DESCRIPTION = __doc__.splitlines()[0].replace("``", "")
+"""The module docstring's first line without its reST literals, which ``--help`` would print."""
 
 
 class UsageError(WSGuardError):
@@ -255,7 +252,7 @@ def serve(settings: Settings) -> int:
 def build_parser(*, leakcheck: bool = True) -> argparse.ArgumentParser:
     """The ``wsguard`` command line; without ``leakcheck``, the harness's options are left out,
     so that ``serve`` starts without importing it."""
-    parser = argparse.ArgumentParser(prog="wsguard", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="wsguard", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"%(prog)s {wsguard.__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     configure_serve(commands.add_parser("serve", help="run a wsguard server"))

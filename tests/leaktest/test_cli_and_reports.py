@@ -342,18 +342,35 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 NO_DEFAULT = {"--target", "--cluster", "--probe", "--header", "--send"}
 """The flags of ``wsguard leakcheck`` without a default: without them, the harness does without
 (it starts a server, one server, no probe, no header, no message)."""
-VARIABLES = {"--profile": PROFILE_ENV}
+NOT_SETTINGS = {"--help", "--list-profiles"}
+"""The flags of ``wsguard leakcheck`` without a variable: they print and exit."""
 STATED = re.compile(r"default: (?P<default>.*?)(; env |$)")
+
+
+def _leakcheck_variable(flag: str) -> str | None:
+    """``WSGUARD_LEAKCHECK_<FLAG>``, serve's scheme under the harness's prefix; ``--profile``
+    keeps ``WSGUARD_PROFILE``."""
+    if flag in NOT_SETTINGS:
+        return None
+    if flag == "--profile":
+        return PROFILE_ENV
+    return "WSGUARD_LEAKCHECK_" + flag.removeprefix("--").replace("-", "_").upper()
+
+
+def _long(action: argparse.Action) -> str:
+    """The flag's name: ``--help`` rather than ``-h``, ``--quiet`` rather than ``--no-quiet``."""
+    return next(option for option in action.option_strings if option.startswith("--"))
 
 
 def _expected(command: str, action: argparse.Action) -> tuple[bool, str | None, str | None]:
     """Whether a flag's help must state a default, which one when known, and its variable."""
-    flag = action.option_strings[-1]
+    flag = _long(action)
     if command == "wsguard serve":
         option = BY_FIELD[action.dest]
         return bool(option.shown_default), option.shown_default, option.variable
     default = None if action.default is None else shown(action.default)
-    return flag not in NO_DEFAULT, default, VARIABLES.get(flag)
+    variable = _leakcheck_variable(flag) if command == "wsguard leakcheck" else None
+    return flag not in NO_DEFAULT, default, variable
 
 
 def _notes(help: str) -> str:
@@ -365,9 +382,10 @@ def _notes(help: str) -> str:
 def test_every_flag_s_help_shows_its_default_and_variable(
     command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A new flag whose help does not state its default fails here, in any command: a flag of
-    ``serve`` states its setting's, any other its argparse default or, with None there, what it
-    does when not given; only the flags of NO_DEFAULT state none."""
+    """A new flag whose help does not state its default or its variable fails here, in any
+    command: a flag of ``serve`` states its setting's, any other its argparse default or, with
+    None there, what it does when not given; only the flags of NO_DEFAULT state none. Every flag
+    of ``serve`` and of ``leakcheck`` but NOT_SETTINGS names its variable."""
     parser = _commands()[command]
     flags = [a for a in parser._actions if a.option_strings and argparse.SUPPRESS not in (a.default, a.help)]
     assert command == "wsguard" or flags
@@ -376,7 +394,7 @@ def test_every_flag_s_help_shows_its_default_and_variable(
         main([*command.split()[1:], "--help"])
     printed = capsys.readouterr().out
     for action in flags:
-        flag, help = action.option_strings[-1], str(action.help).replace("%%", "%")
+        flag, help = _long(action), str(action.help).replace("%%", "%")
         stated = STATED.match(_notes(help))
         has_default, default, variable = _expected(command, action)
         assert (stated is not None) == has_default, f"{command} {flag}: {help}"
@@ -385,6 +403,72 @@ def test_every_flag_s_help_shows_its_default_and_variable(
         if variable is not None:
             assert f"env {variable}" in _notes(help), f"{command} {flag}: {help}"
         assert help in printed, f"{command} {flag}: not in --help"
+
+
+def test_every_leakcheck_setting_has_a_variable_of_its_own() -> None:
+    """The variables the harness reads are the ones its help names, and none is shared. One is
+    a server setting's too, on purpose: ``WSGUARD_LEAKCHECK_REPORT_DIR`` is where the harness
+    writes its report and where ``serve --leakcheck-report-dir`` reads it for the dashboard."""
+    parser = _commands()["wsguard leakcheck"]
+    read = leaktest_cli.option_variables(parser)
+    by_flag = {
+        _long(a): read.get(a.dest)
+        for a in parser._actions
+        if a.option_strings and a.help != argparse.SUPPRESS
+    }
+    assert by_flag == {flag: _leakcheck_variable(flag) for flag in by_flag}
+    variables = [variable for variable in by_flag.values() if variable is not None]
+    assert len(variables) >= 20
+    assert len(set(variables)) == len(variables)
+    shared = set(variables) & {option.variable for option in BY_FIELD.values()}
+    assert shared == {BY_FIELD["leakcheck_report_dir"].variable} == {read["report_dir"]}
+
+
+def test_a_leakcheck_variable_stands_in_for_its_flag_which_beats_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable is read as the flag's default: a run without the flag takes it (and fails
+    on it, before starting anything), a run with the flag does not; a bad value is one line
+    naming both."""
+    report_dir = ["--report-dir", str(tmp_path)]
+    monkeypatch.setenv("WSGUARD_LEAKCHECK_CHURN_CYCLES", "-1")
+    assert leaktest_cli.main(report_dir) == 2
+    assert capsys.readouterr().err == "wsguard leakcheck: --churn-cycles must be 0 or more\n"
+    assert leaktest_cli.main([*report_dir, "--churn-cycles", "0", "--comprehensive-users", "0"]) == 2
+    assert capsys.readouterr().err == "wsguard leakcheck: --comprehensive-users must be 1 or more\n"
+    monkeypatch.setenv("WSGUARD_LEAKCHECK_CHURN_CYCLES", "many")
+    assert main(["leakcheck", *report_dir]) == 2
+    assert capsys.readouterr().err == (
+        "wsguard leakcheck: --churn-cycles (WSGUARD_LEAKCHECK_CHURN_CYCLES): invalid value 'many'\n"
+    )
+    monkeypatch.delenv("WSGUARD_LEAKCHECK_CHURN_CYCLES")
+    monkeypatch.setenv("WSGUARD_LEAKCHECK_REDIS_CLUSTER", "yes")
+    assert leaktest_cli.main(report_dir) == 2
+    assert capsys.readouterr().err == "wsguard leakcheck: --redis-cluster goes with --cluster N\n"
+    assert not (tmp_path / "leakcheck.json").exists()
+
+
+def test_list_variables_take_commas_or_lines() -> None:
+    """A list of names is comma-separated; headers and messages, which hold commas, one per line."""
+    args = leaktest_cli.build_parser().parse_args(["--send", "flag"])
+    leaktest_cli.apply_environment(
+        args,
+        {
+            "WSGUARD_LEAKCHECK_CHECK": "churn, connect_close",
+            "WSGUARD_LEAKCHECK_HEADER": "Accept: a, b\nX-User: {identity}\n",
+            "WSGUARD_LEAKCHECK_SEND": '{"a": 1, "b": 2}',
+        },
+    )
+    assert args.check == ["churn", "connect_close"]
+    assert args.header == ["Accept: a, b", "X-User: {identity}"]
+    assert args.send == ["flag"], "the flag beats the variable"
+    assert (args.report_dir, args.quiet, args.identity) == (leaktest_cli.REPORT_DIR, False, "leakcheck-{n}")
+    with pytest.raises(
+        ValueError, match=r"^--check \(WSGUARD_LEAKCHECK_CHECK\): invalid value 'churn,nope'$"
+    ):
+        leaktest_cli.apply_environment(
+            leaktest_cli.build_parser().parse_args([]), {"WSGUARD_LEAKCHECK_CHECK": "churn,nope"}
+        )
 
 
 def test_python_m_wsguard_leaktest_shows_the_same_help(

@@ -15,7 +15,7 @@ from tests.leaktest.broken_servers import BUGS
 from tests.packaging.test_docs_code_blocks import protocol_endpoints
 from wsguard import WSGuard
 from wsguard.backends.redis.decisions import RenewalSchedule
-from wsguard.leaktest.cli import configure_parser
+from wsguard.leaktest.cli import apply_environment, configure_parser
 from wsguard.leaktest.profiles import default_profile_name
 from wsguard.settings import Settings
 
@@ -55,6 +55,7 @@ def test_the_harness_guide_states_leakcheck_default_profile_and_report_dir() -> 
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     defaults = parser.parse_args([])
+    apply_environment(defaults, {})
     assert f"`{defaults.report_dir}/`" in HARNESS
     lines = HARNESS.splitlines()
     default_line = next(line for line in lines if line.strip().startswith("wsguard leakcheck  "))

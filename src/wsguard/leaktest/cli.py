@@ -11,16 +11,18 @@ import argparse
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from wsguard.errors import WSGuardError
 from wsguard.extras import MissingExtra, require_redis
-from wsguard.flags import describe_flags
+from wsguard.flags import describe_flags, from_environment, variable_of
 from wsguard.leaktest.client import TRANSPORTS, WEBSOCKET, Target
 from wsguard.leaktest.generic.cli import (
     GENERIC_DEFAULTS,
+    GENERIC_FALLBACK,
     add_generic_arguments,
     run_generic_from_args,
     uses_generic_mode,
@@ -57,6 +59,14 @@ from wsguard.processes.redis_cluster import cluster_unsupported
 from wsguard.processes.redis_server import redis_server_binary
 
 REPORT_DIR = Path("leakcheck-report")
+FALLBACK: dict[str, object] = {
+    "report_dir": REPORT_DIR,
+    "redis_cluster": False,
+    "quiet": False,
+    **GENERIC_FALLBACK,
+}
+"""What an option takes when neither it nor its variable is given, for the options whose
+argparse default is None only so that a run can tell whether they were."""
 DEFAULTS: dict[str, object] = {
     "profile": "ci when CI=true, else dev",
     "scenario": "all",
@@ -67,11 +77,20 @@ DEFAULTS: dict[str, object] = {
     "token_url": "from --target",
     "server_command": "python -m wsguard serve",
     **GENERIC_DEFAULTS,
+    **FALLBACK,
 }
 """What each option without an argparse default does when not given (its default is None so
 that a run can tell it was not given), as ``--help`` states it."""
-VARIABLES = {"profile": PROFILE_ENV}
-"""The environment variable each option falls back to, as ``--help`` states it."""
+VARIABLE_PREFIX = "WSGUARD_LEAKCHECK_"
+"""``--churn-cycles`` falls back to ``WSGUARD_LEAKCHECK_CHURN_CYCLES``: serve's scheme, under a
+prefix of the harness's own. One name is a server setting's too, on purpose:
+``WSGUARD_LEAKCHECK_REPORT_DIR`` is where the harness writes its report and where ``serve
+--leakcheck-report-dir`` reads it for the dashboard."""
+OWN_VARIABLES = {"profile": PROFILE_ENV}
+"""Variables named otherwise: ``WSGUARD_PROFILE`` is read by the pytest plugin too."""
+NO_VARIABLE = frozenset({"help", "list_profiles", "starve_generator"})
+"""Options that are not settings: ``--list-profiles`` prints and exits, ``--starve-generator`` is
+hidden, for the harness's own tests."""
 
 
 class UsageError(WSGuardError):
@@ -121,7 +140,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--starve-generator", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument(
         "--report-dir",
-        default=REPORT_DIR,
         type=Path,
         help=f"where to write leakcheck.json, leakcheck.html and, for the servers the harness "
         f"starts, {SERVER_LOG}: their output, uvicorn's and wsguard's logs",
@@ -143,7 +161,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--redis-cluster",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         help="with --cluster: the instances share a private Redis Cluster of three masters "
         "(--backend redis-cluster://; needs redis-server 7 and redis-cli) instead of one redis-server",
     )
@@ -155,9 +173,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--list-profiles", action="store_true", help="print the profiles beside the seed's bounds"
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    parser.add_argument("--quiet", action=argparse.BooleanOptionalAction, help="no progress display")
     add_generic_arguments(parser)
-    describe_flags(parser, DEFAULTS, VARIABLES)
+    describe_flags(parser, DEFAULTS, option_variables(parser))
+
+
+def option_variables(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """The environment variable of each option of ``parser`` that is a setting, by its dest."""
+    return {
+        action.dest: OWN_VARIABLES.get(action.dest) or variable_of(action.option_strings[0], VARIABLE_PREFIX)
+        for action in parser._actions
+        if action.option_strings and action.dest not in NO_VARIABLE
+    }
+
+
+def apply_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """Give each option not given its variable's value, else its :data:`FALLBACK`; raises
+    ``ValueError`` naming the option and the variable for a bad value.
+
+    ``--profile`` is left to :func:`~wsguard.leaktest.profiles.default_profile_name`, which
+    reads its variable after it, so that a ``WSGUARD_PROFILE`` set for a whole CI job does not
+    count as a wsguard-only option given to ``--probe``.
+    """
+    parser = build_parser()
+    variables = option_variables(parser)
+    del variables["profile"]
+    from_environment(parser, args, variables, environ)
+    for dest, value in FALLBACK.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, list(value) if isinstance(value, list) else value)
 
 
 def target_from_args(args: argparse.Namespace) -> Target | None:
@@ -179,6 +223,11 @@ def target_from_args(args: argparse.Namespace) -> Target | None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``wsguard leakcheck`` with parsed ``args``; the exit status."""
+    try:
+        apply_environment(args, os.environ)
+    except ValueError as error:
+        print(f"wsguard leakcheck: {error.args[0]}", file=sys.stderr)
+        return EXIT_USAGE
     if args.list_profiles:
         print(render_profiles())
         return EXIT_OK

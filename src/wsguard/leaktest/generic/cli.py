@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from wsguard.flags import AppendLines
 from wsguard.leaktest.generic.runner import run_generic
 from wsguard.leaktest.generic.scenarios import DEFAULT_GENERIC_SCENARIOS, GENERIC_SCENARIO_NAMES
 from wsguard.leaktest.generic.target import (
@@ -23,7 +24,19 @@ from wsguard.leaktest.output import EXIT_LEAK, EXIT_OK, EXIT_USAGE, write_report
 from wsguard.leaktest.progress import Progress, Silent
 from wsguard.leaktest.report import render_table
 
-GENERIC_DEFAULTS: dict[str, object] = {"check": "all", "cleanup_bound": GenericSizes().cleanup_bound_s}
+GENERIC_FALLBACK: dict[str, object] = {
+    "identity": DEFAULT_IDENTITY,
+    "header": [],
+    "send": [],
+    "broadcast": DEFAULT_BROADCAST,
+}
+"""What a generic option takes when neither it nor its variable is given (see
+:data:`wsguard.leaktest.cli.FALLBACK`)."""
+GENERIC_DEFAULTS: dict[str, object] = {
+    "check": "all",
+    "cleanup_bound": GenericSizes().cleanup_bound_s,
+    **GENERIC_FALLBACK,
+}
 """What each generic option without an argparse default does when not given, as ``--help``
 states it (see :data:`wsguard.leaktest.cli.DEFAULTS`)."""
 WSGUARD_ONLY = (
@@ -54,19 +67,11 @@ def add_generic_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"the generic scenarios to run ({', '.join(GENERIC_SCENARIO_NAMES)})",
     )
-    group.add_argument(
-        "--identity",
-        default=DEFAULT_IDENTITY,
-        metavar="TEMPLATE",
-        help="each client's identity, {n} its number",
-    )
-    group.add_argument(
-        "--header", action="append", default=[], metavar="'NAME: VALUE'", help="sent on connect"
-    )
-    group.add_argument("--send", action="append", default=[], metavar="MESSAGE", help="sent once connected")
+    group.add_argument("--identity", metavar="TEMPLATE", help="each client's identity, {n} its number")
+    group.add_argument("--header", action=AppendLines, metavar="'NAME: VALUE'", help="sent on connect")
+    group.add_argument("--send", action=AppendLines, metavar="MESSAGE", help="sent once connected")
     group.add_argument(
         "--broadcast",
-        default=DEFAULT_BROADCAST,
         metavar="MESSAGE",
         help="what a talking client sends, {n} its number; the app should send it on to every client",
     )
