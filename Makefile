@@ -11,7 +11,7 @@ LATEST_VENV = .venv-latest
 OLDEST_VENV = .venv-oldest
 COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11
 
-.PHONY: install demo test checks lint typecheck unit node system soak bench docs docs-serve lock test-latest test-oldest clean
+.PHONY: install demo test checks lint typecheck unit node system soak bench docs docs-serve lock test-latest test-uvloop test-oldest clean
 
 # The project itself is installed without build isolation, so that its build backend is the
 # locked setuptools too.
@@ -44,14 +44,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-# Every server the tests start runs on asyncio (what a plain install runs); then the transport,
-# the event streams and the leak harness's verdict again on uvloop, which `--loop auto` (the
-# default) takes wherever it is installed.
-UVLOOP_TESTS = tests/transport tests/server/test_sse.py "tests/leaktest/test_catches_leaks.py::test_real_server_passes_in_ci_profile[1]"
-
+# Every server the tests start runs on asyncio, what a plain install runs (`make test-uvloop`
+# runs them on uvloop).
 unit:
 	WSGUARD_LOOP=asyncio $(BIN)/pytest
-	WSGUARD_LOOP=uvloop $(BIN)/pytest $(UVLOOP_TESTS)
 
 # Unit tests of the browser client's reconnect and de-duplication logic (Node's own runner).
 node:
@@ -107,6 +103,12 @@ $(OLDEST_VENV)/.installed: $(OLDEST_LOCK) pyproject.toml
 	$(OLDEST_VENV)/bin/python -m pip install -q --require-hashes -r $(OLDEST_LOCK)
 	$(OLDEST_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# The transport, server, client and Redis tests and the leak harness's verdict with every server
+# on uvloop, which `--loop auto` (the default) takes wherever it is installed; CI runs it.
+test-uvloop: install
+	WSGUARD_LOOP=uvloop $(BIN)/pytest tests/transport tests/server tests/client tests/redis \
+		"tests/leaktest/test_catches_leaks.py::test_real_server_passes_in_ci_profile[1]"
 
 test-oldest: $(OLDEST_VENV)/.installed
 	WSGUARD_LOOP=asyncio $(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
