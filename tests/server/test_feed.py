@@ -1,13 +1,20 @@
 """The dashboard's sampler: its figures, and a history that allocates nothing as it fills."""
 
 import asyncio
+import contextlib
 import gc
+import os
+import socket
 import sys
+from typing import Any
+
+import pytest
 
 from wsguard.backends import MemoryBackend
 from wsguard.runtime.hub import Hub
 from wsguard.server.feed import HISTORY_SECONDS, FeedSampler, p99_bound
 from wsguard.settings import Settings
+from wsguard.transport.descriptors import open_descriptors
 
 
 def test_sampling_leaves_no_object_behind_and_keeps_fifteen_minutes() -> None:
@@ -47,3 +54,47 @@ def test_p99_bound_is_the_bucket_holding_ninety_nine_percent_of_the_window() -> 
     assert p99_bound([5, 5, 5, 5], [5, 104, 105, 105], bounds) == 0.01
     assert p99_bound([0, 0, 0, 0], [0, 98, 100, 100], bounds) == 0.1
     assert p99_bound([0, 0, 0, 0], [100, 100, 100, 100], bounds) == 0.001
+
+
+def test_the_sampled_descriptors_are_the_process_s_open_ones() -> None:
+    async def scenario() -> None:
+        sampler = FeedSampler(Hub(Settings(), MemoryBackend(10, 10.0)), interval=10.0)
+        sampler.sample()
+        before = sampler.latest().fds
+        opened = [socket.socket() for _ in range(40)]
+        try:
+            sampler.sample()
+            assert sampler.latest().fds == before + 40
+        finally:
+            for sock in opened:
+                sock.close()
+        sampler.sample()
+        assert sampler.latest().fds == before
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("sized", [True, False], ids=["directory size", "directory listing"])
+def test_open_descriptors_counts_each_one(sized: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Linux 6.2 and later give the count as the directory's size; older kernels give 0, and
+    the directory is listed (it then counts the descriptor the listing itself holds)."""
+    if sized and os.stat("/proc/self/fd").st_size == 0:
+        pytest.skip("this kernel does not give /proc/self/fd's count as its size (Linux < 6.2)")
+    if not sized:
+        real_stat = os.stat
+
+        def unsized(path: Any, *args: Any, **kwargs: Any) -> os.stat_result:
+            result = real_stat(path, *args, **kwargs)
+            if path != "/proc/self/fd":
+                return result
+            return os.stat_result((*result[:6], 0, *result[7:]))
+
+        monkeypatch.setattr(os, "stat", unsized)
+    before = open_descriptors()
+    assert before is not None
+    with contextlib.ExitStack() as stack:
+        for _ in range(25):
+            stack.enter_context(socket.socket())
+        assert open_descriptors() == before + 25
+    assert open_descriptors() == before
+    assert before == len(os.listdir("/proc/self/fd")) - (1 if sized else 0)

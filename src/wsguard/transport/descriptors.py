@@ -53,7 +53,18 @@ def raise_soft_limit() -> tuple[int, int]:
 
 
 def open_descriptors() -> int | None:
-    """How many descriptors this process holds now, or ``None`` where the OS does not say."""
+    """How many descriptors this process holds now, or ``None`` where the OS does not say.
+
+    Linux 6.2 and later give the count as the size of ``/proc/self/fd``: one ``stat`` instead of
+    listing every descriptor (tens of milliseconds at 10,000 connections, for a figure that the
+    dashboard takes every second). Elsewhere the size is 0, and the directory is listed.
+    """
+    try:
+        counted = os.stat("/proc/self/fd").st_size
+    except OSError:
+        counted = 0
+    if counted > 0:
+        return counted
     for directory in ("/proc/self/fd", "/dev/fd"):
         try:
             return len(os.listdir(directory))
