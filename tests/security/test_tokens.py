@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from tests.server.start_refusals import refused_at_start
 from wsguard.processes import ServerProcess, StartServer
 from wsguard.processes.clients import open_socket, receive, send
 
@@ -83,19 +84,8 @@ def test_jwks_file_is_reloaded_when_it_changes(start_server: StartServer, tmp_pa
 
 
 def test_a_bad_key_file_exits_with_one_line_naming_the_flag(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    missing = tmp_path / "nope.pem"
-    result = subprocess.run(
-        [sys.executable, "-m", "wsguard", "serve", "--jwt-public-key", str(missing)],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert result.returncode == 2
-    assert result.stderr.count("\n") == 1
-    assert "--jwt-public-key" in result.stderr
+    line = refused_at_start("--jwt-public-key", str(tmp_path / "nope.pem"))
+    assert "--jwt-public-key" in line, line
 
 
 SHORT_TTL = 5

@@ -4,12 +4,12 @@ A tested version runs quietly; a newer one with every internal runs with one war
 tested range; an older one, or one that lacks an internal, is refused in one line.
 """
 
-import subprocess
 import sys
 
 import pytest
 import uvicorn
 
+from tests.server.start_refusals import refused_at_start
 from tests.server.test_logs import LogReader
 from wsguard.transport import TESTED_UVICORN, UnsupportedUvicorn, check_uvicorn
 from wsguard.transport.compat import REQUIRED_INTERNALS, missing_internals
@@ -56,17 +56,9 @@ def test_the_installed_uvicorn_is_tested_and_has_every_internal() -> None:
 def test_serve_refuses_a_uvicorn_without_an_internal_in_one_line() -> None:
     """Before the modules that subclass uvicorn are imported: no traceback, status 2."""
     script = "import uvicorn.server; del uvicorn.server.Server.on_tick; " + CLI
-    result = subprocess.run(
-        [sys.executable, "-c", script, "serve", "--dev", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("wsguard: ")
-    assert "uvicorn.server:Server.on_tick" in lines[0]
+    line = refused_at_start("--dev", "--port", "0", script=script)
+    assert line.startswith("wsguard: ")
+    assert "uvicorn.server:Server.on_tick" in line
 
 
 def test_serve_runs_on_a_newer_uvicorn_with_one_warning() -> None:

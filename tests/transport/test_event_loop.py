@@ -4,11 +4,11 @@
 installs it runs wsguard on it: the transport's own tests run on both (``make test``).
 """
 
-import subprocess
 import sys
 
 import pytest
 
+from tests.server.start_refusals import refused_at_start
 from tests.server.test_logs import LogReader
 
 CLI = "import sys; from wsguard.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -43,14 +43,6 @@ def test_auto_runs_on_asyncio_where_uvloop_is_not_installed() -> None:
     ],
 )
 def test_a_loop_that_cannot_run_is_refused_in_one_line(script: str, value: str, problem: str) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", script, "serve", "--dev", "--port", "0", "--loop", value],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "loop" in lines[0], lines[0]
-    assert problem in lines[0], lines[0]
+    line = refused_at_start("--dev", "--port", "0", "--loop", value, script=script)
+    assert "loop" in line, line
+    assert problem in line, line
