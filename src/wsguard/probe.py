@@ -25,6 +25,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from wsguard.transport.descriptors import descriptor_count
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -80,7 +82,7 @@ class _Collector(Collector):
         yield GaugeMetricFamily(TASKS, "asyncio tasks alive in the serving loop.", tasks)
         process = psutil.Process()
         with process.oneshot():
-            yield GaugeMetricFamily(FDS, "Open file descriptors of the process.", process.num_fds())
+            yield GaugeMetricFamily(FDS, "Open file descriptors of the process.", descriptor_count(process))
             yield GaugeMetricFamily(RSS, "Resident memory of the process.", process.memory_info().rss)
         yield GaugeMetricFamily(BLOCKS, "sys.getallocatedblocks(), the exact allocation count.",
                                 sys.getallocatedblocks())  # fmt: skip

@@ -5,16 +5,18 @@ import contextlib
 import gc
 import os
 import socket
+import subprocess
 import sys
 from typing import Any
 
+import psutil
 import pytest
 
 from wsguard.backends import MemoryBackend
 from wsguard.runtime.hub import Hub
 from wsguard.server.feed import HISTORY_SECONDS, FeedSampler, p99_bound
 from wsguard.settings import Settings
-from wsguard.transport.descriptors import open_descriptors
+from wsguard.transport.descriptors import descriptor_count, open_descriptors
 
 
 def test_sampling_leaves_no_object_behind_and_keeps_fifteen_minutes() -> None:
@@ -98,3 +100,23 @@ def test_open_descriptors_counts_each_one(sized: bool, monkeypatch: pytest.Monke
         assert open_descriptors() == before + 25
     assert open_descriptors() == before
     assert before == len(os.listdir("/proc/self/fd")) - (1 if sized else 0)
+
+
+def test_another_process_s_descriptors_are_counted_as_psutil_counts_them() -> None:
+    """The leak harness counts its servers' descriptors from outside them."""
+    script = (
+        "import socket, sys; held = [socket.socket() for _ in range(30)]; print(flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        child.stdout.readline()
+        process = psutil.Process(child.pid)
+        counted = descriptor_count(process)
+        assert counted == process.num_fds()
+        assert counted >= 30
+    finally:
+        child.kill()
+        child.wait()

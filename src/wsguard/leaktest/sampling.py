@@ -25,6 +25,7 @@ from wsguard.leaktest.verdict import BLOCKS, FDS, LEAK_COUNTS, LEASE_KEYS, LEASE
 from wsguard.periodic import Periodic
 from wsguard.processes.metrics import parse_metrics
 from wsguard.redis_url import is_cluster_url, parse_cluster_url
+from wsguard.transport.descriptors import descriptor_count
 
 if TYPE_CHECKING:
     import redis.asyncio
@@ -185,7 +186,7 @@ class ProcessProbe:
             for process in self._processes:
                 with process.oneshot():
                     total[PSUTIL_RSS] += float(process.memory_info().rss)
-                    total[PSUTIL_FDS] += float(process.num_fds())
+                    total[PSUTIL_FDS] += float(descriptor_count(process))
                     total[PSUTIL_THREADS] += float(process.num_threads())
         except psutil.Error:
             return {}

@@ -18,7 +18,7 @@ import psutil
 from wsguard import close
 from wsguard.periodic import Periodic
 from wsguard.runtime.hub import Hub
-from wsguard.transport.descriptors import open_descriptors
+from wsguard.transport.descriptors import descriptor_count
 
 logger = logging.getLogger("wsguard")
 
@@ -170,7 +170,7 @@ class FeedSampler:
             snapshot.users,
             snapshot.registry_entries,
             len(asyncio.all_tasks()),
-            self._open_descriptors(),
+            descriptor_count(self._process),
             self._process.memory_info().rss,
             1.0 if snapshot.backend_up else 0.0,
             _total(metrics.evictions),
@@ -178,10 +178,6 @@ class FeedSampler:
             -1.0 if p99 is None else min(p99, finite) * 1000,
         ]
         self._history.append(row + self._closes())
-
-    def _open_descriptors(self) -> int:
-        counted = open_descriptors()
-        return counted if counted is not None else self._process.num_fds()
 
     def _decode(self, row: list[float]) -> Sample:
         named = dict(zip(FIELDS, row, strict=False))

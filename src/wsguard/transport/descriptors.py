@@ -17,6 +17,8 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import psutil
+
 logger = logging.getLogger("wsguard.transport")
 
 MIN_RESERVE = 64
@@ -52,25 +54,35 @@ def raise_soft_limit() -> tuple[int, int]:
     return soft, raised
 
 
-def open_descriptors() -> int | None:
-    """How many descriptors this process holds now, or ``None`` where the OS does not say.
+def open_descriptors(pid: int | None = None) -> int | None:
+    """How many descriptors this process (or process ``pid``) holds now, or ``None`` where the
+    OS does not say.
 
-    Linux 6.2 and later give the count as the size of ``/proc/self/fd``: one ``stat`` instead of
+    Linux 6.2 and later give the count as the size of ``/proc/PID/fd``: one ``stat`` instead of
     listing every descriptor (tens of milliseconds at 10,000 connections, for a figure that the
-    dashboard takes every second). Elsewhere the size is 0, and the directory is listed.
+    dashboard, the probe and the leak harness take every second or more often). Elsewhere the
+    size is 0, and the directory is listed.
     """
+    directories = ("/proc/self/fd", "/dev/fd") if pid is None else (f"/proc/{pid}/fd",)
     try:
-        counted = os.stat("/proc/self/fd").st_size
+        counted = os.stat(directories[0]).st_size
     except OSError:
         counted = 0
     if counted > 0:
         return counted
-    for directory in ("/proc/self/fd", "/dev/fd"):
+    for directory in directories:
         try:
             return len(os.listdir(directory))
         except OSError:
             continue
     return None
+
+
+def descriptor_count(process: psutil.Process) -> int:
+    """:func:`open_descriptors` of ``process``, else psutil's count (a system without ``/proc``);
+    raises ``psutil.Error`` as psutil does for a process that is gone."""
+    counted = open_descriptors(None if process.pid == os.getpid() else process.pid)
+    return counted if counted is not None else process.num_fds()
 
 
 @dataclass(frozen=True, slots=True)
