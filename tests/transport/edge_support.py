@@ -33,11 +33,12 @@ def serve_command() -> list[str]:
     return shlex.split(override) if override else SERVE
 
 
-def guarded_server_on_stock_http() -> ServerProcess:
-    """``stock_http_app.py``: uvicorn's h11 protocol with wsguard's WebSocket protocol class."""
+def guarded_server_on_stock_http(*flags: str) -> ServerProcess:
+    """``stock_http_app.py``: uvicorn's h11 protocol with wsguard's WebSocket protocol class
+    (with ``--guarded-http``, wsguard's whole transport)."""
     app = Path(__file__).with_name("stock_http_app.py")
     root = Path(__file__).resolve().parents[2]
-    return ServerProcess(command=[sys.executable, str(app)], env={"PYTHONPATH": str(root / "src")})
+    return ServerProcess(*flags, command=[sys.executable, str(app)], env={"PYTHONPATH": str(root / "src")})
 
 
 def edge_server(

@@ -45,6 +45,12 @@ BAD_HEADS = {
     ),
     "garbage bytes": (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "bad_request"),
     "HTTP/1.0 upgrade": (UPGRADE.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n", 400, "bad_request"),
+    "an upgrade with a body": (UPGRADE + b"Content-Length: 5\r\n\r\nhello", 400, None),
+    "an upgrade with a transfer coding": (
+        UPGRADE + b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+        None,
+    ),
     "no Sec-WebSocket-Key": (
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
         b"Sec-WebSocket-Version: 13\r\n\r\n",

@@ -28,12 +28,14 @@ from typing import Any, ClassVar
 
 import h11
 from uvicorn.config import Config
+from uvicorn.logging import TRACE_LOG_LEVEL
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from wsguard.transport.control import HTTP_EXTENSION_KEY, StreamControl
 from wsguard.transport.edge import EDGE_EXTENSION_KEY, Edge
 from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head, refusal_response
+from wsguard.transport.protocol import GuardedWebSocketProtocol
 from wsguard.transport.tcp import limit_send_buffer, reset
 
 HEADER_TIMEOUT_RESPONSE = refusal_response(408, "request head not received in time")
@@ -168,9 +170,27 @@ class GuardedHttpProtocol(H11Protocol):
         self.follow_head()
 
     def handle_websocket_upgrade(self, event: h11.Request) -> None:
+        """uvicorn's upgrade, handing the head to wsguard's WebSocket protocol as h11 parsed it
+        (:meth:`~.protocol.GuardedWebSocketProtocol.upgrade_parsed`) rather than as bytes to
+        parse again, when that protocol takes it."""
         self.cancel_header_timer()
         self.release()
-        super().handle_websocket_upgrade(event)
+        ws_class = self.ws_protocol_class
+        if not (
+            isinstance(ws_class, type)
+            and issubclass(ws_class, GuardedWebSocketProtocol)
+            and ws_class.takes_parsed(event.method, self.headers)
+        ):
+            super().handle_websocket_upgrade(event)
+            return
+        if self.logger.level <= TRACE_LOG_LEVEL:
+            prefix = f"{self.client[0]}:{self.client[1]} - " if self.client else ""
+            self.logger.log(TRACE_LOG_LEVEL, "%sUpgrading to WebSocket", prefix)
+        self.connections.discard(self)
+        protocol = ws_class(config=self.config, server_state=self.server_state, app_state=self.app_state)
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.upgrade_parsed(event.target, self.headers)
 
     def send_400_response(self, msg: str) -> None:
         refusal = self.conn.refusal or HeadRefusal(400, "bad_request", "malformed request")

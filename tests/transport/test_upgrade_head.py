@@ -1,0 +1,84 @@
+"""What the app is given of an upgrade's head: the same whether uvicorn's h11 parser hands the
+head over parsed (wsguard's HTTP protocol) or as bytes for the ``websockets`` parser to read
+again (uvicorn's own HTTP protocol), over raw sockets against both."""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from tests.transport.edge_support import guarded_server_on_stock_http
+from wsguard.processes import ServerProcess
+
+HEAD = (
+    b"GET /scope/caf%C3%A9%20x?token=a%2Fb&x=1 HTTP/1.1\r\n"
+    b"Host: 127.0.0.1\r\n"
+    b"Connection: keep-alive, Upgrade\r\n"
+    b"Upgrade: websocket\r\n"
+    b"Sec-WebSocket-Version: 13\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    b"X-Mixed-CASE:   padded value  \r\n"
+    b"X-Dup: 1\r\n"
+    b"X-Dup: 2\r\n"
+    b"X-Latin: caf\xe9\r\n"
+    b"Sec-WebSocket-Protocol: one, two\r\n"
+    b"Sec-WebSocket-Protocol: three\r\n"
+    b"Content-Length: 0\r\n"
+    b"\r\n"
+)
+
+
+def _head_seen_by_the_app(server: ServerProcess) -> tuple[bytes, dict[str, Any]]:
+    """The response head, and the JSON of the first frame after it."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(HEAD)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {data!r}"
+            data += chunk
+        response, _, rest = data.partition(b"\r\n\r\n")
+        while len(rest) < 4 or len(rest) < _frame_end(rest):
+            chunk = sock.recv(65536)
+            assert chunk, f"closed after {rest!r}"
+            rest += chunk
+    assert rest[0] == 0x81, rest[:4]
+    start = 2 if rest[1] < 126 else 4
+    return response, json.loads(rest[start : _frame_end(rest)])
+
+
+def _frame_end(frame: bytes) -> int:
+    length = frame[1] & 0x7F
+    return 2 + length if length < 126 else 4 + int.from_bytes(frame[2:4], "big")
+
+
+def test_the_app_is_given_the_same_head_whichever_parser_read_it() -> None:
+    with guarded_server_on_stock_http() as stock:
+        stock_response, reparsed = _head_seen_by_the_app(stock)
+    with guarded_server_on_stock_http("--guarded-http") as guarded:
+        guarded_response, handed_over = _head_seen_by_the_app(guarded)
+
+    assert handed_over == reparsed
+    for response in (stock_response, guarded_response):
+        assert response.startswith(b"HTTP/1.1 101 "), response
+    assert b"sec-websocket-protocol: one" in guarded_response.lower().split(b"\r\n"), guarded_response
+    assert handed_over["path"] == "/scope/café x"
+    assert handed_over["raw_path"] == "/scope/caf%C3%A9%20x"
+    assert handed_over["query_string"] == "token=a%2Fb&x=1"
+    assert handed_over["subprotocols"] == ["one", "two", "three"]
+    assert handed_over["http_version"] == "1.1"
+    assert handed_over["headers"] == [
+        ["host", "127.0.0.1"],
+        ["connection", "keep-alive, Upgrade"],
+        ["upgrade", "websocket"],
+        ["sec-websocket-version", "13"],
+        ["sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="],
+        ["x-mixed-case", "padded value"],
+        ["x-dup", "1"],
+        ["x-dup", "2"],
+        ["x-latin", "café"],
+        ["sec-websocket-protocol", "one, two"],
+        ["sec-websocket-protocol", "three"],
+        ["content-length", "0"],
+    ]
