@@ -47,6 +47,7 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import Protocol, State
 from websockets.server import ServerProtocol
+from websockets.version import version as websockets_version
 
 from wsguard.close import ABNORMAL, HEARTBEAT_TIMEOUT, SLOW_CONSUMER, TOO_BIG
 from wsguard.transport.control import EXTENSION_KEY, CloseListener
@@ -70,8 +71,13 @@ class _WireProtocol(ServerProtocol):
 
 
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")
-_EMPTY_BODY = (b"content-length", b"0")
-"""A head with a body, or a transfer coding, is one the ``websockets`` parser refuses."""
+"""Headers of a head with a body or a transfer coding: the ``websockets`` parser decides on
+those (14 refuses any ``Content-Length``, 17 accepts one of 0)."""
+_HEADER_VALUE_DECODING = (
+    ("latin-1", "strict") if int(websockets_version.split(".")[0]) >= 17 else ("ascii", "surrogateescape")
+)
+"""How the ``websockets`` parser decodes a header value (ISO-8859-1 from version 17, surrogate
+escapes before), which uvicorn encodes back the same way for the app's scope."""
 
 
 class _Control:
@@ -334,26 +340,25 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     @classmethod
     def takes_parsed(cls, method: bytes, headers: list[tuple[bytes, bytes]]) -> bool:
-        """Whether :meth:`upgrade_parsed` can take this head: a ``GET`` without a body or a
-        transfer coding (which the ``websockets`` parser refuses), while that parser's debug
-        log is off (it logs each head it reads)."""
+        """Whether :meth:`upgrade_parsed` can take this head: a ``GET`` without a
+        ``Content-Length`` or ``Transfer-Encoding`` (the ``websockets`` parser's own answer to
+        those is kept), while that parser's debug log is off (it logs each head it reads)."""
         if method != b"GET" or wire_logger.isEnabledFor(logging.DEBUG):
             return False
-        return not any(name in _BODY_HEADERS and (name, value) != _EMPTY_BODY for name, value in headers)
+        return not any(name in _BODY_HEADERS for name, _ in headers)
 
     def upgrade_parsed(self, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
         """Take a head that uvicorn's h11 parser has read (see :meth:`takes_parsed`), without
         parsing it again.
 
         Stock uvicorn writes the head back out as bytes for the ``websockets`` parser, which
-        reads it again: about a tenth of an upgrade's cost. The :class:`Request` built here is
+        reads it again: a few percent of a connect/close cycle. The :class:`Request` built here is
         the one that parser returns for the same head (h11 has checked its syntax, and
         :mod:`.http_limits` its sizes), and the state machine goes straight to reading frames.
         """
-        request = Request(
-            target.decode("ascii"),
-            Headers([(name.decode("ascii"), value.decode("latin-1")) for name, value in headers]),
-        )
+        encoding, errors = _HEADER_VALUE_DECODING
+        fields = [(name.decode("ascii"), value.decode(encoding, errors)) for name, value in headers]
+        request = Request(target.decode("ascii"), Headers(fields))
         self.conn.parser = Protocol.parse(self.conn)
         next(self.conn.parser)
         self.handle_connect(request)
