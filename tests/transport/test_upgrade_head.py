@@ -5,10 +5,9 @@ again (uvicorn's own HTTP protocol), over raw sockets against both."""
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
-from tests.transport.edge_support import guarded_server_on_stock_http
+from tests.transport.edge_support import exchange, guarded_server_on_stock_http
 from wsguard.processes import ServerProcess
 
 HEAD = (
@@ -29,22 +28,14 @@ HEAD = (
 
 
 def _head_seen_by_the_app(server: ServerProcess) -> tuple[bytes, dict[str, Any]]:
-    """The response head, and the JSON of the first frame after it."""
-    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-        sock.sendall(HEAD)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {data!r}"
-            data += chunk
-        response, _, rest = data.partition(b"\r\n\r\n")
-        while len(rest) < 4 or len(rest) < _frame_end(rest):
-            chunk = sock.recv(65536)
-            assert chunk, f"closed after {rest!r}"
-            rest += chunk
-    assert rest[0] == 0x81, rest[:4]
-    start = 2 if rest[1] < 126 else 4
-    return response, json.loads(rest[start : _frame_end(rest)])
+    """The response head, and the JSON of the first frame after it (the app then closes)."""
+    answer = exchange(server.port, HEAD, timeout=5.0)
+    assert answer.closed, answer
+    response, _, frames = answer.data.partition(b"\r\n\r\n")
+    assert len(frames) >= 4, answer
+    assert frames[0] == 0x81, answer
+    start = 2 if frames[1] < 126 else 4
+    return response, json.loads(frames[start : _frame_end(frames)])
 
 
 def _frame_end(frame: bytes) -> int:
