@@ -116,7 +116,7 @@ class Hub:
         if admission is None or admission.handle is None:
             self.backend.release(context.connection_id)
             self.metrics.rejections.inc()
-            self.metrics.closed.labels(close.TOO_MANY_CONNECTIONS.reason).inc()
+            self.metrics.count_closed(close.TOO_MANY_CONNECTIONS.reason)
             return None
         connection = Connection(context, admission.handle, socket, self.limits, self._hooks)
         self.connections.add(connection)
@@ -199,7 +199,7 @@ class Hub:
             state.end_subscription(thread_id)
         if self.connections.remove(connection):
             label = connection.closed_label or close.CONNECTION_LOST
-            self.metrics.closed.labels(label).inc()
+            self.metrics.count_closed(label)
             if logger.isEnabledFor(logging.DEBUG):
                 context = connection.context
                 logger.debug(

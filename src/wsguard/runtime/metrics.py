@@ -123,6 +123,7 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self._closed_by_reason: dict[str, Counter] = {}
         self.evictions = Counter(
             "wsguard_limit_evictions",
             "Connections evicted by the per-user limit.",
@@ -155,6 +156,15 @@ class Metrics:
         registry.register(_LiveGauges(snapshot))
         ProcessCollector(registry=registry)
         PlatformCollector(registry=registry)
+
+    def count_closed(self, reason: str) -> None:
+        """One more connection closed for ``reason``. Each reason's child is kept (the reasons
+        are the few of :mod:`wsguard.close`): ``labels`` checks and converts its argument on
+        every call, about 3 % of the server's CPU while it releases a mass drop."""
+        child = self._closed_by_reason.get(reason)
+        if child is None:
+            child = self._closed_by_reason[reason] = self.closed.labels(reason)
+        child.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,7 +11,7 @@ connections and the upgrades let in whose connection the hub has not registered 
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
@@ -25,7 +25,7 @@ from wsguard.core import frames
 from wsguard.core.ratelimit import KeyedLimiter
 from wsguard.logs import log_context
 from wsguard.runtime.connection import Connection, Socket
-from wsguard.runtime.hub import Hub
+from wsguard.runtime.hub import Hub, Opened
 from wsguard.runtime.sweeper import Chore
 from wsguard.server.auth import Authenticate, Identity, Unauthorized
 from wsguard.server.http_errors import refusal
@@ -144,31 +144,19 @@ class UpgradeGate:
         )
         return context, takeover
 
-    @contextlib.asynccontextmanager
-    async def admitted(
+    def admitted(
         self,
         context: ConnectionContext,
         socket: Socket,
         accept: Callable[[], Awaitable[None]],
         *,
         takeover: bool,
-    ) -> AsyncIterator[Connection | None]:
+    ) -> "Admitted":
         """``async with gate.admitted(...) as connection``: accept the upgrade (or start the
         stream), then the hub's :meth:`~wsguard.runtime.hub.Hub.open`, in the connection's log
         context. The slot of ``max_connections`` taken by :meth:`check` is held until the hub
         has decided, then handed to the registered connection; None when the limit refused it."""
-        self.admitting += 1
-        admitting = True
-        try:
-            with connection_log_context(context):
-                await accept()
-                async with self.hub.open(context, socket, takeover=takeover) as connection:
-                    self.admitting -= 1
-                    admitting = False
-                    yield connection
-        finally:
-            if admitting:
-                self.admitting -= 1
+        return Admitted(self, context, socket, accept, takeover)
 
     def welcome(self, context: ConnectionContext, **transport: str) -> str:
         """The first frame of a registered connection: its ids, the heartbeat and the limits, and
@@ -199,3 +187,60 @@ class UpgradeGate:
                 await websocket.close(reason.code, reason.reason)
         except (TimeoutError, RuntimeError, OSError):
             pass
+
+
+class Admitted:
+    """What :meth:`UpgradeGate.admitted` returns: an ``async with`` on a small object rather than
+    on an async generator, since every open connection holds it for as long as it lives (a
+    generator, its frame and the context manager around it, which a mass drop also unwinds)."""
+
+    __slots__ = ("_accept", "_admitting", "_context", "_gate", "_log", "_opened", "_socket", "_takeover")
+
+    def __init__(
+        self,
+        gate: UpgradeGate,
+        context: ConnectionContext,
+        socket: Socket,
+        accept: Callable[[], Awaitable[None]],
+        takeover: bool,
+    ) -> None:
+        self._gate = gate
+        self._context = context
+        self._socket = socket
+        self._accept = accept
+        self._takeover = takeover
+        self._admitting = False
+        self._log = connection_log_context(context)
+        self._opened: Opened | None = None
+
+    async def __aenter__(self) -> Connection | None:
+        gate = self._gate
+        gate.admitting += 1
+        self._admitting = True
+        self._log.__enter__()
+        try:
+            await self._accept()
+            opened = gate.hub.open(self._context, self._socket, takeover=self._takeover)
+            connection = await opened.__aenter__()
+        except BaseException:
+            self._leave()
+            raise
+        self._opened = opened
+        gate.admitting -= 1
+        self._admitting = False
+        return connection
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        opened, self._opened = self._opened, None
+        try:
+            if opened is not None:
+                await opened.__aexit__(*exc_info)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        """Leave the log context, and give back the slot if the hub has not taken it."""
+        self._log.__exit__(None, None, None)
+        if self._admitting:
+            self._admitting = False
+            self._gate.admitting -= 1
