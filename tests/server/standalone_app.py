@@ -1,12 +1,13 @@
 """The standalone app (``WSGuard.server_app``) as ``wsguard serve`` runs it, with two additions for
 tests: ``GET /tracked`` in front of it (after a full collection, how many objects the cyclic
-garbage collector tracks, the qualified names of the suspended coroutines, and how many young
-collections ran so far), and an ``authenticate`` with a bug: it raises for the user ``crash``."""
+garbage collector tracks, the qualified names of the suspended coroutines and async generators,
+and how many young collections ran so far), and an ``authenticate`` with a bug: it raises for
+the user ``crash``."""
 
 import collections
 import gc
 import json
-from types import CoroutineType
+from types import AsyncGeneratorType, CoroutineType
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,9 +30,17 @@ class Tracked:
         coroutines = collections.Counter(
             o.cr_code.co_qualname for o in objects if isinstance(o, CoroutineType)
         )
+        async_generators = collections.Counter(
+            o.ag_code.co_qualname for o in objects if isinstance(o, AsyncGeneratorType)
+        )
         young_collections = gc.get_stats()[0]["collections"]
         body = json.dumps(
-            {"objects": len(objects), "coroutines": coroutines, "young_collections": young_collections}
+            {
+                "objects": len(objects),
+                "coroutines": coroutines,
+                "async_generators": async_generators,
+                "young_collections": young_collections,
+            }
         ).encode()
         del objects
         await send(
