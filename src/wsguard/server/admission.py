@@ -194,7 +194,7 @@ class Admitted:
     on an async generator, since every open connection holds it for as long as it lives (a
     generator, its frame and the context manager around it, which a mass drop also unwinds)."""
 
-    __slots__ = ("_accept", "_admitting", "_context", "_gate", "_log", "_opened", "_socket", "_takeover")
+    __slots__ = ("_accept", "_context", "_gate", "_log", "_opened", "_socket", "_takeover")
 
     def __init__(
         self,
@@ -209,25 +209,23 @@ class Admitted:
         self._socket = socket
         self._accept = accept
         self._takeover = takeover
-        self._admitting = False
         self._log = connection_log_context(context)
         self._opened: Opened | None = None
 
     async def __aenter__(self) -> Connection | None:
         gate = self._gate
         gate.admitting += 1
-        self._admitting = True
         self._log.__enter__()
         try:
             await self._accept()
             opened = gate.hub.open(self._context, self._socket, takeover=self._takeover)
             connection = await opened.__aenter__()
         except BaseException:
-            self._leave()
+            self._log.__exit__(None, None, None)
             raise
+        finally:
+            gate.admitting -= 1
         self._opened = opened
-        gate.admitting -= 1
-        self._admitting = False
         return connection
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -236,11 +234,4 @@ class Admitted:
             if opened is not None:
                 await opened.__aexit__(*exc_info)
         finally:
-            self._leave()
-
-    def _leave(self) -> None:
-        """Leave the log context, and give back the slot if the hub has not taken it."""
-        self._log.__exit__(None, None, None)
-        if self._admitting:
-            self._admitting = False
-            self._gate.admitting -= 1
+            self._log.__exit__(None, None, None)
