@@ -44,10 +44,10 @@ lint:
 typecheck:
 	$(BIN)/mypy
 
-# Every server the tests start runs on asyncio, what a plain install runs (`make test-uvloop`
-# runs them on uvloop).
+# Every server the tests start runs on asyncio and parses HTTP with h11, what a plain install
+# runs (`make test-uvloop` runs them on uvloop and httptools).
 unit:
-	WSGUARD_LOOP=asyncio $(BIN)/pytest
+	WSGUARD_LOOP=asyncio WSGUARD_HTTP=h11 $(BIN)/pytest
 
 # Unit tests of the browser client's reconnect and de-duplication logic (Node's own runner).
 node:
@@ -97,7 +97,7 @@ test-latest:
 	$(MAKE) checks VENV=$(LATEST_VENV)
 
 # The transport, server, client and Redis tests on the lowest supported uvicorn, Starlette,
-# websockets and redis-py (requirements/oldest.in).
+# websockets and redis-py (requirements/oldest.in); every server on asyncio and httptools.
 $(OLDEST_VENV)/.installed: $(OLDEST_LOCK) pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install -q --require-hashes -r $(OLDEST_LOCK)
@@ -105,13 +105,14 @@ $(OLDEST_VENV)/.installed: $(OLDEST_LOCK) pyproject.toml
 	touch $@
 
 # The transport, server, client and Redis tests and the leak harness's verdict with every server
-# on uvloop, which `--loop auto` (the default) takes wherever it is installed; CI runs it.
+# on uvloop and httptools, which `--loop auto` and `--http auto` (the defaults) take wherever
+# they are installed; CI runs it.
 test-uvloop: install
-	WSGUARD_LOOP=uvloop $(BIN)/pytest tests/transport tests/server tests/client tests/redis \
+	WSGUARD_LOOP=uvloop WSGUARD_HTTP=httptools $(BIN)/pytest tests/transport tests/server tests/client tests/redis \
 		"tests/leaktest/test_catches_leaks.py::test_real_server_passes_in_ci_profile[1]"
 
 test-oldest: $(OLDEST_VENV)/.installed
-	WSGUARD_LOOP=asyncio $(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
+	WSGUARD_LOOP=asyncio WSGUARD_HTTP=httptools $(OLDEST_VENV)/bin/pytest tests/transport tests/server tests/client tests/redis
 
 clean:
 	rm -rf $(VENV) $(LATEST_VENV) $(OLDEST_VENV) reports .mypy_cache .ruff_cache .hypothesis

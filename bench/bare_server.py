@@ -120,7 +120,9 @@ def main(argv: list[str]) -> int:
         async def no_drain() -> None:
             return None
 
-        options = TransportOptions(host=args.host, port=args.port, log_level="warning", loop=event_loop())
+        options = TransportOptions(
+            host=args.host, port=args.port, log_level="warning", loop=event_loop(), http=http_parser()
+        )
         run(app, options, no_drain)
         return 0
     serve_on_stock_uvicorn(app, args.host, args.port)
@@ -132,6 +134,11 @@ def event_loop() -> str:
     return os.environ.get("WSGUARD_LOOP", "asyncio")
 
 
+def http_parser() -> str:
+    """The HTTP parser ``bench/run.py`` gives every server on uvicorn (``--http``)."""
+    return os.environ.get("WSGUARD_HTTP", "h11")
+
+
 def serve_on_stock_uvicorn(asgi_app: ASGIApp, host: str, port: int) -> None:
     """Stock uvicorn as every peer on it runs: its sans-I/O WebSocket protocol, compression off
     (wsguard's default), no access log."""
@@ -140,6 +147,7 @@ def serve_on_stock_uvicorn(asgi_app: ASGIApp, host: str, port: int) -> None:
         host=host,
         port=port,
         loop=event_loop(),
+        http=http_parser(),
         ws="websockets-sansio",
         ws_per_message_deflate=False,
         log_level="warning",

@@ -174,11 +174,11 @@ def check_source_ports(needed: int) -> None:
         )
 
 
-def child_environment(loop: str = "asyncio") -> dict[str, str]:
-    """Every server of a run on the same event loop: wsguard reads ``WSGUARD_LOOP``, and so do
-    the peers' scripts."""
+def child_environment(loop: str = "asyncio", http: str = "h11") -> dict[str, str]:
+    """Every server of a run on the same event loop and HTTP parser: wsguard reads
+    ``WSGUARD_LOOP`` and ``WSGUARD_HTTP``, and so do the peers' scripts."""
     python_path = os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))
-    return {"PYTHONPATH": python_path, "WSGUARD_LOOP": loop}
+    return {"PYTHONPATH": python_path, "WSGUARD_LOOP": loop, "WSGUARD_HTTP": http}
 
 
 def _names(allowed: tuple[str, ...]) -> Callable[[str], list[str]]:
@@ -235,6 +235,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="the event loop of every server (default: asyncio)",
     )
     parser.add_argument(
+        "--http",
+        choices=("h11", "httptools"),
+        default="h11",
+        help="the HTTP parser of every server on uvicorn (default: h11)",
+    )
+    parser.add_argument(
         "--wsguard-command",
         default=f"{sys.executable} -m wsguard serve",
         help="how to start wsguard (it must take --dev, --host, --port and the flags)",
@@ -249,7 +255,7 @@ def wsguard_flags(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def make_targets(args: argparse.Namespace) -> list[Target]:
-    env = child_environment(args.loop)
+    env = child_environment(args.loop, args.http)
 
     def peer(module: str, *flags: str) -> ServerProcess:
         return ServerProcess(*flags, command=[sys.executable, str(HERE / module)], env=env)
@@ -310,7 +316,7 @@ def main(argv: list[str]) -> int:
         f"servers: {', '.join(args.servers)}; figures: {', '.join(args.only)}",
         f"rounds: {args.rounds} of churn and of each fan-out; one of idle connections, of the hold "
         "and of the ceiling",
-        f"event loop: {args.loop}, every server",
+        f"event loop: {args.loop}, every server; HTTP parser: {args.http}, every server on uvicorn",
     ]
     if "ceiling" in args.only and "wsguard" in args.servers:
         notes.append(f"ceiling: wsguard only, open-files limit {open_files_limit()}")

@@ -30,7 +30,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response as HandshakeResponse
 
-from bare_server import event_loop
+from bare_server import event_loop, http_parser
 
 users: defaultdict[str, set[ServerConnection]] = defaultdict(set)
 publish_server: uvicorn.Server | None = None
@@ -94,6 +94,7 @@ async def serve_both(host: str, port: int, publish_port: int) -> None:
             publish_app,
             host=host,
             port=publish_port,
+            http=http_parser(),
             ws="none",
             lifespan="off",
             log_level="warning",

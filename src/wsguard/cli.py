@@ -32,7 +32,7 @@ from wsguard.extras import MissingExtra, require_redis
 from wsguard.flags import Kind, described, parse_switch, shown, variable_of
 from wsguard.server.api_keys import read_key_file
 from wsguard.server.jwt_keys import JwksFile, PublicKeyFile
-from wsguard.settings import DOC, SettingDoc, SettingError, Settings
+from wsguard.settings import DOC, SettingDoc, SettingError, Settings, resolved_http_parser
 
 
 @dataclass(frozen=True)
@@ -231,10 +231,10 @@ def serve(settings: Settings) -> int:
     A uvicorn that lacks what the transport overrides is refused in one line (status 2) before
     the modules that subclass it are imported.
     """
-    from wsguard.transport.compat import UnsupportedUvicorn, check_uvicorn
+    from wsguard.transport.compat import UnsupportedUvicorn, check_uvicorn, required_internals
 
     try:
-        check_uvicorn()
+        check_uvicorn(required=required_internals(resolved_http_parser(settings.http)))
     except UnsupportedUvicorn as error:
         print(f"wsguard: {error}", file=sys.stderr)
         return 2

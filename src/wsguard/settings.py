@@ -21,6 +21,19 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 LOG_FORMATS = ("text", "json")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 """uvicorn's names; ``auto`` takes uvloop when it can be imported, as uvicorn does."""
+HTTP_PARSERS = ("auto", "h11", "httptools")
+"""uvicorn's names; ``auto`` takes httptools when it can be imported, as uvicorn does."""
+
+
+def resolved_http_parser(name: str) -> str:
+    """``h11`` or ``httptools`` for a name of :data:`HTTP_PARSERS`."""
+    if name not in HTTP_PARSERS:
+        raise ValueError(f"the HTTP parser must be one of {', '.join(HTTP_PARSERS)}, got {name!r}")
+    if name == "auto":
+        return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+    return name
+
+
 MIN_API_KEY_LENGTH = 16
 """Shorter keys are refused: a key must not be guessable, and the log redaction hides every
 occurrence of a key's text, which must not match ordinary words."""
@@ -177,6 +190,9 @@ class Settings:
     loop: str = setting(
         "auto", "event loop: auto (uvloop when it is installed), asyncio or uvloop", parse=str.lower
     )
+    http: str = setting(
+        "auto", "HTTP parser: auto (httptools when it is installed), h11 or httptools", parse=str.lower
+    )
     leakcheck_report_dir: str | None = setting(
         None, "directory of this server's last leakcheck report, shown on /admin"
     )
@@ -234,6 +250,10 @@ class Settings:
             raise SettingError("loop", f"must be one of {', '.join(EVENT_LOOPS)}, got {self.loop!r}")
         if self.loop == "uvloop" and importlib.util.find_spec("uvloop") is None:
             raise SettingError("loop", "uvloop is not installed (pip install 'wsguard[uvloop]')")
+        if self.http not in HTTP_PARSERS:
+            raise SettingError("http", f"must be one of {', '.join(HTTP_PARSERS)}, got {self.http!r}")
+        if self.http == "httptools" and importlib.util.find_spec("httptools") is None:
+            raise SettingError("http", "httptools is not installed (pip install 'wsguard[httptools]')")
         try:
             check_backend_url(self.backend)
         except ValueError as error:

@@ -231,7 +231,7 @@ def test_several_instances_run_the_redis_backend() -> None:
     (replicas,) = _numbers(r"(?m)^  replicas:\s*(\d+)", KIT["kubernetes/deployment.yaml"])
     assert replicas > 1
     (extras,) = re.findall(r"wsguard-\*\.whl\)\[([a-z,]+)\]", KIT["Dockerfile"])
-    assert {"redis", "uvloop"} <= set(extras.split(","))
+    assert {"redis", "uvloop", "httptools"} <= set(extras.split(","))
 
 
 def test_nginx_passes_websockets_and_outwaits_the_heartbeat() -> None:

@@ -177,6 +177,7 @@ def test_from_settings_copies_every_shared_setting() -> None:
         "log_level": "debug",
         "log_format": "json",
         "loop": "asyncio",
+        "http": "h11",
         "header_timeout": 5.5,
         "keep_alive_timeout": 6.5,
         "max_pending_per_address": 7,

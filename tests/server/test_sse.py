@@ -15,7 +15,7 @@ import pytest
 from wsguard.processes import ServerProcess, StartServer, eventually
 from wsguard.processes.clients import Frame, hung_up, open_socket, receive, send
 from wsguard.processes.streams import StreamClient
-from wsguard.transport.http_protocol import GuardedHttpProtocol
+from wsguard.transport.http_guard import EdgeGuard
 from wsguard.transport.tcp import RESET_ON_CLOSE
 
 
@@ -365,7 +365,7 @@ def test_a_stream_that_stops_reading_is_closed_as_a_slow_consumer(start_server: 
 
 
 SLOW_CONSUMER = 'wsguard_connections_closed_total{reason="slow_consumer"}'
-SEND_BUFFER = GuardedHttpProtocol.send_buffer_bytes
+SEND_BUFFER = EdgeGuard.send_buffer_bytes
 """A stream's kernel send buffer (``SO_SNDBUF``), which Linux doubles."""
 CLIENT_WINDOW = 64 * 1024
 """The most a client that shrinks its receive buffer after opening can have been promised before:

@@ -170,6 +170,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--write-timeout", type=float, default=None)
     parser.add_argument("--max-message-bytes", type=int, default=65536)
     parser.add_argument("--compression", action="store_true")
+    parser.add_argument(
+        "--http", default=os.environ.get("WSGUARD_HTTP", "auto"), help="the HTTP parser, as wsguard serve's"
+    )
     parser.add_argument("--send-buffer-bytes", type=int, default=65536)
     parser.add_argument("--drain-batch", type=int, default=50)
     parser.add_argument("--drain-pause", type=float, default=0.05)
@@ -196,6 +199,7 @@ def main(argv: list[str]) -> int:
         compression=args.compression,
         send_buffer_bytes=args.send_buffer_bytes,
         refusal_log_window=args.refusal_log_window,
+        http=args.http,
     )
     drain: Callable[[], Coroutine[Any, Any, None]] = app.drain
     with contextlib.suppress(KeyboardInterrupt):

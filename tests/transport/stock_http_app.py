@@ -56,9 +56,11 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int)
     parser.add_argument("--dev", action="store_true")
     parser.add_argument("--guarded-http", action="store_true")
+    parser.add_argument("--http", default="h11", help="the guarded transport's parser")
     args = parser.parse_args()
     if args.guarded_http:
-        run(app, TransportOptions(host=args.host, port=args.port, log_level="warning"), no_drain)
+        options = TransportOptions(host=args.host, port=args.port, log_level="warning", http=args.http)
+        run(app, options, no_drain)
         raise SystemExit(0)
     ws = protocol_class(close_timeout=1.0, send_buffer_bytes=65536)
     uvicorn.run(app, host=args.host, port=args.port, http="h11", ws=ws, log_level="warning", lifespan="off")

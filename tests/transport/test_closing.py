@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from tests.transport.transport_harness import guarded_server, open_record, record_of, server_sockets_to
@@ -164,11 +165,12 @@ async def _measure_kernel_share(server: ServerProcess) -> None:
         assert stalled["max_in_kernel"] < 1024 * 1024, stalled
 
 
-def test_a_closed_connection_leaves_no_reference_cycle_of_the_transport() -> None:
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_a_closed_connection_leaves_no_reference_cycle_of_the_transport(parser: str) -> None:
     """Every ending frees the connection's objects at once: an object of the transport (its
     protocol, queue, control, the ``websockets`` state machine) left in a cycle waits for the
     cyclic collector, whose runs under churn cost the server CPU on every connection."""
-    with guarded_server("--close-timeout", str(CLOSE_TIMEOUT)) as server:
+    with guarded_server("--close-timeout", str(CLOSE_TIMEOUT), "--http", parser) as server:
         server.http.get("/garbage").raise_for_status()
         asyncio.run(_end_connections_every_way(server))
         found = server.http.get("/garbage").json()

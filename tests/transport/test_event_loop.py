@@ -26,13 +26,13 @@ def started_on(*flags: str, command: tuple[str, ...] = (sys.executable, "-m", "w
 @pytest.mark.parametrize(("flag", "loop"), [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")])
 def test_the_server_runs_on_the_loop_it_is_given(flag: str, loop: str) -> None:
     line = started_on("--loop", flag)
-    assert f" on {loop} (" in line, line
+    assert f" on {loop} with " in line, line
 
 
 def test_auto_runs_on_asyncio_where_uvloop_is_not_installed() -> None:
     hide_uvloop = "import sys; sys.modules['uvloop'] = None; " + CLI
     line = started_on("--loop", "auto", command=(sys.executable, "-c", hide_uvloop))
-    assert " on asyncio (" in line, line
+    assert " on asyncio with " in line, line
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,13 @@
-"""What the app is given of an upgrade's head: the same whether uvicorn's h11 parser hands the
-head over parsed (wsguard's HTTP protocol) or as bytes for the ``websockets`` parser to read
-again (uvicorn's own HTTP protocol), over raw sockets against both."""
+"""What the app is given of an upgrade's head: the same whether wsguard's HTTP protocol (on h11
+or on httptools) hands the head over parsed, or uvicorn's own h11 protocol hands it over as
+bytes for the ``websockets`` parser to read again, over raw sockets against each."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+import pytest
 
 from tests.transport.edge_support import exchange, guarded_server_on_stock_http
 from wsguard.processes import ServerProcess
@@ -14,7 +16,7 @@ HEAD = (
     b"GET /scope/caf%C3%A9%20x?token=a%2Fb&x=1 HTTP/1.1\r\n"
     b"Host: 127.0.0.1\r\n"
     b"Connection: keep-alive, Upgrade\r\n"
-    b"Upgrade: websocket\r\n"
+    b"Upgrade: websocket \t\r\n"
     b"Sec-WebSocket-Version: 13\r\n"
     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
     b"X-Mixed-CASE:   padded value  \r\n"
@@ -43,10 +45,11 @@ def _frame_end(frame: bytes) -> int:
     return 2 + length if length < 126 else 4 + int.from_bytes(frame[2:4], "big")
 
 
-def test_the_app_is_given_the_same_head_whichever_parser_read_it() -> None:
+@pytest.mark.parametrize("parser", ["h11", "httptools"])
+def test_the_app_is_given_the_same_head_whichever_parser_read_it(parser: str) -> None:
     with guarded_server_on_stock_http() as stock:
         stock_response, reparsed = _head_seen_by_the_app(stock)
-    with guarded_server_on_stock_http("--guarded-http") as guarded:
+    with guarded_server_on_stock_http("--guarded-http", "--http", parser) as guarded:
         guarded_response, handed_over = _head_seen_by_the_app(guarded)
 
     assert handed_over == reparsed

@@ -2,7 +2,7 @@
 
 The protocol classes and the server subclass uvicorn's (the sans-I/O WebSocket protocol's
 ``send``, ``keepalive_timeout``, ``connection_lost`` and close timer, which took their present
-shape in uvicorn 0.52.1; the h11 protocol's upgrade and keep-alive hooks; the server's
+shape in uvicorn 0.52.1; the h11 and httptools protocols' upgrade and keep-alive hooks; the server's
 ``on_tick``, ``handle_exit``, ``capture_signals`` and ``_log_started_message``). uvicorn's
 releases are not bound from above, so that an application can upgrade its server: a version in
 the tested range runs; a newer one runs when every internal below is still there, with a
@@ -69,6 +69,27 @@ REQUIRED_INTERNALS: tuple[tuple[str, str], ...] = (
     ),
 )
 """``(module, attribute path)`` for everything the transport subclasses, overrides or calls."""
+
+HTTPTOOLS_INTERNALS: tuple[tuple[str, str], ...] = tuple(
+    ("uvicorn.protocols.http.httptools_impl", f"HttpToolsProtocol.{name}")
+    for name in (
+        "connection_made",
+        "connection_lost",
+        "data_received",
+        "on_message_begin",
+        "on_headers_complete",
+        "handle_websocket_upgrade",
+        "send_400_response",
+        "shutdown",
+        "timeout_keep_alive_handler",
+    )
+)
+"""What the httptools protocol overrides, required when it is the parser."""
+
+
+def required_internals(http_parser: str) -> tuple[tuple[str, str], ...]:
+    """The internals a server with ``http_parser`` (``h11`` or ``httptools``) overrides."""
+    return REQUIRED_INTERNALS + (HTTPTOOLS_INTERNALS if http_parser == "httptools" else ())
 
 
 class UnsupportedUvicorn(WSGuardError, RuntimeError):

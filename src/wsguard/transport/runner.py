@@ -14,8 +14,8 @@ import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
 from wsguard.logs import formatters
-from wsguard.settings import TAKEN_FROM, Settings, taken_from
-from wsguard.transport.compat import check_uvicorn
+from wsguard.settings import TAKEN_FROM, Settings, resolved_http_parser, taken_from
+from wsguard.transport.compat import check_uvicorn, required_internals
 from wsguard.transport.descriptors import LISTEN_QUEUE, raise_soft_limit
 from wsguard.transport.edge import Edge, EdgeLimits
 from wsguard.transport.http_limits import MAX_HEAD_BYTES
@@ -47,6 +47,8 @@ class TransportOptions:
     """``text`` or ``json`` (see :mod:`wsguard.logs`)."""
     loop: str = taken_from("loop")
     """``auto``, ``asyncio`` or ``uvloop``, as uvicorn's ``loop``."""
+    http: str = taken_from("http")
+    """``auto``, ``h11`` or ``httptools``, as uvicorn's ``http``."""
     access_log: bool = False
     send_buffer_bytes: int = 65536
     refusal_log_window: float = 10.0
@@ -91,7 +93,7 @@ def logging_config(log_level: str, log_format: str = "text") -> dict[str, Any]:
     }
     config["loggers"][wire_logger.name] = {"level": "WARNING"}
     config.setdefault("filters", {})["wsguard_invalid_requests"] = {
-        "()": "wsguard.transport.http_protocol.QuietInvalidRequests"
+        "()": "wsguard.transport.http_guard.QuietInvalidRequests"
     }
     config["loggers"]["uvicorn.error"]["filters"] = ["wsguard_invalid_requests"]
     return config
@@ -110,10 +112,14 @@ def build_config(app: Any, options: TransportOptions, edge: Edge | None = None) 
 
     ``edge`` (a new one by default) is shared by every HTTP connection of the server.
     """
-    untested = check_uvicorn()
+    parser = resolved_http_parser(options.http)
+    untested = check_uvicorn(required=required_internals(parser))
     edge = edge or Edge(options.edge_limits)
     http = http_protocol_class(
-        edge, close_timeout=options.close_timeout, send_buffer_bytes=options.send_buffer_bytes
+        edge,
+        close_timeout=options.close_timeout,
+        send_buffer_bytes=options.send_buffer_bytes,
+        parser=parser,
     )
     ws = protocol_class(
         close_timeout=options.close_timeout,

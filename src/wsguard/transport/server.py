@@ -61,7 +61,7 @@ class WSGuardServer(uvicorn.Server):
             host = address[0] if ":" not in address[0] else f"[{address[0]}]"
             scheme = "https" if self.config.ssl else "http"
             logger.info(
-                "listening on %s://%s:%d and %s://%s:%d on %s (CTRL+C drains and stops)",
+                "listening on %s://%s:%d and %s://%s:%d on %s with %s (CTRL+C drains and stops)",
                 scheme,
                 host,
                 address[1],
@@ -69,6 +69,7 @@ class WSGuardServer(uvicorn.Server):
                 host,
                 address[1],
                 event_loop_name(),
+                getattr(self.config.http, "parser_name", "uvicorn's own HTTP parser"),
             )
 
     @property

@@ -1,0 +1,105 @@
+"""uvicorn's httptools HTTP protocol with the edge's limits (:class:`~.http_guard.EdgeGuard`).
+
+llhttp, under httptools, parses as it reads and keeps no bound of its own on a request head:
+the head's limits are checked on its callbacks. A head is whole at ``on_headers_complete``,
+where :func:`~.http_limits.check_head` judges it as for h11; until then the bytes received are
+counted, and past :data:`~.http_limits.MAX_HEAD_BYTES` the head is refused (431) without waiting
+for its end. The count starts with the bytes that arrive after a request's head is awaited, so a
+pipelined head may run over by what arrived with the request before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from wsguard.transport.http_guard import EdgeGuard
+from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head
+
+HEAD_TOO_LARGE = HeadRefusal(431, "head_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
+
+
+class _RefusedHead(Exception):
+    """Raised from a parser callback: llhttp stops, and httptools raises it on as its error."""
+
+
+class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
+    """httptools' protocol, configured by :func:`~.http_protocol.http_protocol_class`."""
+
+    parser_name = "httptools"
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.app = self.guard_app(self.app)
+        self.refusal: HeadRefusal | None = None
+        self.awaiting_head = True
+        self.head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.admit(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.forget()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.awaiting_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        if self.awaiting_head and self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+            self.refuse_head(HEAD_TOO_LARGE)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.awaiting_head = True
+        self.arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        self.awaiting_head = False
+        self.head_bytes = 0
+        self.cancel_header_timer()
+        version = self.parser.get_http_version().encode("ascii")
+        refusal = check_head(self.parser.get_method(), self.url, version, self.headers)
+        if refusal is not None:
+            self.refusal = refusal
+            raise _RefusedHead(refusal.message)
+        super().on_headers_complete()
+
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn's upgrade, handing the head to wsguard's WebSocket protocol as llhttp parsed
+        it when that protocol takes it. llhttp keeps a value's trailing whitespace, which the
+        ``websockets`` parser strips (newer uvicorn releases strip it too): stripped here, so that
+        the head handed over is the one that parser would give on every supported uvicorn."""
+        ws_class = self.parsed_upgrade_class(self.scope["method"].encode("ascii"), self.headers)
+        if ws_class is None:
+            super().handle_websocket_upgrade()
+        else:
+            self.connections.discard(self)
+            headers = [(name, value.rstrip(b" \t")) for name, value in self.headers]
+            self.hand_over(ws_class, self.url, headers)
+        # The parser holds this protocol, whose connection_lost (which drops the parser) will
+        # never run now: without this, every upgraded connection is a cycle for the collector.
+        self.parser = None  # type: ignore[assignment]
+
+    def send_400_response(self, msg: str) -> None:
+        self.refuse_head(self.refusal)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.drop_when_closing()
+
+    def timeout_keep_alive_handler(self) -> None:
+        self.count_idle_timeout()
+        super().timeout_keep_alive_handler()
+        self.drop_when_closing()
