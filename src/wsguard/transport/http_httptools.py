@@ -65,6 +65,12 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
         self.awaiting_head = True
         self.arm_header_timer()
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        """llhttp keeps a value's trailing whitespace, which RFC 9110 excludes and h11 and the
+        ``websockets`` parser strip; uvicorn 0.52 keeps it, and then takes ``Upgrade:
+        websocket `` for no upgrade at all. Stripped here, on every supported uvicorn."""
+        super().on_header(name, value.rstrip(b" \t"))
+
     def on_headers_complete(self) -> None:
         self.awaiting_head = False
         self.head_bytes = 0
@@ -78,16 +84,13 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         """uvicorn's upgrade, handing the head to wsguard's WebSocket protocol as llhttp parsed
-        it when that protocol takes it. llhttp keeps a value's trailing whitespace, which the
-        ``websockets`` parser strips (newer uvicorn releases strip it too): stripped here, so that
-        the head handed over is the one that parser would give on every supported uvicorn."""
+        it when that protocol takes it."""
         ws_class = self.parsed_upgrade_class(self.scope["method"].encode("ascii"), self.headers)
         if ws_class is None:
             super().handle_websocket_upgrade()
         else:
             self.connections.discard(self)
-            headers = [(name, value.rstrip(b" \t")) for name, value in self.headers]
-            self.hand_over(ws_class, self.url, headers)
+            self.hand_over(ws_class, self.url, self.headers)
         # The parser holds this protocol, whose connection_lost (which drops the parser) will
         # never run now: without this, every upgraded connection is a cycle for the collector.
         self.parser = None  # type: ignore[assignment]
