@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from uvicorn.config import Config
 from uvicorn.logging import TRACE_LOG_LEVEL
@@ -92,12 +92,23 @@ class QuietInvalidRequests(logging.Filter):
         return record.getMessage() != "Invalid HTTP request received."
 
 
-class EdgeGuard(asyncio.Protocol):
+if TYPE_CHECKING:
+
+    class _UvicornHttpProtocol(asyncio.Protocol):
+        """The hooks both of uvicorn's HTTP protocols have, which :class:`EdgeGuard` extends."""
+
+        def shutdown(self) -> None: ...
+        def timeout_keep_alive_handler(self) -> None: ...
+
+else:
+    _UvicornHttpProtocol = asyncio.Protocol
+
+
+class EdgeGuard(_UvicornHttpProtocol):
     """The edge's limits and timers, mixed in before a uvicorn HTTP protocol class.
 
-    The protocol calls :meth:`guard_app` in its constructor, :meth:`admit` after uvicorn's
-    ``connection_made``, :meth:`forget` before its ``connection_lost``, and answers every head
-    its parser refuses with :meth:`refuse_head`.
+    The protocol calls :meth:`guard_app` in its constructor and answers every head its parser
+    refuses with :meth:`refuse_head`; connections, closes and timers are handled here.
     """
 
     parser_name: ClassVar[str]
@@ -117,6 +128,24 @@ class EdgeGuard(asyncio.Protocol):
     admitted: bool = False
     header_timer: asyncio.TimerHandle | None = None
     drop_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.admit(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.forget()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        self.drop_when_closing()
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing():
+            self.edge.refuse("idle_timeout")
+        super().timeout_keep_alive_handler()
+        self.drop_when_closing()
 
     def guard_app(self, app: Any) -> _WithEdge:
         """``app`` with the edge and this connection's stream control in every request's scope."""
@@ -146,11 +175,6 @@ class EdgeGuard(asyncio.Protocol):
         refusal = refusal or MALFORMED
         self.edge.refuse(refusal.reason)
         self.close_with(refusal_response(refusal.status, refusal.message))
-
-    def count_idle_timeout(self) -> None:
-        """uvicorn's ``timeout_keep_alive`` is about to close an idle connection."""
-        if not self.transport.is_closing():
-            self.edge.refuse("idle_timeout")
 
     def parsed_upgrade_class(
         self, method: bytes, headers: list[tuple[bytes, bytes]]

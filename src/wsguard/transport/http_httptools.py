@@ -45,14 +45,6 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
         self.awaiting_head = True
         self.head_bytes = 0
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.admit(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.forget()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         if self.awaiting_head:
             self.head_bytes += len(data)
@@ -97,12 +89,3 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         self.refuse_head(self.refusal)
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.drop_when_closing()
-
-    def timeout_keep_alive_handler(self) -> None:
-        self.count_idle_timeout()
-        super().timeout_keep_alive_handler()
-        self.drop_when_closing()

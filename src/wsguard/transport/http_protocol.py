@@ -65,14 +65,6 @@ class GuardedHttpProtocol(EdgeGuard, H11Protocol):
         self.conn = _Connection()
         self.app = self.guard_app(self.app)
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self.admit(transport)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.forget()
-        super().connection_lost(exc)
-
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
         self.follow_head()
@@ -93,15 +85,6 @@ class GuardedHttpProtocol(EdgeGuard, H11Protocol):
 
     def send_400_response(self, msg: str) -> None:
         self.refuse_head(self.conn.refusal)
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.drop_when_closing()
-
-    def timeout_keep_alive_handler(self) -> None:
-        self.count_idle_timeout()
-        super().timeout_keep_alive_handler()
-        self.drop_when_closing()
 
     def follow_head(self) -> None:
         """A head is awaited while h11 waits for a request and bytes of one have arrived."""
