@@ -66,7 +66,7 @@ def check_head(
             "head_too_large",
             f"request head over {MAX_HEAD_BYTES} bytes",
         )
-    if _asks_for_upgrade(headers) and http_version != b"1.1":
+    if http_version != b"1.1" and _asks_for_upgrade(headers):
         return HeadRefusal(HTTPStatus.BAD_REQUEST, "bad_request", "a WebSocket upgrade needs HTTP/1.1")
     return None
 
