@@ -178,6 +178,29 @@ def test_an_idle_keep_alive_connection_is_closed_and_counted(server: ServerProce
     assert _refused(server, "idle_timeout") == before + 1
 
 
+def test_an_oversized_head_after_a_kept_alive_request_gets_431_at_once(plain_server: ServerProcess) -> None:
+    """The head's bound holds for every request of a connection, not only its first."""
+    server = plain_server
+    before = _refused(server, "head_too_large")
+    first = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    unfinished = b"GET /healthz HTTP/1.1\r\n" + b"".join(
+        b"X-Pad-%d: %s\r\n" % (i, b"d" * 4000) for i in range(10)
+    )
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(first)
+        sock.settimeout(2.0)
+        response = b""
+        while not response.endswith(b"\r\n\r\nok"):
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 200 "), response
+        started = time.monotonic()
+        sock.sendall(unfinished)
+        answer = read_until_closed(sock, started, timeout=1.0)
+    assert answer.status == 431, answer
+    assert answer.closed, answer
+    assert _refused(server, "head_too_large") == before + 1
+
+
 def test_past_the_per_address_cap_a_new_connection_is_closed_at_once() -> None:
     flags = ("--max-pending-per-address", "10", "--forwarded-allow-ips", "127.0.0.3")
     with edge_server(*flags) as server:

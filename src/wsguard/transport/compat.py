@@ -78,6 +78,7 @@ HTTPTOOLS_INTERNALS: tuple[tuple[str, str], ...] = tuple(
         "data_received",
         "on_message_begin",
         "on_headers_complete",
+        "on_message_complete",
         "handle_websocket_upgrade",
         "send_400_response",
         "shutdown",

@@ -4,8 +4,8 @@ llhttp, under httptools, parses as it reads and keeps no bound of its own on a r
 the head's limits are checked on its callbacks. A head is whole at ``on_headers_complete``,
 where :func:`~.http_limits.check_head` judges it as for h11; until then the bytes received are
 counted, and past :data:`~.http_limits.MAX_HEAD_BYTES` the head is refused (431) without waiting
-for its end. The count starts with the bytes that arrive after a request's head is awaited, so a
-pipelined head may run over by what arrived with the request before it.
+for its end. The count starts with the first read after the request before it ended, so a
+pipelined head may run over by what arrived in the same read as that request.
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.awaiting_head = True
         self.arm_header_timer()
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -62,6 +61,11 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
         ``websockets`` parser strip; uvicorn 0.52 keeps it, and then takes ``Upgrade:
         websocket `` for no upgrade at all. Stripped here, on every supported uvicorn."""
         super().on_header(name, value.rstrip(b" \t"))
+
+    def on_message_complete(self) -> None:
+        """The next bytes are the next request's head."""
+        super().on_message_complete()
+        self.awaiting_head = True
 
     def on_headers_complete(self) -> None:
         self.awaiting_head = False
