@@ -191,7 +191,9 @@ def test_an_oversized_head_after_a_kept_alive_request_gets_431_at_once(plain_ser
         sock.settimeout(2.0)
         response = b""
         while not response.endswith(b"\r\n\r\nok"):
-            response += sock.recv(4096)
+            chunk = sock.recv(4096)
+            assert chunk, f"closed after {response!r}"
+            response += chunk
         assert response.startswith(b"HTTP/1.1 200 "), response
         started = time.monotonic()
         sock.sendall(unfinished)
