@@ -97,6 +97,13 @@ if TYPE_CHECKING:
     class _UvicornHttpProtocol(asyncio.Protocol):
         """The hooks both of uvicorn's HTTP protocols have, which :class:`EdgeGuard` extends."""
 
+        def __init__(
+            self,
+            config: Config,
+            server_state: ServerState,
+            app_state: dict[str, Any],
+            _loop: asyncio.AbstractEventLoop | None = None,
+        ) -> None: ...
         def shutdown(self) -> None: ...
         def timeout_keep_alive_handler(self) -> None: ...
 
@@ -107,8 +114,8 @@ else:
 class EdgeGuard(_UvicornHttpProtocol):
     """The edge's limits and timers, mixed in before a uvicorn HTTP protocol class.
 
-    The protocol calls :meth:`guard_app` in its constructor and answers every head its parser
-    refuses with :meth:`refuse_head`; connections, closes and timers are handled here.
+    The protocol answers every head its parser refuses with :meth:`refuse_head`; connections,
+    closes and timers are handled here.
     """
 
     parser_name: ClassVar[str]
@@ -124,10 +131,21 @@ class EdgeGuard(_UvicornHttpProtocol):
     server_state: ServerState
     app_state: dict[str, Any]
     ws_protocol_class: type[asyncio.Protocol] | None
+    app: Any
     address: str | None = None
     admitted: bool = False
     header_timer: asyncio.TimerHandle | None = None
     drop_timer: asyncio.TimerHandle | None = None
+
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self.app = _WithEdge(self.app, self.edge, _Stream(self))
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -146,10 +164,6 @@ class EdgeGuard(_UvicornHttpProtocol):
             self.edge.refuse("idle_timeout")
         super().timeout_keep_alive_handler()
         self.drop_when_closing()
-
-    def guard_app(self, app: Any) -> _WithEdge:
-        """``app`` with the edge and this connection's stream control in every request's scope."""
-        return _WithEdge(app, self.edge, _Stream(self))
 
     def admit(self, transport: asyncio.Transport) -> None:
         """Take a place under the per-address cap and start the head's timer, or close at once."""

@@ -10,12 +10,7 @@ pipelined head may run over by what arrived in the same read as that request.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
-
-from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-from uvicorn.server import ServerState
 
 from wsguard.transport.http_guard import EdgeGuard
 from wsguard.transport.http_limits import MAX_HEAD_BYTES, HeadRefusal, check_head
@@ -31,19 +26,11 @@ class GuardedHttpToolsProtocol(EdgeGuard, HttpToolsProtocol):
     """httptools' protocol, configured by :func:`~.http_protocol.http_protocol_class`."""
 
     parser_name = "httptools"
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.app = self.guard_app(self.app)
-        self.refusal: HeadRefusal | None = None
-        self.awaiting_head = True
-        self.head_bytes = 0
+    refusal: HeadRefusal | None = None
+    awaiting_head = True
+    """From the end of a request (or the start) until its head is whole."""
+    head_bytes = 0
+    """Bytes received while :attr:`awaiting_head`."""
 
     def data_received(self, data: bytes) -> None:
         if self.awaiting_head:

@@ -63,7 +63,6 @@ class GuardedHttpProtocol(EdgeGuard, H11Protocol):
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self.conn = _Connection()
-        self.app = self.guard_app(self.app)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
