@@ -10,7 +10,9 @@ With ``--transport`` the same app is served through ``wsguard.transport`` instea
 uvicorn: what the transport alone costs or saves, apart from wsguard's own state. With
 ``--protocol-frames`` its event frames carry the fields of wsguard's (ids, offset, epoch,
 timestamp), about 100 bytes more: what the wire format alone costs a fan-out, mostly in the
-client that parses it.
+client that parses it. With ``--asgi`` the same endpoints are a plain ASGI app, without
+Starlette: the least any ASGI app pays on the server it runs on (with ``--transport`` too, on
+wsguard's).
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ import json
 import os
 import sys
 from collections import defaultdict
+from urllib.parse import parse_qs
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 users: defaultdict[str, set[WebSocket]] = defaultdict(set)
@@ -83,6 +86,65 @@ async def ws(websocket: WebSocket) -> None:
             users.pop(user_id, None)
 
 
+plain_users: defaultdict[str, set[Send]] = defaultdict(set)
+"""``--asgi``'s own dict: each user's connections, as the ``send`` of each."""
+
+
+async def plain_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """``--asgi``: ``/ws?user=``, ``POST /publish``, ``GET /stats`` and the lifespan, with no
+    framework between the server and the endpoints."""
+    if scope["type"] == "websocket":
+        await plain_websocket(scope, receive, send)
+    elif scope["type"] == "http":
+        await plain_http(scope, receive, send)
+    else:
+        while (await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+
+
+async def plain_websocket(scope: Scope, receive: Receive, send: Send) -> None:
+    user_id = parse_qs(scope["query_string"].decode()).get("user", ["anonymous"])[0]
+    await receive()
+    await send({"type": "websocket.accept"})
+    sockets = plain_users[user_id]
+    sockets.add(send)
+    try:
+        await send({"type": "websocket.send", "text": json.dumps({"type": "welcome", "user_id": user_id})})
+        while (await receive())["type"] != "websocket.disconnect":
+            pass
+    finally:
+        sockets.discard(send)
+        if not sockets:
+            plain_users.pop(user_id, None)
+
+
+async def plain_http(scope: Scope, receive: Receive, send: Send) -> None:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    if scope["path"] == "/publish":
+        request = json.loads(body)
+        fields = {"type": "event", "event": request["event"], **PROTOCOL_FIELDS, "data": request["data"]}
+        frame = json.dumps(fields, separators=separators)
+        for socket_send in list(plain_users.get(request["user_id"], ())):
+            with contextlib.suppress(OSError, RuntimeError):
+                await socket_send({"type": "websocket.send", "text": frame})
+        answer = b'{"offset": null}'
+    elif scope["path"] == "/stats":
+        connections = sum(len(sockets) for sockets in plain_users.values())
+        counts = {"connections": connections, "users": len(plain_users), "tasks": len(asyncio.all_tasks())}
+        answer = json.dumps(counts).encode()
+    else:
+        answer = b'"ok"'
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(answer)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
 app = Starlette(
     routes=[
         Route("/healthz", healthz),
@@ -99,6 +161,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--dev", action="store_true", help="accepted and ignored")
     parser.add_argument("--transport", action="store_true", help="serve through wsguard.transport")
+    parser.add_argument("--asgi", action="store_true", help="a plain ASGI app, without Starlette")
     parser.add_argument(
         "--protocol-frames", action="store_true", help="event frames as long as wsguard's (its fields)"
     )
@@ -114,6 +177,7 @@ def main(argv: list[str]) -> int:
             epoch="ep_01JDXQ2V7R8M3K9T0ABCDEFGH",
             ts="2026-11-30T19:30:01.948Z",
         )
+    served: ASGIApp = plain_app if args.asgi else app
     if args.transport:
         from wsguard.transport import TransportOptions, run
 
@@ -123,9 +187,9 @@ def main(argv: list[str]) -> int:
         options = TransportOptions(
             host=args.host, port=args.port, log_level="warning", loop=event_loop(), http=http_parser()
         )
-        run(app, options, no_drain)
+        run(served, options, no_drain)
         return 0
-    serve_on_stock_uvicorn(app, args.host, args.port)
+    serve_on_stock_uvicorn(served, args.host, args.port)
     return 0
 
 

@@ -45,7 +45,7 @@ from wsguard.processes import ServerProcess, free_port
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SERVERS = ("bare", "wsguard", "websockets", "socketio", "wsguard-sse")
-OPTIONAL_SERVERS = ("bare-transport", "bare-frames")
+OPTIONAL_SERVERS = ("bare-transport", "bare-frames", "asgi", "asgi-transport")
 """Not run by default: the bare app on ``wsguard.transport`` (what the transport alone costs),
 and the bare app sending event frames as long as wsguard's (what the wire format alone costs)."""
 FIGURES = ("churn", "idle", "fanout", "spread", "hold", "ceiling")
@@ -272,6 +272,10 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
         "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
         "bare-transport": lambda: StarletteTarget("bare-transport", peer("bare_server.py", "--transport")),
         "bare-frames": lambda: StarletteTarget("bare-frames", peer("bare_server.py", "--protocol-frames")),
+        "asgi": lambda: StarletteTarget("asgi", peer("bare_server.py", "--asgi")),
+        "asgi-transport": lambda: StarletteTarget(
+            "asgi-transport", peer("bare_server.py", "--asgi", "--transport")
+        ),
         "wsguard": lambda: WsguardTarget("wsguard", guard()),
         "wsguard-sse": lambda: WsguardStreamTarget("wsguard-sse", guard()),
         "websockets": websockets,

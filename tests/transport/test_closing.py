@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from tests.transport.transport_harness import guarded_server, open_record, record_of, server_sockets_to
 from wsguard.processes import ServerProcess, eventually, eventually_async
 from wsguard.processes.clients import hung_up
+from wsguard.transport.tcp import reset
 
 CLOSE_TIMEOUT = 0.5
 
@@ -191,6 +192,10 @@ async def _end_connections_every_way(server: ServerProcess) -> None:
         ws = await connect(server.ws_url, ping_interval=None)
         port = await _accepted(ws)
         ws.transport.abort()
+        await _ended(server, port, timeout=5.0)
+        ws = await connect(server.ws_url, ping_interval=None)
+        port = await _accepted(ws)
+        reset(ws.transport)
         await _ended(server, port, timeout=5.0)
 
 
