@@ -189,14 +189,15 @@ async def _end_connections_every_way(server: ServerProcess) -> None:
             await _ended_after(server, ws, ws.close())
         async with connect(server.ws_url, ping_interval=None, close_timeout=1) as ws:
             await _ended_after(server, ws, ws.send("close"))
-        ws = await connect(server.ws_url, ping_interval=None)
-        port = await _accepted(ws)
-        ws.transport.abort()
-        await _ended(server, port, timeout=5.0)
-        ws = await connect(server.ws_url, ping_interval=None)
-        port = await _accepted(ws)
-        reset(ws.transport)
-        await _ended(server, port, timeout=5.0)
+        for drop in (_abort, reset):  # the TCP connection gone: a FIN, then a reset
+            ws = await connect(server.ws_url, ping_interval=None)
+            port = await _accepted(ws)
+            drop(ws.transport)
+            await _ended(server, port, timeout=5.0)
+
+
+def _abort(transport: asyncio.Transport) -> None:
+    transport.abort()
 
 
 async def _ended_after(server: ServerProcess, ws: ClientConnection, ending: Any) -> None:
