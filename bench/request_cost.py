@@ -7,7 +7,8 @@ process, started through its lifespan, and called with the same ASGI ``http`` sc
 time per request is the least of ``--repeats`` repetitions. The event is for a user with no
 connection, so no delivery is counted; what is left is each app's own work: routing, the request
 and response objects, and for wsguard the token, the event's checks, the backend's offset and
-epoch, and the metrics.
+epoch, and the metrics. The ASGI call is made by hand, not through httpx's ``ASGITransport``:
+that client's own work, about 130 us a request here, is ten times the difference this compares.
 """
 
 from __future__ import annotations
