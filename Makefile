@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both install from the lock (requirements/test.txt, exact versions with hashes); `make lock`
-# compiles it again from pyproject.toml's ranges. `make test-latest` runs the suite on the newest
+# compiles it again from pyproject.toml's ranges, each pin at the newest version they allow. `make test-latest` runs the suite on the newest
 # versions those ranges allow, `make test-oldest` the server's tests on the lowest ones.
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ LOCK = requirements/test.txt
 OLDEST_LOCK = requirements/oldest.txt
 LATEST_VENV = .venv-latest
 OLDEST_VENV = .venv-oldest
-COMPILE = $(BIN)/uv pip compile --quiet --universal --generate-hashes --python-version 3.11
+COMPILE = $(BIN)/uv pip compile --quiet --upgrade --universal --generate-hashes --python-version 3.11
 
 .PHONY: install demo test checks lint typecheck unit node system soak bench docs docs-serve lock test-latest test-uvloop test-oldest clean
 
