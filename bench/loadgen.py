@@ -349,7 +349,8 @@ class StarletteTarget(StatsTarget):
 
 
 class WebsocketsTarget(StarletteTarget):
-    """bench/websockets_server.py: connects like bare Starlette, ``POST /publish`` on its second port."""
+    """bench/websockets_server.py and sansio_server.py: connect like bare Starlette, ``POST /publish``
+    on their second port."""
 
     def __init__(self, name: str, server: ServerProcess, publish_port: int) -> None:
         super().__init__(name, server)

@@ -45,9 +45,11 @@ from wsguard.processes import ServerProcess, free_port
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 SERVERS = ("bare", "wsguard", "websockets", "socketio", "wsguard-sse")
-OPTIONAL_SERVERS = ("bare-transport", "bare-frames", "asgi", "asgi-transport")
+OPTIONAL_SERVERS = ("bare-transport", "bare-frames", "asgi", "asgi-transport", "sansio")
 """Not run by default: the bare app on ``wsguard.transport`` (what the transport alone costs),
-and the bare app sending event frames as long as wsguard's (what the wire format alone costs)."""
+the bare app sending event frames as long as wsguard's (what the wire format alone costs), the
+same endpoints as a plain ASGI app (the floor of any app on uvicorn), and ``websockets``'
+sans-I/O protocol on a bare asyncio protocol (the floor of a server without ASGI)."""
 FIGURES = ("churn", "idle", "fanout", "spread", "hold", "ceiling")
 STREAM_FIGURES = ("idle", "hold")
 """The figures of ``wsguard-sse``: what a held stream costs, and its release after a reset."""
@@ -263,10 +265,9 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
     def guard() -> ServerProcess:
         return ServerProcess(*wsguard_flags(args), command=shlex.split(args.wsguard_command), env=env)
 
-    def websockets() -> Target:
+    def with_publish_port(name: str, module: str) -> Target:
         port = free_port()
-        server = peer("websockets_server.py", "--publish-port", str(port))
-        return WebsocketsTarget("websockets", server, port)
+        return WebsocketsTarget(name, peer(module, "--publish-port", str(port)), port)
 
     makers: dict[str, Callable[[], Target]] = {
         "bare": lambda: StarletteTarget("bare", peer("bare_server.py")),
@@ -278,7 +279,8 @@ def make_targets(args: argparse.Namespace) -> list[Target]:
         ),
         "wsguard": lambda: WsguardTarget("wsguard", guard()),
         "wsguard-sse": lambda: WsguardStreamTarget("wsguard-sse", guard()),
-        "websockets": websockets,
+        "websockets": lambda: with_publish_port("websockets", "websockets_server.py"),
+        "sansio": lambda: with_publish_port("sansio", "sansio_server.py"),
         "socketio": lambda: SocketIOTarget("socketio", peer("socketio_server.py")),
     }
     return [makers[name]() for name in args.servers]
