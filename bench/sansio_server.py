@@ -95,8 +95,9 @@ class Connection(asyncio.Protocol):
         self.keepalive = asyncio.get_running_loop().call_later(KEEPALIVE_SECONDS, self.ping)
 
     def ping(self) -> None:
-        self.wire.send_ping(b"")
-        self.flush()
+        if self.wire.state is State.OPEN:
+            self.wire.send_ping(b"")
+            self.flush()
         self.keepalive = asyncio.get_running_loop().call_later(KEEPALIVE_SECONDS, self.ping)
 
     def send(self, frame: bytes) -> None:
