@@ -12,7 +12,6 @@ connection, as every other server of the benchmark has one. Started by ``bench/r
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -30,7 +29,7 @@ from websockets.http11 import Request as HandshakeRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from bare_server import event_loop, http_parser
+from publish_port import run_peer, uvicorn_server
 
 KEEPALIVE_SECONDS = 20.0
 
@@ -144,34 +143,12 @@ async def serve_both(host: str, port: int, publish_port: int) -> None:
     global publish_server
     server = await asyncio.get_running_loop().create_server(Connection, host, port, backlog=2048)
     async with server:
-        config = uvicorn.Config(
-            publish_app,
-            host=host,
-            port=publish_port,
-            http=http_parser(),
-            ws="none",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-        publish_server = uvicorn.Server(config)
+        publish_server = uvicorn_server(publish_app, host, publish_port)
         await publish_server.serve()
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8767)
-    parser.add_argument("--publish-port", type=int, default=8769)
-    parser.add_argument("--dev", action="store_true", help="accepted and ignored")
-    args = parser.parse_args(argv)
-    if event_loop() == "uvloop":
-        import uvloop
-
-        uvloop.run(serve_both(args.host, args.port, args.publish_port))
-    else:
-        asyncio.run(serve_both(args.host, args.port, args.publish_port))
-    return 0
+    return run_peer(serve_both, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ websockets_server.py --host H --port P --publish-port Q``.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import http
@@ -30,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response as HandshakeResponse
 
-from bare_server import event_loop, http_parser
+from publish_port import run_peer, uvicorn_server
 
 users: defaultdict[str, set[ServerConnection]] = defaultdict(set)
 publish_server: uvicorn.Server | None = None
@@ -90,34 +89,12 @@ async def serve_both(host: str, port: int, publish_port: int) -> None:
     """The WebSocket server, and the publish endpoint until uvicorn stops on SIGTERM or SIGINT."""
     global publish_server
     async with serve(handler, host, port, process_request=process_request, compression=None):
-        config = uvicorn.Config(
-            publish_app,
-            host=host,
-            port=publish_port,
-            http=http_parser(),
-            ws="none",
-            lifespan="off",
-            log_level="warning",
-            access_log=False,
-        )
-        publish_server = uvicorn.Server(config)
+        publish_server = uvicorn_server(publish_app, host, publish_port)
         await publish_server.serve()
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8767)
-    parser.add_argument("--publish-port", type=int, default=8769)
-    parser.add_argument("--dev", action="store_true", help="accepted and ignored")
-    args = parser.parse_args(argv)
-    if event_loop() == "uvloop":
-        import uvloop
-
-        uvloop.run(serve_both(args.host, args.port, args.publish_port))
-    else:
-        asyncio.run(serve_both(args.host, args.port, args.publish_port))
-    return 0
+    return run_peer(serve_both, argv)
 
 
 if __name__ == "__main__":
