@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import uvicorn
@@ -18,26 +19,37 @@ from starlette.types import ASGIApp
 
 from bare_server import event_loop, http_parser
 
-ServeBoth = Callable[[str, int, int], Coroutine[Any, Any, None]]
-"""Serves the WebSocket port and the publish port (host, port, publish port) until SIGTERM."""
+Listen = Callable[[str, int], Awaitable[AbstractAsyncContextManager[Any]]]
+"""Opens the peer's WebSocket listener on (host, port); it closes when the context ends."""
+
+_server: uvicorn.Server | None = None
 
 
-def uvicorn_server(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
-    """uvicorn with the publish app: no WebSocket, no lifespan, no access log."""
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        http=http_parser(),
-        ws="none",
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-    )
-    return uvicorn.Server(config)
+def publish_started() -> bool:
+    """Whether the publish port is up: a peer's ``/healthz`` is ready only then."""
+    return _server is not None and _server.started
 
 
-def run_peer(serve_both: ServeBoth, argv: list[str]) -> int:
+async def serve_both(listen: Listen, app: ASGIApp, host: str, port: int, publish_port: int) -> None:
+    """The WebSocket listener, and ``app`` on the publish port until uvicorn stops on SIGTERM or
+    SIGINT: uvicorn without WebSocket, lifespan or access log."""
+    global _server
+    async with await listen(host, port):
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=publish_port,
+            http=http_parser(),
+            ws="none",
+            lifespan="off",
+            log_level="warning",
+            access_log=False,
+        )
+        _server = uvicorn.Server(config)
+        await _server.serve()
+
+
+def run_peer(listen: Listen, app: ASGIApp, argv: list[str]) -> int:
     """``--host H --port P --publish-port Q`` (and ``--dev``, ignored), on the loop of the run."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -45,10 +57,11 @@ def run_peer(serve_both: ServeBoth, argv: list[str]) -> int:
     parser.add_argument("--publish-port", type=int, default=8769)
     parser.add_argument("--dev", action="store_true", help="accepted and ignored")
     args = parser.parse_args(argv)
+    serving = serve_both(listen, app, args.host, args.port, args.publish_port)
     if event_loop() == "uvloop":
         import uvloop
 
-        uvloop.run(serve_both(args.host, args.port, args.publish_port))
+        uvloop.run(serving)
     else:
-        asyncio.run(serve_both(args.host, args.port, args.publish_port))
+        asyncio.run(serving)
     return 0

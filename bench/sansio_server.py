@@ -16,10 +16,11 @@ import asyncio
 import json
 import sys
 from collections import defaultdict
-from typing import cast
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -28,13 +29,12 @@ from websockets.http11 import Request as HandshakeRequest
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from publish_port import run_peer, uvicorn_server
+from publish_port import publish_started, run_peer
 
 KEEPALIVE_SECONDS = 20.0
 
 users: defaultdict[str, set[Connection]] = defaultdict(set)
 connections: set[Connection] = set()
-publish_server: uvicorn.Server | None = None
 
 
 class Connection(asyncio.Protocol):
@@ -76,7 +76,7 @@ class Connection(asyncio.Protocol):
     def handshake(self, request: HandshakeRequest) -> None:
         path = urlsplit(request.path)
         if path.path == "/healthz":
-            up = publish_server is not None and publish_server.started
+            up = publish_started()
             self.wire.send_response(self.wire.reject(200 if up else 503, "ok\n" if up else "starting\n"))
             return
         if path.path == "/stats":
@@ -136,17 +136,12 @@ async def publish(request: Request) -> Response:
 publish_app = Starlette(routes=[Route("/publish", publish, methods=["POST"])])
 
 
-async def serve_both(host: str, port: int, publish_port: int) -> None:
-    """The WebSocket server, and the publish endpoint until uvicorn stops on SIGTERM or SIGINT."""
-    global publish_server
-    server = await asyncio.get_running_loop().create_server(Connection, host, port, backlog=2048)
-    async with server:
-        publish_server = uvicorn_server(publish_app, host, publish_port)
-        await publish_server.serve()
+def listen(host: str, port: int) -> Awaitable[AbstractAsyncContextManager[Any]]:
+    return asyncio.get_running_loop().create_server(Connection, host, port, backlog=2048)
 
 
 def main(argv: list[str]) -> int:
-    return run_peer(serve_both, argv)
+    return run_peer(listen, publish_app, argv)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,11 @@ import http
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Awaitable
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -29,10 +31,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request as HandshakeRequest
 from websockets.http11 import Response as HandshakeResponse
 
-from publish_port import run_peer, uvicorn_server
+from publish_port import publish_started, run_peer
 
 users: defaultdict[str, set[ServerConnection]] = defaultdict(set)
-publish_server: uvicorn.Server | None = None
 
 
 def stats(connection: ServerConnection) -> dict[str, int]:
@@ -48,7 +49,7 @@ def stats(connection: ServerConnection) -> dict[str, int]:
 def process_request(connection: ServerConnection, request: HandshakeRequest) -> HandshakeResponse | None:
     path = urlsplit(request.path).path
     if path == "/healthz":
-        if publish_server is None or not publish_server.started:
+        if not publish_started():
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "the publish port is not up yet\n")
         return connection.respond(http.HTTPStatus.OK, "ok\n")
     if path == "/stats":
@@ -85,16 +86,12 @@ async def publish(request: Request) -> Response:
 publish_app = Starlette(routes=[Route("/publish", publish, methods=["POST"])])
 
 
-async def serve_both(host: str, port: int, publish_port: int) -> None:
-    """The WebSocket server, and the publish endpoint until uvicorn stops on SIGTERM or SIGINT."""
-    global publish_server
-    async with serve(handler, host, port, process_request=process_request, compression=None):
-        publish_server = uvicorn_server(publish_app, host, publish_port)
-        await publish_server.serve()
+def listen(host: str, port: int) -> Awaitable[AbstractAsyncContextManager[Any]]:
+    return serve(handler, host, port, process_request=process_request, compression=None)
 
 
 def main(argv: list[str]) -> int:
-    return run_peer(serve_both, argv)
+    return run_peer(listen, publish_app, argv)
 
 
 if __name__ == "__main__":
