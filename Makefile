@@ -1,7 +1,8 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Both install from the lock (requirements/test.txt, exact versions with hashes); `make lock`
-# compiles it again from pyproject.toml's ranges, each pin at the newest version they allow. `make test-latest` runs the suite on the newest
-# versions those ranges allow, `make test-oldest` the server's tests on the lowest ones.
+# compiles it again from pyproject.toml's ranges, each pin at the newest version they allow.
+# `make test-latest` runs the suite on the newest versions those ranges allow, `make test-oldest`
+# the server's tests on the lowest ones.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
